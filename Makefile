@@ -1,0 +1,39 @@
+# dpot-lab: `make demo` and `make test` work on a fresh clone; each creates .venv when missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+PORT ?= 5006
+
+.PHONY: venv demo test lab bench browser demo-checkpoint lint
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: the CPU build on this machine's disk, so no CUDA build is fetched here.
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian's Chromium for the browser tests (never `playwright install`: it downloads a browser).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+test: venv browser
+	$(PY) -m pytest -q
+
+demo: venv
+	$(PY) -m dpot_lab.cli demo --port $(PORT)
+
+lab: venv
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ip 127.0.0.1 $(ROOT_FLAG)
+
+bench: venv
+	$(PY) benchmarks/model_speed.py
+	$(PY) benchmarks/data_speed.py
+
+lint: venv
+	$(VENV)/bin/ruff check dpot_lab tests benchmarks apps

@@ -1,0 +1,137 @@
+"""Fourier attention (AFNO): a block-diagonal complex MLP on the kept Fourier modes of a latent grid.
+
+The latent is channels-last, ``(B, *spatial, D)`` with 2 or 3 spatial axes. The parameters keep the
+release's layout (index 0 = real, 1 = imaginary) so released weights load as they are; the compute
+packs each complex block into one real matmul on an interleaved ``[re, im]`` view of the spectrum,
+touches only the kept modes and never fills full-size scratch tensors with zeros.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+MODE_RULES = ("symmetric", "release")
+
+
+def _pack_complex_weight(w: torch.Tensor) -> torch.Tensor:
+    """(2, nb, i, o) real/imag parts -> (nb, 2i, 2o) real matrix acting on interleaved [re, im].
+
+    For z = a + ib and W = Wr + iWi: zW = (aWr - bWi) + i(aWi + bWr).
+    Rows are ordered (i, re|im), columns (o, re|im), matching ``view_as_real``'s trailing pair.
+    """
+    wr, wi = w[0], w[1]  # (nb, i, o)
+    top = torch.stack((wr, wi), dim=-1)  # row a: out re = Wr, out im = Wi   (nb, i, o, 2)
+    bottom = torch.stack((-wi, wr), dim=-1)  # row b: out re = -Wi, out im = Wr (nb, i, o, 2)
+    packed = torch.stack((top, bottom), dim=2)  # (nb, i, 2, o, 2)
+    nb, i, _, o, _ = packed.shape
+    return packed.reshape(nb, 2 * i, 2 * o)
+
+
+def _pack_complex_bias(b: torch.Tensor) -> torch.Tensor:
+    """(2, nb, o) -> (nb, 2o) interleaved [re, im]."""
+    return torch.stack((b[0], b[1]), dim=-1).flatten(-2)
+
+
+def kept_index(n: int, modes: int, rule: str) -> tuple[slice, ...]:
+    """Slices of a full-FFT axis of length n that the rule keeps (one slice, or low and high parts)."""
+    if rule == "release":
+        return (slice(0, min(modes, n)),)
+    if 2 * modes - 1 >= n:
+        return (slice(0, n),)
+    return (slice(0, modes), slice(n - modes + 1, n))
+
+
+class FourierMixing(nn.Module):
+    """AFNO mixing with the inner residual: ``h -> irfft(MLP_c(rfft(h))) + h``.
+
+    Input and output ``(B, *spatial, D)``. ``modes`` bounds every full-FFT axis and the rfft axis,
+    except in 3D where the last (rfft) axis keeps ``modes_z`` modes, as in the release.
+    ``mode_rule="symmetric"`` keeps |k| < modes on full-FFT axes; ``"release"`` keeps
+    ``[:modes]`` (the released models' rule, which drops negative k when it truncates).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        n_blocks: int,
+        modes: int,
+        n_spatial: int = 2,
+        modes_z: int | None = None,
+        mode_rule: str = "symmetric",
+        act: str = "gelu",
+    ):
+        super().__init__()
+        if dim % n_blocks:
+            raise ValueError(f"embed_dim {dim} is not divisible by n_blocks {n_blocks}")
+        if mode_rule not in MODE_RULES:
+            raise ValueError(f"mode_rule must be one of {MODE_RULES}, got {mode_rule!r}")
+        self.n_blocks, self.block_size = n_blocks, dim // n_blocks
+        self.modes, self.n_spatial, self.mode_rule = modes, n_spatial, mode_rule
+        self.modes_last = modes if n_spatial == 2 else (modes_z if modes_z is not None else 8)
+        self.act = activation(act)
+        bs, scale = self.block_size, 1.0 / self.block_size**2
+        self.w1 = nn.Parameter(scale * torch.rand(2, n_blocks, bs, bs))
+        self.b1 = nn.Parameter(scale * torch.rand(2, n_blocks, bs))
+        self.w2 = nn.Parameter(scale * torch.rand(2, n_blocks, bs, bs))
+        self.b2 = nn.Parameter(scale * torch.rand(2, n_blocks, bs))
+
+    def _mlp(self, z: torch.Tensor) -> torch.Tensor:
+        """Complex block MLP on a spectrum (..., D) complex64 -> same shape."""
+        lead, nb, bs = z.shape[:-1], self.n_blocks, self.block_size
+        x = torch.view_as_real(z).reshape(-1, nb, 2 * bs).transpose(0, 1)  # (nb, M, 2bs)
+        h = torch.baddbmm(_pack_complex_bias(self.b1).unsqueeze(1), x, _pack_complex_weight(self.w1))
+        h = self.act(h)  # GELU on real and imaginary parts separately
+        y = torch.baddbmm(_pack_complex_bias(self.b2).unsqueeze(1), h, _pack_complex_weight(self.w2))
+        y = y.float().transpose(0, 1).reshape(*lead, nb, bs, 2)  # (..., nb, bs, 2)
+        return torch.view_as_complex(y.contiguous()).reshape(*lead, nb * bs)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:  # (B, *S, D)
+        dtype, spatial = h.dtype, h.shape[1:-1]
+        dims = tuple(range(1, 1 + self.n_spatial))
+        hf = h.float()
+        with torch.autocast(h.device.type, enabled=False):  # FFTs stay in float32
+            spec = torch.fft.rfftn(hf, dim=dims, norm="ortho")  # (B, *S[:-1], S[-1]//2+1, D)
+        mixed = self._mix_kept(spec, spatial)  # the matmuls follow autocast (bf16 on GPU)
+        with torch.autocast(h.device.type, enabled=False):
+            out = torch.fft.irfftn(mixed, s=spatial, dim=dims, norm="ortho") + hf
+        return out.to(dtype)
+
+    def _mix_kept(self, spec: torch.Tensor, spatial: torch.Size) -> torch.Tensor:
+        """MLP on the kept modes of ``spec``; unkept modes come back as zeros (irfftn's ``s``
+        zero-pads every axis at its end, so only a gap between ±k bands is ever filled)."""
+        bands = [kept_index(n, self.modes, self.mode_rule) for n in spatial[:-1]]
+        kept = spec[..., : self.modes_last, :]  # (B, *S[:-1], kl, D)
+        for axis, parts in enumerate(bands, start=1):
+            pieces = [kept[(slice(None),) * axis + (s,)] for s in parts]
+            kept = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=axis)
+        mixed = self._mlp(kept)
+        for axis, parts in enumerate(bands, start=1):
+            if len(parts) == 2:  # [low | zeros | high] on this full-FFT axis
+                low = parts[0].stop
+                gap = list(mixed.shape)
+                gap[axis] = spatial[axis - 1] - mixed.shape[axis]
+                high = mixed.narrow(axis, low, mixed.shape[axis] - low)
+                mixed = torch.cat([mixed.narrow(axis, 0, low), mixed.new_zeros(gap), high], axis)
+        return mixed
+
+
+ACTIVATIONS = {
+    "gelu": nn.GELU,
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,
+    "elu": nn.ELU,
+    "softplus": nn.Softplus,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+def activation(name: str) -> nn.Module:
+    """The release's activation names -> a module."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"act must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None

@@ -1,0 +1,356 @@
+"""DPOT: the auto-regressive denoising operator transformer (Hao et al., ICML 2024), 2D and 3D.
+
+Input and output are channels-last fields ``(B, *S, T, C)`` with ``S = (X, Y)`` or ``(X, Y, Z)``.
+The latent grid is channels-last too, ``(B, *S/p, D)``, so every 1×1 convolution of the paper is a
+plain matmul on the last axis. Two steps are fused without changing the mathematics:
+
+- the grid channels (x, y[, z], t) enter the patch convolution as a precomputed additive term, so
+  the input is never concatenated with them;
+- the patch embedding's last 1×1 layer and the positional embedding are folded into the temporal
+  aggregation (all three are linear), so the per-frame D-wide latent ``(B, *S/p, T, D)`` is never
+  built: the frames go straight from the narrow patch features to the aggregated latent.
+
+The model predicts the next ``T_out`` frames themselves (no residual to the last input frame).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dpot_lab.models.afno import MODE_RULES, FourierMixing, activation
+
+TIME_AGGREGATIONS = ("exp_mlp", "mlp")
+
+
+@dataclass
+class DPOTConfig:
+    """Sizes and options of a DPOT model. ``img_size`` is the grid; an int means square (cube)."""
+
+    img_size: int | tuple[int, ...] = 128
+    patch_size: int = 8
+    in_channels: int = 4
+    out_channels: int | None = None  # None: same as in_channels
+    in_timesteps: int = 10
+    out_timesteps: int = 1
+    embed_dim: int = 512
+    depth: int = 4
+    n_blocks: int = 4
+    mlp_ratio: float = 1.0
+    modes: int = 32
+    modes_z: int = 8  # 3D only: modes kept on the last (rfft) axis, the release's temporal_modes
+    out_layer_dim: int = 32
+    n_cls: int = 0  # dataset-classification head width; 0 = no head
+    normalize: bool = False
+    act: str = "gelu"
+    time_agg: str = "exp_mlp"
+    mode_rule: str = "symmetric"
+    embed_hidden: int | None = None  # None: C·p + n_grid, the release's width
+    n_spatial: int = 2
+
+    def __post_init__(self):
+        if self.n_spatial not in (2, 3):
+            raise ValueError(f"n_spatial must be 2 or 3, got {self.n_spatial}")
+        size = self.img_size
+        size = (size,) * self.n_spatial if isinstance(size, int) else tuple(int(s) for s in size)
+        if len(size) != self.n_spatial:
+            raise ValueError(f"img_size {size} does not have {self.n_spatial} entries")
+        self.img_size = size
+        if self.out_channels is None:
+            self.out_channels = self.in_channels
+        if any(s % self.patch_size for s in size):
+            raise ValueError(f"img_size {size} is not divisible by patch_size {self.patch_size}")
+        if self.embed_dim % 8:
+            raise ValueError(f"embed_dim {self.embed_dim} must be divisible by 8 (GroupNorm groups)")
+        if self.time_agg not in TIME_AGGREGATIONS:
+            raise ValueError(f"time_agg must be one of {TIME_AGGREGATIONS}, got {self.time_agg!r}")
+        if self.mode_rule not in MODE_RULES:
+            raise ValueError(f"mode_rule must be one of {MODE_RULES}, got {self.mode_rule!r}")
+        if self.normalize and self.out_channels != self.in_channels:
+            raise ValueError("normalize=True needs out_channels == in_channels (output is de-normalised)")
+        if self.embed_hidden is None:
+            self.embed_hidden = self.in_channels * self.patch_size + self.n_spatial + 1
+
+    @property
+    def latent_size(self) -> tuple[int, ...]:
+        return tuple(s // self.patch_size for s in self.img_size)
+
+    @property
+    def mlp_dim(self) -> int:
+        return int(self.embed_dim * self.mlp_ratio)
+
+    def to_dict(self) -> dict:
+        """Plain types only (lists for tuples): safe inside a ``weights_only`` checkpoint."""
+        d = asdict(self)
+        d["img_size"] = list(self.img_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DPOTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown DPOTConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+
+def _group_norm(x: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """GroupNorm on a channels-last tensor (B, *S, D), without a layout copy."""
+    return F.group_norm(x.movedim(-1, 1), norm.num_groups, norm.weight, norm.bias, norm.eps).movedim(
+        1, -1
+    )
+
+
+def _linspace(n: int, device, dtype=torch.float32) -> torch.Tensor:
+    return torch.linspace(0, 1, n, device=device, dtype=dtype)
+
+
+class PatchEmbed(nn.Module):
+    """Per-frame patch features: (B, *S, T, C) -> (B, *S/p, T, hidden), GELU applied.
+
+    Holds the release's two layers: ``proj`` (patch convolution over C + grid channels) and ``out``
+    (the 1×1 layer to D, applied by the model inside the temporal aggregation).
+    """
+
+    def __init__(self, cfg: DPOTConfig):
+        super().__init__()
+        n, p = cfg.n_spatial, cfg.patch_size
+        conv = nn.Conv2d if n == 2 else nn.Conv3d
+        self.n_spatial, self.patch, self.channels = n, p, cfg.in_channels
+        self.proj = conv(cfg.in_channels + n + 1, cfg.embed_hidden, kernel_size=p, stride=p)
+        self.out = nn.Linear(cfg.embed_hidden, cfg.embed_dim)
+        self.act = activation(cfg.act)
+
+    def grid_term(self, spatial: tuple[int, ...], t: int, device) -> torch.Tensor:
+        """Bias plus the grid channels' share of the patch convolution: (*S/p, T, hidden)."""
+        n, c, w = self.n_spatial, self.channels, self.proj.weight  # w (hidden, C+n+1, p, ...)
+        axes = torch.meshgrid(*(_linspace(s, device, w.dtype) for s in spatial), indexing="ij")
+        conv = F.conv2d if n == 2 else F.conv3d
+        space = conv(torch.stack(axes)[None], w[:, c : c + n], self.proj.bias, stride=self.patch)
+        space = space[0].movedim(0, -1)  # (*S/p, hidden)
+        time = _linspace(t, device, w.dtype)[:, None] * w[:, c + n].sum(dim=tuple(range(1, n + 1)))
+        return space.unsqueeze(-2) + time  # (*S/p, T, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, *S, T, C)
+        b, *spatial, t, c = x.shape
+        n, p = self.n_spatial, self.patch
+        lat = [s // p for s in spatial]
+        # (B, X/p, p, Y/p, p, [Z/p, p,] T, C) -> (B, X/p, Y/p, [Z/p,] T, p, p, [p,] C)
+        split = x.reshape(b, *(v for s in lat for v in (s, p)), t, c)
+        order = [0, *range(1, 2 * n, 2), 2 * n + 1, *range(2, 2 * n + 1, 2), 2 * n + 2]
+        patches = split.permute(order).reshape(b, *lat, t, p**n * c)
+        w = self.proj.weight[:, :c].movedim(1, -1).reshape(self.proj.out_channels, -1)
+        h = F.linear(patches, w) + self.grid_term(tuple(spatial), t, x.device)
+        return self.act(h)  # (B, *S/p, T, hidden)
+
+
+class TimeAggregator(nn.Module):
+    """The release's temporal aggregation: z_j = Σ_t Σ_i W[t,i,j] · cos(γ_i t_k) · x[t,i]."""
+
+    def __init__(self, cfg: DPOTConfig):
+        super().__init__()
+        t, d = cfg.in_timesteps, cfg.embed_dim
+        self.w = nn.Parameter(torch.randn(t, d, d) / (t * math.sqrt(d)))
+        if cfg.time_agg == "exp_mlp":
+            self.gamma = nn.Parameter(2 ** torch.linspace(-10, 10, d).unsqueeze(0))  # (1, D)
+        else:
+            self.register_parameter("gamma", None)
+
+    def weight(self) -> torch.Tensor:
+        """Effective per-frame weights (T, D, D), the cosine time embedding folded in."""
+        if self.gamma is None:
+            return self.w
+        t = _linspace(self.w.shape[0], self.w.device, self.w.dtype)[:, None]  # (T, 1)
+        return self.w * torch.cos(t @ self.gamma).unsqueeze(-1)
+
+
+class Block(nn.Module):
+    """``x + MLP(GN2(AFNO(GN1(x))))`` on a channels-last latent (B, *S, D)."""
+
+    def __init__(self, cfg: DPOTConfig):
+        super().__init__()
+        d = cfg.embed_dim
+        self.norm1 = nn.GroupNorm(8, d)
+        self.filter = FourierMixing(
+            d, cfg.n_blocks, cfg.modes, cfg.n_spatial, cfg.modes_z, cfg.mode_rule, cfg.act
+        )
+        self.norm2 = nn.GroupNorm(8, d)
+        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_dim), activation(cfg.act), nn.Linear(cfg.mlp_dim, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.filter(_group_norm(x, self.norm1))
+        return x + self.mlp(_group_norm(h, self.norm2))
+
+
+class OutputHead(nn.Module):
+    """Transposed patch convolution, then two position-wise layers: (B, *S/p, D) -> (B, *S, T_out, C).
+
+    The position-wise layers run before the pixels are put in grid order, so only the narrow final
+    tensor (C·T_out wide) is permuted.
+    """
+
+    def __init__(self, cfg: DPOTConfig):
+        super().__init__()
+        n, p, od = cfg.n_spatial, cfg.patch_size, cfg.out_layer_dim
+        deconv = nn.ConvTranspose2d if n == 2 else nn.ConvTranspose3d
+        self.n_spatial, self.patch = n, p
+        self.t_out, self.c_out = cfg.out_timesteps, cfg.out_channels
+        self.deconv = deconv(cfg.embed_dim, od, kernel_size=p, stride=p)
+        self.fc1 = nn.Linear(od, od)
+        self.fc2 = nn.Linear(od, cfg.out_channels * cfg.out_timesteps)
+        self.act = activation(cfg.act)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, *S/p, D)
+        b, *lat, d = z.shape
+        n, p = self.n_spatial, self.patch
+        w = self.deconv.weight.movedim(1, -1).reshape(d, -1)  # (D, p^n·od), order (i, j[, k], o)
+        y = (z @ w).view(b, *lat, *(p,) * n, -1) + self.deconv.bias  # (B, *S/p, p, ..., od)
+        y = self.fc2(self.act(self.fc1(self.act(y))))  # (B, *S/p, p, ..., T_out·C)
+        # (B, X/p, Y/p, [Z/p,] p, p, [p,] k) -> (B, X/p, p, Y/p, p, [Z/p, p,] k)
+        order = [0, *(v for i in range(n) for v in (1 + i, 1 + n + i)), 2 * n + 1]
+        y = y.permute(order).reshape(b, *(s * p for s in lat), self.t_out, self.c_out)
+        return y
+
+
+class DPOT(nn.Module):
+    """DPOT on 2D grids: ``model(x)`` maps (B, X, Y, T_in, C) to (B, X, Y, T_out, C)."""
+
+    n_spatial = 2
+
+    def __init__(self, config: DPOTConfig | None = None, **overrides):
+        super().__init__()
+        cfg = config if config is not None else DPOTConfig(n_spatial=self.n_spatial, **overrides)
+        if config is not None and overrides:
+            cfg = DPOTConfig.from_dict({**cfg.to_dict(), **overrides})
+        if cfg.n_spatial != self.n_spatial:
+            raise ValueError(f"{type(self).__name__} needs n_spatial={self.n_spatial}, got {cfg.n_spatial}")
+        self.config = cfg
+        d = cfg.embed_dim
+        self.patch_embed = PatchEmbed(cfg)
+        self.pos_embed = nn.Parameter(torch.zeros(1, *cfg.latent_size, d))  # (1, *S/p, D)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.time_agg = TimeAggregator(cfg)
+        if cfg.normalize:
+            self.scale_feats_mu = nn.Linear(2 * cfg.in_channels, d)
+            self.scale_feats_sigma = nn.Linear(2 * cfg.in_channels, d)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        if cfg.n_cls > 0:
+            act = activation(cfg.act)
+            self.cls_head = nn.Sequential(
+                nn.Linear(d, d), act, nn.Linear(d, d), act, nn.Linear(d, cfg.n_cls)
+            )
+        self.head = OutputHead(cfg)
+        for m in (getattr(self, "cls_head", None), getattr(self, "scale_feats_mu", None),
+                  getattr(self, "scale_feats_sigma", None)):  # fmt: skip
+            if m is not None:
+                m.apply(_init_linear)
+
+    # ---------------------------------------------------------------- checks
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError naming expected and received shapes when ``x`` does not fit the model."""
+        cfg, n = self.config, self.n_spatial
+        expected = f"(B, {', '.join('XYZ'[:n])}, T_in={cfg.in_timesteps}, C={cfg.in_channels})"
+        if x.dim() != n + 3:
+            raise ValueError(f"expected a {n + 3}-D input {expected}, got shape {tuple(x.shape)}")
+        *spatial, t, c = x.shape[1:]
+        if c != cfg.in_channels:
+            raise ValueError(f"expected {cfg.in_channels} channels {expected}, got shape {tuple(x.shape)}")
+        if t != cfg.in_timesteps:
+            raise ValueError(f"expected T_in={cfg.in_timesteps} {expected}, got shape {tuple(x.shape)}")
+        if any(s % cfg.patch_size for s in spatial):
+            raise ValueError(
+                f"grid {tuple(spatial)} is not divisible by patch_size {cfg.patch_size}; "
+                f"expected {expected} with grid {cfg.img_size}"
+            )
+        if tuple(spatial) != cfg.img_size:
+            raise ValueError(
+                f"grid {tuple(spatial)} differs from the model's img_size {cfg.img_size}; "
+                f"call model.resize({tuple(spatial)}) to re-target the positional embedding"
+            )
+
+    # ---------------------------------------------------------------- forward
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, *S, T, C) normalised input -> aggregated latent (B, *S/p, D)."""
+        b, t = x.shape[0], x.shape[-2]
+        u = self.patch_embed(x)  # (B, *S/p, T, hidden)
+        wt = self.time_agg.weight()  # (T, D, D)
+        out = self.patch_embed.out
+        fused = torch.matmul(out.weight.t().unsqueeze(0), wt)  # (T, hidden, D) = W_out^T W_t
+        z = u.reshape(*u.shape[:-2], -1) @ fused.reshape(-1, fused.shape[-1])  # (B, *S/p, D)
+        shift = (self.pos_embed[0] + out.bias) @ wt.sum(0)  # (*S/p, D): Σ_t (pos + b_out) W_t
+        return z + shift
+
+    def forward(self, x: torch.Tensor, return_cls: bool = False):
+        """(B, *S, T_in, C) -> (B, *S, T_out, C); with ``return_cls`` also class logits (B, n_cls)."""
+        self.check_input(x)
+        cfg = self.config
+        space_time = tuple(range(1, self.n_spatial + 2))
+        if cfg.normalize:
+            mu = x.mean(dim=space_time, keepdim=True)  # (B, 1, .., 1, C)
+            sigma = x.std(dim=space_time, keepdim=True) + 1e-6
+            x = (x - mu) / sigma
+        z = self.encode(x)  # (B, *S/p, D)
+        if cfg.normalize:
+            stats = torch.cat([mu, sigma], dim=-1).flatten(1)  # (B, 2C)
+            view = (z.shape[0],) + (1,) * self.n_spatial + (-1,)
+            z = self.scale_feats_sigma(stats).view(view) * z + self.scale_feats_mu(stats).view(view)
+        for blk in self.blocks:
+            z = blk(z)
+        y = self.head(z)  # (B, *S, T_out, C)
+        if cfg.normalize:
+            y = y * sigma + mu
+        if not return_cls:
+            return y
+        if cfg.n_cls == 0:
+            raise ValueError("this model has no classification head (n_cls=0)")
+        return y, self.cls_head(z.mean(dim=tuple(range(1, self.n_spatial + 1))))
+
+    # ---------------------------------------------------------------- utilities
+    @torch.no_grad()
+    def resize(self, img_size: int | tuple[int, ...]) -> DPOT:
+        """Re-target the model to another grid: the positional embedding is interpolated, every
+        other weight is kept. Returns ``self``."""
+        cfg = DPOTConfig.from_dict({**self.config.to_dict(), "img_size": img_size})
+        if cfg.latent_size != self.config.latent_size:
+            pos = self.pos_embed.movedim(-1, 1)  # (1, D, *S/p)
+            mode = "bicubic" if self.n_spatial == 2 else "trilinear"
+            pos = F.interpolate(pos, size=cfg.latent_size, mode=mode, align_corners=False)
+            self.pos_embed = nn.Parameter(pos.movedim(1, -1).contiguous())
+        self.config = cfg
+        return self
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def extra_repr(self) -> str:
+        cfg = self.config
+        return (
+            f"img_size={cfg.img_size}, patch={cfg.patch_size}, C={cfg.in_channels}, "
+            f"T_in={cfg.in_timesteps}, T_out={cfg.out_timesteps}, D={cfg.embed_dim}, "
+            f"depth={cfg.depth}, params={self.num_parameters() / 1e6:.2f}M"
+        )
+
+
+class DPOT3D(DPOT):
+    """DPOT on 3D grids: ``model(x)`` maps (B, X, Y, Z, T_in, C) to (B, X, Y, Z, T_out, C)."""
+
+    n_spatial = 3
+
+
+def _init_linear(m: nn.Module) -> None:
+    """The release's init for its Linear layers: trunc-normal(0.02) weights, zero bias."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        nn.init.zeros_(m.bias)
+
+
+def build_model(config: DPOTConfig) -> DPOT:
+    """The 2D or 3D class that fits ``config.n_spatial``."""
+    return (DPOT if config.n_spatial == 2 else DPOT3D)(config)
+
+
+__all__ = ["DPOTConfig", "DPOT", "DPOT3D", "build_model"]
