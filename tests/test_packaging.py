@@ -1,0 +1,61 @@
+"""Packaging: environment.yml agrees with pyproject.toml; the public surface is importable cheaply."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _names(requirements: list[str]) -> dict[str, str]:
+    """requirement strings -> {normalised name: full spec}."""
+    out = {}
+    for req in requirements:
+        name = re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0]
+        out[name.lower().replace("_", "-")] = req.replace(" ", "")
+    return out
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _names(project["dependencies"] + project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert any(str(d).startswith("python=3.11") for d in env["dependencies"])
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert "-e .[dev]" in pip, "environment.yml must install the package itself with its dev extra"
+    listed = _names([p for p in pip if not p.startswith("-e")])
+    assert listed == wanted, (
+        f"only in environment.yml: {sorted(set(listed.items()) - set(wanted.items()))}; "
+        f"only in pyproject: {sorted(set(wanted.items()) - set(listed.items()))}"
+    )
+
+
+def test_torch_is_a_range_not_a_pin():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    torch_req = next(r for r in project["dependencies"] if r.startswith("torch"))
+    assert ">=" in torch_req and "==" not in torch_req
+
+
+def test_import_is_light():
+    """`import dpot_lab` must not pull in Panel, HoloViews or the data stack."""
+    code = (
+        "import sys, dpot_lab as dl; "
+        "heavy = [m for m in ('panel', 'holoviews', 'bokeh', 'h5py', 'xarray') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"heavy modules imported eagerly: {out.stdout.strip()}"
+
+
+def test_public_surface():
+    import dpot_lab as dl
+
+    for name in ("DPOTConfig", "DPOT", "DPOT3D", "create_model", "load_official",
+                 "save_checkpoint", "load_checkpoint", "open_dataset", "generate", "rollout"):  # fmt: skip
+        assert callable(getattr(dl, name)), name
+    for sub in ("data", "solvers", "train", "metrics", "viz"):
+        assert getattr(dl, sub).__name__.startswith("dpot_lab."), sub
