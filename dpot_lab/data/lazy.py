@@ -1,0 +1,186 @@
+"""Lazy arrays over HDF5 datasets, safe to pickle and to use in DataLoader worker processes.
+
+An :class:`H5Array` stores only file paths and dataset keys. Files are opened on first access
+in each process (a forked or spawned worker opens its own handle) and kept in a small per-process
+cache, so reading a window touches only the chunks it needs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+
+import h5py
+import numpy as np
+import xarray as xr
+from xarray.backends import BackendArray
+from xarray.core import indexing
+
+_MAX_OPEN = 128  # open handles kept per process (least recently used are closed first)
+_lock = threading.Lock()
+_files: OrderedDict[str, tuple[tuple[int, int, int], h5py.File]] = OrderedDict()
+_owner_pid = os.getpid()
+
+
+def open_h5(path: str | os.PathLike) -> h5py.File:
+    """Read-only handle to the HDF5 file ``path``, opened once per process and reused.
+
+    Raises FileNotFoundError when it is missing and ValueError naming the file when it is not
+    readable HDF5 (truncated, corrupt, or another format).
+    """
+    global _owner_pid
+    path = os.path.abspath(os.fspath(path))
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # a replaced or rewritten file is reopened
+    with _lock:
+        if os.getpid() != _owner_pid:  # a forked child: never use the parent's handles
+            _files.clear()
+            _owner_pid = os.getpid()
+        hit = _files.get(path)
+        if hit is not None and hit[0] == stamp and hit[1].id.valid:
+            _files.move_to_end(path)
+            return hit[1]
+        if hit is not None:
+            del _files[path]
+            if hit[1].id.valid:
+                hit[1].close()
+        try:
+            handle = h5py.File(path, "r")
+        except OSError as exc:
+            raise ValueError(
+                f"{path}: cannot read this file as HDF5 ({exc}); it may be truncated, corrupt "
+                "or not HDF5 at all"
+            ) from exc
+        _files[path] = (stamp, handle)
+        while len(_files) > _MAX_OPEN:
+            _, (_, old) = _files.popitem(last=False)
+            old.close()
+    return handle
+
+
+def close_files(paths: Iterable[str | os.PathLike] | None = None) -> None:
+    """Close this process's cached handles to ``paths`` (all of them when None)."""
+    with _lock:
+        if os.getpid() != _owner_pid:
+            return
+        keys = list(_files) if paths is None else [os.path.abspath(os.fspath(p)) for p in paths]
+        for key in keys:
+            hit = _files.pop(key, None)
+            if hit is not None and hit[1].id.valid:
+                hit[1].close()
+
+
+def _is_int(k: object) -> bool:
+    return isinstance(k, int | np.integer)
+
+
+def _length(k: object, n: int) -> int:
+    """Length of the axis that key ``k`` (slice or array) keeps from an axis of size ``n``."""
+    return len(range(n)[k]) if isinstance(k, slice) else len(k)
+
+
+class H5Array(BackendArray):
+    """A lazily read view of one HDF5 dataset, or of the same-shaped datasets at several
+    (path, key) sources stacked along a new leading axis (per-sample groups or files).
+
+    ``fixed`` pins stored axes to one index (a trailing component axis split into variables);
+    ``order`` lists the remaining stored axes in the order they are presented (a transposition,
+    e.g. MATLAB's reversed axes); ``dtype`` casts on read. Shapes: stored (S0, S1, ...) ->
+    presented ([N,] S[order[0]], S[order[1]], ...).
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[tuple[str | os.PathLike, str]],
+        *,
+        stacked: bool = False,
+        order: Sequence[int] | None = None,
+        fixed: dict[int, int] | None = None,
+        dtype: np.typing.DTypeLike | None = None,
+    ):
+        self.sources = [(os.path.abspath(os.fspath(p)), str(k)) for p, k in sources]
+        if not self.sources or (not stacked and len(self.sources) != 1):
+            raise ValueError("H5Array needs one source, or several with stacked=True")
+        self.stacked = stacked
+        path, key = self.sources[0]
+        dset = _dataset(path, key)
+        self.stored_shape = tuple(dset.shape)
+        self.fixed = {int(a): int(i) for a, i in (fixed or {}).items()}
+        free = [a for a in range(len(self.stored_shape)) if a not in self.fixed]
+        self.order = tuple(free if order is None else (int(a) for a in order))
+        if sorted(self.order) != free:
+            raise ValueError(f"{path}: axis order {self.order} is not a permutation of {free}")
+        for a, i in self.fixed.items():
+            if not 0 <= i < self.stored_shape[a]:
+                raise ValueError(f"{path}: '{key}' axis {a} has no index {i}")
+        self.dtype = np.dtype(dset.dtype if dtype is None else dtype)
+        member = tuple(self.stored_shape[a] for a in self.order)
+        self.shape = ((len(self.sources),) if stacked else ()) + member
+        if stacked:
+            for p, k in self.sources[1:]:
+                shape = _dataset(p, k).shape
+                if tuple(shape) != self.stored_shape:
+                    raise ValueError(
+                        f"{p}: '{k}' has shape {tuple(shape)}, expected {self.stored_shape} "
+                        f"like '{key}' in {path}"
+                    )
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.OUTER_1VECTOR, self._getitem
+        )
+
+    def _getitem(self, key: tuple) -> np.ndarray:
+        if not self.stacked:
+            return self._read(self.sources[0], key)
+        first, rest = key[0], key[1:]
+        if _is_int(first):
+            return self._read(self.sources[first], rest)
+        picked = range(len(self.sources))[first] if isinstance(first, slice) else first
+        parts = [self._read(self.sources[int(i)], rest) for i in picked]
+        if parts:
+            return np.stack(parts)
+        kept = [_length(k, n) for k, n in zip(rest, self.shape[1:], strict=True) if not _is_int(k)]
+        return np.empty((0, *kept), dtype=self.dtype)
+
+    def _read(self, source: tuple[str, str], key: tuple) -> np.ndarray:
+        """Read ``key`` (presented order, one source) from the stored dataset."""
+        path, name = source
+        stored: list[object] = [None] * len(self.stored_shape)
+        for axis, index in self.fixed.items():
+            stored[axis] = index
+        for pos, axis in enumerate(self.order):
+            stored[axis] = key[pos]
+        kept = [a for a, k in enumerate(stored) if not _is_int(k)]  # stored order after reading
+        wanted = [a for a in self.order if a in kept]
+        try:
+            data = np.asarray(_dataset(path, name)[tuple(stored)])
+        except OSError as exc:
+            raise ValueError(
+                f"{path}: reading '{name}' failed ({exc}); the file may be truncated or corrupt"
+            ) from exc
+        data = data.transpose([kept.index(a) for a in wanted])
+        return data.astype(self.dtype, copy=False)
+
+    def __repr__(self) -> str:
+        where = self.sources[0] if len(self.sources) == 1 else f"{len(self.sources)} sources"
+        return f"H5Array({where}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _dataset(path: str, key: str) -> h5py.Dataset:
+    handle = open_h5(path)
+    if key not in handle or not isinstance(handle[key], h5py.Dataset):
+        raise ValueError(f"{path}: no dataset '{key}'")
+    return handle[key]
+
+
+def lazy_variable(dims: Sequence[str], array: H5Array, attrs: dict | None = None) -> xr.Variable:
+    """An xarray Variable over ``array`` that reads only what is indexed."""
+    if len(dims) != array.ndim:
+        raise ValueError(f"{array!r}: {len(dims)} dim names {tuple(dims)} for {array.ndim} axes")
+    return xr.Variable(tuple(dims), indexing.LazilyIndexedArray(array), attrs)

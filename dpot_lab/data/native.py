@@ -1,0 +1,233 @@
+"""The native on-disk format: HDF5 written with h5py, read back lazily into the same Dataset.
+
+Layout (root attr ``dpot_lab_format = 1``):
+
+- root attrs: the Dataset's attrs (``pde``, ``source_format``, parameters);
+- one root dataset per data variable, e.g. ``vorticity`` (sample, time, x, y[, z]), chunked one
+  frame per chunk ``(1, 1, X, Y[, Z])``; attr ``_dims`` names its dims;
+- group ``coords/``: one dataset per coordinate, attr ``_dims`` likewise.
+
+Attrs come back as Python scalars and lists (a tuple or 1-D array attr reads back as a list).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import h5py
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from dpot_lab.data.lazy import H5Array, close_files, lazy_variable, open_h5
+
+log = logging.getLogger(__name__)
+
+MARKER = "dpot_lab_format"
+VERSION = 1
+_DIMS = "_dims"  # per-dataset attr naming the dims
+_DTYPE = "_numpy_dtype"  # per-dataset attr for datetime/timedelta stored as int64
+_COORDS = "coords"
+_BLOCK_BYTES = 64 << 20  # write this much of a variable at a time
+_PROGRESS_BYTES = 1 << 30  # show a progress bar when saving more than this
+
+
+def _attr_out(where: str, key: str, value: object) -> object:
+    """An attr value as h5py stores it; ValueError for values the format cannot keep."""
+    if isinstance(value, str | bool | int | float | complex | np.generic):
+        return value
+    if isinstance(value, list | tuple | np.ndarray):
+        arr = np.asarray(value)
+        if arr.ndim <= 1 and arr.dtype.kind in "biufcU":
+            return [str(v) for v in arr] if arr.dtype.kind == "U" else arr
+    raise ValueError(
+        f"{where}: attr '{key}' = {value!r} ({type(value).__name__}) cannot be stored; "
+        "expected a string, a number, or a flat list of them"
+    )
+
+
+def _attr_in(value: object) -> object:
+    """An attr value read by h5py -> plain Python (str, int, float, bool, list)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return [v.decode() if isinstance(v, bytes) else v for v in value.tolist()]
+    return value
+
+
+def _write_attrs(target: h5py.HLObject, attrs: dict, where: str) -> None:
+    for key, value in attrs.items():
+        if key in (MARKER, _DIMS, _DTYPE):
+            raise ValueError(f"{where}: attr name '{key}' is reserved by the native format")
+        target.attrs[str(key)] = _attr_out(where, str(key), value)
+
+
+def _read_attrs(source: h5py.HLObject) -> dict:
+    return {k: _attr_in(v) for k, v in source.attrs.items() if k not in (MARKER, _DIMS, _DTYPE)}
+
+
+def _chunks(var: xr.Variable) -> tuple[int, ...] | None:
+    """One frame per chunk: 1 along sample and time, the full extent elsewhere."""
+    if var.ndim == 0 or 0 in var.shape or not {"sample", "time"} & set(var.dims):
+        return None
+    return tuple(1 if d in ("sample", "time") else n for d, n in var.sizes.items())
+
+
+def _write_variable(
+    group: h5py.Group,
+    name: str,
+    var: xr.Variable,
+    path: Path,
+    compression: str | None,
+    bar: Callable[[int], None],
+) -> None:
+    """Write ``var`` under ``group/name``, a block of samples at a time (lazy inputs stream)."""
+    where = f"{path}: variable '{name}'"
+    if "/" in name or name == _COORDS:
+        raise ValueError(f"{where}: the name must not contain '/' or be '{_COORDS}'")
+    kind = var.dtype.kind
+    if kind not in "biufcUmM":
+        raise ValueError(f"{where}: dtype {var.dtype} cannot be stored; expected numbers or text")
+    if kind in "U":
+        dset = group.create_dataset(name, data=var.values.astype(object), dtype=h5py.string_dtype())
+    elif kind in "mM":
+        dset = group.create_dataset(name, data=var.values.view("int64"))
+        dset.attrs[_DTYPE] = str(var.dtype)
+    else:
+        chunks = _chunks(var)
+        dset = group.create_dataset(
+            name,
+            shape=var.shape,
+            dtype=var.dtype,
+            chunks=chunks,
+            compression=compression if chunks else None,
+            track_order=True,
+        )
+        if var.ndim and var.size:
+            axis = var.dims.index("sample") if "sample" in var.dims else 0
+            per_index = var.nbytes // var.shape[axis]
+            block = max(1, _BLOCK_BYTES // max(per_index, 1))
+            for start in range(0, var.shape[axis], block):
+                part = slice(start, min(start + block, var.shape[axis]))
+                index = (slice(None),) * axis + (part,)
+                dset[index] = np.asarray(var.isel({var.dims[axis]: part}).values)
+                bar(int(per_index * (part.stop - part.start)))
+        elif var.ndim == 0:
+            dset[()] = var.values
+    dset.attrs[_DIMS] = [str(d) for d in var.dims]
+    _write_attrs(dset, var.attrs, where)
+
+
+def save(ds: xr.Dataset, path: str | os.PathLike, *, compression: str | None = None) -> Path:
+    """Write ``ds`` to ``path`` in the native HDF5 format; returns the path.
+
+    Fields (sample, time, x, y[, z]) are chunked one frame per chunk; ``compression`` is an h5py
+    filter name ("gzip", "lzf") or None. The file is written to a temporary file in the same
+    folder and moved into place, so an interrupted save never leaves a half-written file at
+    ``path``. Lazily backed inputs are streamed a block of samples at a time.
+    """
+    path = Path(path)
+    if not isinstance(ds, xr.Dataset):
+        raise ValueError(f"{path}: save expects an xarray.Dataset, got {type(ds).__name__}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    total = sum(v.nbytes for v in ds.variables.values())
+    try:
+        with (
+            h5py.File(tmp, "w", track_order=True) as f,
+            tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=f"save {path.name}",
+                disable=total < _PROGRESS_BYTES,
+            ) as bar,
+        ):
+            f.attrs[MARKER] = VERSION
+            _write_attrs(f, ds.attrs, str(path))
+            for name, var in ds.data_vars.items():
+                _write_variable(f, str(name), var.variable, path, compression, bar.update)
+            coords = f.create_group(_COORDS, track_order=True)
+            for name, var in ds.coords.items():
+                _write_variable(coords, str(name), var.variable, path, None, bar.update)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    log.info("saved %s (%d variables, %.1f MB)", path, len(ds.variables), total / 1e6)
+    return path
+
+
+def to_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Export ``ds`` to netCDF-4 through xarray (engine h5netcdf); returns the path.
+
+    Bool attrs become 0/1 integers (netCDF has no bool attrs); fields are chunked one frame per
+    chunk. Written to a temporary file first and moved into place.
+    """
+    path = Path(path)
+    out = ds.copy()
+    out.attrs = {k: int(v) if isinstance(v, bool | np.bool_) else v for k, v in ds.attrs.items()}
+    encoding = {}
+    for name, var in out.data_vars.items():
+        chunks = _chunks(var.variable)
+        if chunks:
+            encoding[name] = {"chunksizes": chunks}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        out.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def detect(f: h5py.File) -> tuple[bool, str]:
+    """Is ``f`` a native dpot-lab file? -> (ok, what is missing)."""
+    if MARKER in f.attrs:
+        return True, ""
+    return False, f"root attr '{MARKER}'"
+
+
+def _read_variable(path: Path, f: h5py.File, key: str) -> xr.Variable:
+    dset = f[key]
+    if _DIMS not in dset.attrs:
+        raise ValueError(f"{path}: dataset '{key}' has no '{_DIMS}' attr naming its dims")
+    dims = tuple(_attr_in(dset.attrs[_DIMS]))
+    attrs = _read_attrs(dset)
+    if h5py.check_string_dtype(dset.dtype) is not None:
+        return xr.Variable(dims, np.asarray(dset.asstr()[()], dtype=str), attrs)
+    if _DTYPE in dset.attrs:
+        return xr.Variable(dims, dset[()].view(_attr_in(dset.attrs[_DTYPE])), attrs)
+    if dims == (key.rsplit("/", 1)[-1],) or dset.ndim == 0:  # index coordinates live in memory
+        return xr.Variable(dims, dset[()], attrs)
+    return lazy_variable(dims, H5Array([(path, key)]), attrs)
+
+
+def open(path: str | os.PathLike) -> xr.Dataset:
+    """Read a native file lazily: same variables, dims, coords and attrs as were saved."""
+    path = Path(path).resolve()
+    f = open_h5(path)
+    ok, missing = detect(f)
+    if not ok:
+        raise ValueError(f"{path}: not a native dpot-lab file (missing {missing})")
+    if f.attrs[MARKER] > VERSION:
+        raise ValueError(
+            f"{path}: native format version {f.attrs[MARKER]} is newer than this dpot-lab "
+            f"reads ({VERSION}); update dpot-lab"
+        )
+    data_vars = {k: _read_variable(path, f, k) for k, v in f.items() if isinstance(v, h5py.Dataset)}
+    coords = {k: _read_variable(path, f, f"{_COORDS}/{k}") for k in f.get(_COORDS, {})}
+    ds = xr.Dataset(data_vars, coords=coords, attrs=_read_attrs(f))
+    ds.set_close(partial(close_files, [str(path)]))
+    return ds

@@ -1,0 +1,142 @@
+"""The data model: one ``xarray.Dataset`` per trajectory set.
+
+Fields are data variables with dims ``("sample", "time", "x", "y")`` (+ ``"z"``); other
+variables (an initial condition ``(sample, x, y)``, a forcing, per-sample parameters) may sit
+beside them. Coordinates ``time``/``x``/``y``/``z`` where known; attrs ``pde``,
+``source_format`` and the PDE's parameters as plain scalars or strings.
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Number
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+SAMPLE = "sample"
+TIME = "time"
+SPATIAL = ("x", "y", "z")
+REQUIRED_ATTRS = ("pde", "source_format")
+
+# check_finite reads one sample at a time; a progress bar appears above this many bytes.
+_PROGRESS_BYTES = 1 << 30
+
+
+def spatial_dims(ds: xr.Dataset) -> tuple[str, ...]:
+    """The spatial dims of ``ds`` in order, e.g. ``("x", "y")``."""
+    return tuple(d for d in SPATIAL if d in ds.dims)
+
+
+def field_names(ds: xr.Dataset) -> list[str]:
+    """Names of the data variables that are fields: dims exactly (sample, time, x, y[, z])."""
+    want = (SAMPLE, TIME, *spatial_dims(ds))
+    return [str(n) for n, v in ds.data_vars.items() if v.dims == want]
+
+
+def _plain(value: object) -> bool:
+    """True for attr values the data model allows: strings, numbers, flat sequences of them."""
+    if isinstance(value, str | Number | np.generic):
+        return not isinstance(value, np.void)
+    if isinstance(value, np.ndarray):
+        return value.ndim <= 1 and value.dtype.kind in "biufcU"
+    if isinstance(value, list | tuple):
+        return all(isinstance(v, str | Number | np.generic) for v in value)
+    return False
+
+
+def validate(ds: xr.Dataset, source: str = "dataset") -> xr.Dataset:
+    """Check that ``ds`` follows the data model; return it unchanged or raise ValueError naming
+    ``source`` and every problem found."""
+    if not isinstance(ds, xr.Dataset):
+        raise ValueError(f"{source}: expected an xarray.Dataset, got {type(ds).__name__}")
+    problems = []
+    for dim in (SAMPLE, TIME):
+        if dim not in ds.dims:
+            problems.append(f"no '{dim}' dimension (dims are {tuple(ds.dims)})")
+    space = spatial_dims(ds)
+    if space != SPATIAL[: len(space)] or not space:
+        problems.append(f"spatial dims must be 'x', 'x,y' or 'x,y,z'; found {space or 'none'}")
+    fields = field_names(ds)
+    if not fields:
+        want = (SAMPLE, TIME, *space)
+        found = {str(n): v.dims for n, v in ds.data_vars.items()}
+        problems.append(f"no field with dims {want}; data variables are {found}")
+    for name in fields:
+        if ds[name].dtype.kind not in "biufc":
+            problems.append(f"field '{name}' has non-numeric dtype {ds[name].dtype}")
+    for dim in (TIME, *space):
+        if dim in ds.coords:
+            coord = ds.coords[dim]
+            if coord.dtype.kind not in "iufmM":
+                problems.append(f"coordinate '{dim}' has non-numeric dtype {coord.dtype}")
+            elif coord.size > 1 and not bool((np.diff(coord.values) > 0).all()):
+                problems.append(f"coordinate '{dim}' is not strictly increasing")
+    for key in REQUIRED_ATTRS:
+        if not isinstance(ds.attrs.get(key), str):
+            problems.append(f"attr '{key}' missing or not a string")
+    for key, value in ds.attrs.items():
+        if not _plain(value):
+            problems.append(
+                f"attr '{key}' is a {type(value).__name__}; expected a string, a number or a "
+                "flat list of them"
+            )
+    if problems:
+        raise ValueError(f"{source}: not a dpot-lab dataset: " + "; ".join(problems))
+    return ds
+
+
+def _bad_frames(var: xr.DataArray, sample: int | None) -> list[tuple[int | None, int | None]]:
+    """(sample, frame) pairs where ``var`` (one sample, or all of it) has NaN/Inf."""
+    data = np.asarray(var.values)
+    if TIME in var.dims:
+        data = np.moveaxis(data, var.dims.index(TIME), 0)
+        bad = ~np.isfinite(data.reshape(data.shape[0], -1)).all(axis=1)
+        return [(sample, int(t)) for t in np.flatnonzero(bad)]
+    return [] if np.isfinite(data).all() else [(sample, None)]
+
+
+def check_finite(ds: xr.Dataset, skip: bool = False) -> xr.Dataset:
+    """Look for NaN/Inf in every numeric data variable, one sample at a time.
+
+    Raises ValueError naming each variable, sample and frame with bad values; with
+    ``skip=True`` returns ``ds`` without the bad samples instead, warning which were dropped.
+    """
+    names = [str(n) for n, v in ds.data_vars.items() if v.dtype.kind in "fc"]
+    n_samples = ds.sizes.get(SAMPLE, 1)
+    found: dict[str, list[tuple[int | None, int | None]]] = {}
+    big = sum(ds[n].nbytes for n in names) > _PROGRESS_BYTES
+    for i in tqdm(range(n_samples), desc="check_finite", disable=not big):
+        for name in names:
+            var = ds[name]
+            if SAMPLE in var.dims:
+                found.setdefault(name, []).extend(_bad_frames(var.isel({SAMPLE: i}), i))
+            elif i == 0:
+                found.setdefault(name, []).extend(_bad_frames(var, None))
+    found = {k: v for k, v in found.items() if v}
+    if not found:
+        return ds
+
+    def where(s: int | None, t: int | None) -> str:
+        parts = ([] if s is None else [f"sample {s}"]) + ([] if t is None else [f"frame {t}"])
+        return " ".join(parts) or "(no sample or time axis)"
+
+    report = "; ".join(
+        f"'{name}' at "
+        + ", ".join(where(s, t) for s, t in hits[:20])
+        + (f" and {len(hits) - 20} more" if len(hits) > 20 else "")
+        for name, hits in found.items()
+    )
+    unskippable = [n for n, hits in found.items() if any(s is None for s, _ in hits)]
+    if not skip or unskippable:
+        why = f" ('{unskippable[0]}' has no sample axis to drop)" if skip else ""
+        raise ValueError(f"non-finite values (NaN/Inf){why}: {report}")
+    dropped = sorted({s for hits in found.values() for s, _ in hits if s is not None})
+    warnings.warn(
+        f"check_finite dropped {len(dropped)} of {n_samples} samples with NaN/Inf "
+        f"(sample indices {dropped}): {report}",
+        stacklevel=2,
+    )
+    keep = [i for i in range(n_samples) if i not in set(dropped)]
+    return ds.isel({SAMPLE: keep})
