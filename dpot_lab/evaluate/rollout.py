@@ -1,9 +1,47 @@
-"""Auto-regressive rollout of a DPOT model."""
+"""Auto-regressive rollout of a DPOT model: on tensors (``autoregress``) and on trajectory sets
+(``rollout``: xarray in, xarray out, on the data's native grid)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+
+import numpy as np
 import torch
+import xarray as xr
 from torch import nn
+from tqdm.auto import tqdm
+
+from dpot_lab.data.transforms import pad_channels, resize
+
+logger = logging.getLogger(__name__)
+
+SPATIAL_DIMS = ("x", "y", "z")
+
+
+def _core(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # DDP wrapper
+
+
+def predict_frames(
+    model: nn.Module,
+    x: torch.Tensor,
+    channel_mask: torch.Tensor | None = None,
+    pad_value: float = 1.0,
+) -> Iterator[torch.Tensor]:
+    """Yield the next predicted frames (B, *S, T_out, C) from the window x (B, *S, T_in, C), without
+    end, feeding each prediction back. Channels where ``channel_mask`` (C,) is False are padding:
+    they are reset to ``pad_value`` in every prediction, as in training."""
+    core = _core(model)
+    t_in = core.config.in_timesteps if hasattr(core, "config") else x.shape[-2]
+    window = x[..., -t_in:, :]
+    while True:
+        y = model(window)  # (B, *S, T_out, C)
+        if channel_mask is not None:
+            y = torch.where(channel_mask.to(y.device), y, torch.full_like(y, pad_value))
+        yield y
+        window = torch.cat([window, y], dim=-2)[..., -t_in:, :]
 
 
 def autoregress(
@@ -13,20 +51,212 @@ def autoregress(
     channel_mask: torch.Tensor | None = None,
     pad_value: float = 1.0,
 ) -> torch.Tensor:
-    """Roll ``model`` out from the window x (B, *S, T_in, C) for ``steps`` frames -> (B, *S, steps, C).
+    """Roll ``model`` out from the window x (B, *S, T_in, C) for ``steps`` frames -> (B, *S, steps,
+    C).
 
     Each call predicts ``T_out`` frames that are fed back as input. Channels where ``channel_mask``
     (C,) is False are padding: they are reset to ``pad_value`` in every prediction, as in training.
     Gradients flow unless the caller wraps this in ``torch.no_grad()``.
     """
-    t_in = model.config.in_timesteps if hasattr(model, "config") else x.shape[-2]
-    window = x[..., -t_in:, :]
-    frames, made = [], 0
-    while made < steps:
-        y = model(window)  # (B, *S, T_out, C)
-        if channel_mask is not None:
-            y = torch.where(channel_mask.to(y.device), y, torch.full_like(y, pad_value))
+    frames, made = [x[..., :0, :]], 0
+    for y in predict_frames(model, x, channel_mask, pad_value):
+        if made >= steps:
+            break
         frames.append(y)
         made += y.shape[-2]
-        window = torch.cat([window, y], dim=-2)[..., -t_in:, :]
     return torch.cat(frames, dim=-2)[..., :steps, :]
+
+
+def source_name(dataset: xr.Dataset) -> str:
+    """The file a dataset was read from, for messages (``'dataset'`` when unknown)."""
+    src = dataset.encoding.get("source") or dataset.attrs.get("source_file")
+    return str(src) if src else "dataset"
+
+
+def field_layout(dataset: xr.Dataset) -> tuple[list[str], tuple[str, ...]]:
+    """The fields (variables shaped (sample, time, *space)) and the spatial dims of a dataset."""
+    src = source_name(dataset)
+    spatial = tuple(d for d in SPATIAL_DIMS if d in dataset.dims)
+    wanted = {"sample", "time", *spatial}
+    fields = [str(n) for n, v in dataset.data_vars.items() if set(v.dims) == wanted]
+    if not fields:
+        raise ValueError(
+            f"{src}: no field has the dims (sample, time, {', '.join(spatial) or 'x, y'}); "
+            f"variables: { ({str(n): v.dims for n, v in dataset.data_vars.items()}) }"
+        )
+    return fields, spatial
+
+
+def sample_positions(
+    dataset: xr.Dataset, samples: int | slice | Sequence[int] | None
+) -> np.ndarray:
+    """Positions along ``sample`` chosen by an index, a slice, a list of indices or None (all)."""
+    everything = np.arange(dataset.sizes["sample"])
+    if samples is None:
+        return everything
+    if isinstance(samples, int | np.integer):
+        samples = [int(samples)]
+    try:
+        return np.atleast_1d(everything[samples])
+    except IndexError:
+        raise IndexError(
+            f"{source_name(dataset)}: samples={samples!r} is out of range for "
+            f"{everything.size} samples"
+        ) from None
+
+
+def rollout_times(dataset: xr.Dataset, t_in: int, steps: int) -> np.ndarray:
+    """Time coordinates of the ``steps`` frames after the first ``t_in``: the dataset's own where it
+    has them (frame positions when it has no ``time`` coordinate), extrapolated at the last spacing
+    beyond its end."""
+    n = dataset.sizes["time"]
+    t = dataset["time"].values if "time" in dataset.coords else np.arange(n)
+    if t_in + steps <= n:
+        return t[t_in : t_in + steps]
+    dt = t[-1] - t[-2] if n > 1 else 1
+    return np.concatenate([t[t_in:], t[-1] + dt * np.arange(1, t_in + steps - n + 1)])
+
+
+def prediction_like(
+    dataset: xr.Dataset,
+    fields: list[str],
+    positions: np.ndarray,
+    times: np.ndarray,
+    data: np.ndarray,
+    attrs: dict | None = None,
+) -> xr.Dataset:
+    """A Dataset of predicted frames laid out like ``dataset``: ``data`` (N, T, *S, C) becomes one
+    variable per field with dims (sample, time, *space); space and sample coordinates are kept,
+    ``sample`` gets positions and ``time`` the given ``times``."""
+    _, spatial = field_layout(dataset)
+    dims = ("sample", "time", *spatial)
+    coords: dict = {"time": ("time", times)}
+    for name, c in dataset.coords.items():
+        if name == "time" or "time" in c.dims:
+            continue
+        if "sample" in c.dims:
+            coords[name] = c.isel(sample=positions)
+        else:
+            coords[name] = c
+    if "sample" not in coords:
+        coords["sample"] = ("sample", positions)
+    out = xr.Dataset(
+        {f: (dims, data[..., i], dataset[f].attrs) for i, f in enumerate(fields)}, coords=coords
+    )
+    out.attrs = {**dataset.attrs, **(attrs or {})}
+    return out
+
+
+def _check(model: nn.Module, dataset: xr.Dataset, fields: list[str], spatial: tuple, t_in: int):
+    """Raise ValueError naming the file, the fields and what the model expects, on any mismatch."""
+    src, cfg = source_name(dataset), _core(model).config
+    n_spatial = len(cfg.img_size)
+    if len(spatial) != n_spatial:
+        raise ValueError(
+            f"{src} is {len(spatial)}D (dims {', '.join(spatial)}) but the model is {n_spatial}D "
+            f"(img_size {tuple(cfg.img_size)})"
+        )
+    if len(fields) > cfg.in_channels:
+        raise ValueError(
+            f"{src} has {len(fields)} fields ({', '.join(fields)}) but the model takes at most "
+            f"{cfg.in_channels} channels"
+        )
+    if cfg.out_channels != cfg.in_channels:
+        raise ValueError(
+            f"the model predicts {cfg.out_channels} channels from {cfg.in_channels}: "
+            "its output cannot be fed back for a rollout"
+        )
+    if t_in < cfg.in_timesteps:
+        raise ValueError(f"t_in={t_in} is fewer than the model's {cfg.in_timesteps} input frames")
+    if dataset.sizes["time"] < t_in:
+        raise ValueError(
+            f"{src} has {dataset.sizes['time']} frames along 'time' (fields {', '.join(fields)}) "
+            f"but t_in={t_in} input frames are needed"
+        )
+
+
+@torch.no_grad()
+def rollout(
+    model: nn.Module,
+    dataset: xr.Dataset,
+    t_in: int = 10,
+    steps: int | None = None,
+    samples: int | slice | Sequence[int] | None = None,
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    pad_value: float = 1.0,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Roll ``model`` out on trajectories (sample, time, x, y[, z]) from their first ``t_in``
+    frames.
+
+    Returns the ``steps`` predicted frames (None: every frame after the input) as a Dataset with
+    the input's fields, dims and space coordinates, ``time`` continuing the input's. Fields are
+    resized to the model grid and back, and padded with ``pad_value`` to the model's channels.
+    A trajectory that turns non-finite is stopped: its frames from then on are NaN, and the
+    coordinate ``diverged_at`` (sample,) gives that step (-1: finite throughout).
+    ``device`` None: CUDA when present; ``dtype`` float16/bfloat16: autocast in that precision.
+    """
+    fields, spatial = field_layout(dataset)
+    _check(model, dataset, fields, spatial, t_in)
+    cfg = _core(model).config
+    src = source_name(dataset)
+    if steps is None:
+        steps = dataset.sizes["time"] - t_in
+        if steps == 0:
+            raise ValueError(f"{src} has only t_in={t_in} frames: pass steps= to predict beyond")
+    positions = sample_positions(dataset, samples)
+    native = tuple(dataset.sizes[d] for d in spatial)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    param = next(model.parameters(), None)
+    home, was_training = (param.device if param is not None else device), model.training
+    amp = dtype in (torch.float16, torch.bfloat16)
+    autocast = torch.autocast(device.type, dtype=dtype) if amp else nullcontext()
+    real = len(fields)
+    out = np.full((len(positions), steps, *native, real), np.nan, dtype=np.float32)
+    diverged_at = np.full(len(positions), -1, dtype=np.int64)
+    model.to(device).eval()
+    bar = tqdm(total=len(positions) * steps, desc="rollout", unit="frame", disable=not progress)
+    try:
+        for start in range(0, len(positions), batch_size):
+            batch = slice(start, start + batch_size)
+            window = dataset[fields].isel(sample=positions[batch], time=slice(0, t_in))
+            arr = np.stack(
+                [window[f].transpose("sample", *spatial, "time").values for f in fields], axis=-1
+            )  # (B, *S, T_in, C)
+            x = torch.as_tensor(arr, dtype=param.dtype if param is not None else torch.float32)
+            x = x.to(device)
+            # A non-finite input window counts as diverged at step 0.
+            stop = torch.where(torch.isfinite(x).flatten(1).all(1), steps, 0).cpu().numpy()
+            x = resize(torch.nan_to_num(x), cfg.img_size)
+            x, mask = pad_channels(x, cfg.in_channels, pad_value)  # (B, *S_model, T_in, C_model)
+            made = 0
+            with autocast:
+                frames = predict_frames(model, x, mask, pad_value)
+                while made < steps and (stop > made).any():
+                    y = next(frames)[..., : steps - made, :real].float()  # (B, *S_model, k, C)
+                    k = y.shape[-2]
+                    finite = torch.isfinite(y).movedim(-2, 1).flatten(2).all(2).cpu().numpy()
+                    for b, j in zip(*np.nonzero(~finite), strict=True):  # (B, k) frames
+                        stop[b] = min(stop[b], made + j)
+                    y = resize(torch.nan_to_num(y), native).movedim(-2, 1)  # (B, k, *S, C)
+                    y = y.cpu().numpy()
+                    keep = made + np.arange(k)[None, :] < stop[:, None]  # (B, k)
+                    y[~keep] = np.nan
+                    out[batch, made : made + k] = y
+                    made += k
+                    bar.update(k * len(y))
+            div = stop < steps
+            diverged_at[batch][div] = stop[div]
+            bar.update((steps - made) * len(stop))
+    finally:
+        bar.close()
+        model.to(home).train(was_training)
+    times = rollout_times(dataset, t_in, steps)
+    attrs = {"rollout_t_in": t_in, "rollout_steps": steps}
+    pred = prediction_like(dataset, fields, positions, times, out, attrs)
+    for label, step in zip(pred["sample"].values, diverged_at, strict=True):
+        if step >= 0:
+            logger.warning("%s: sample %s turned non-finite at rollout step %d", src, label, step)
+    return pred.assign_coords(diverged_at=("sample", diverged_at))

@@ -1,0 +1,141 @@
+"""Errors of a rollout against the truth, energy spectra and the persistence baseline.
+
+xarray in, xarray out: every function takes Datasets (one variable per field) or DataArrays with
+dims (sample, time, x, y[, z]) and returns the same kind with the reduced dims gone. Prediction
+and truth are matched by coordinates (the truth may hold more frames, e.g. the input window);
+a dim without coordinates is matched by position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+import numpy as np
+import xarray as xr
+
+from dpot_lab.evaluate.rollout import field_layout, prediction_like, rollout_times
+
+SPATIAL_DIMS = ("x", "y", "z")
+EPS_VAR = 1e-7  # The Well's VRMSE/NRMSE guard
+
+XR = TypeVar("XR", xr.Dataset, xr.DataArray)
+
+
+def _indexed(obj: XR) -> XR:
+    """``obj`` with a position index on each dim that has none, so that align can match frames."""
+    missing = {d: np.arange(n) for d, n in obj.sizes.items() if d not in obj.indexes}
+    return obj.assign_coords(missing) if missing else obj
+
+
+def _matched(pred: XR, truth: XR) -> tuple[XR, XR]:
+    """The prediction and the truth on their common coordinates (and common fields)."""
+    if isinstance(pred, xr.Dataset) != isinstance(truth, xr.Dataset):
+        raise TypeError("pass prediction and truth both as Datasets or both as DataArrays")
+    if isinstance(pred, xr.Dataset):
+        common = [v for v in pred.data_vars if v in truth.data_vars]
+        if not common:
+            raise ValueError(
+                f"prediction fields {list(pred.data_vars)} and truth fields "
+                f"{list(truth.data_vars)} have none in common"
+            )
+        pred, truth = pred[common], truth[common]
+    pred, truth = xr.align(_indexed(pred), _indexed(truth), join="inner")
+    if any(pred.sizes[d] == 0 for d in pred.dims):
+        raise ValueError(f"prediction and truth share no coordinates: sizes {dict(pred.sizes)}")
+    return pred, truth
+
+
+def _space(obj: xr.Dataset | xr.DataArray) -> list[str]:
+    return [d for d in SPATIAL_DIMS if d in obj.dims]
+
+
+def l2re(pred: XR, truth: XR, dims: str | Sequence[str] | None = None) -> XR:
+    """Relative L2 error ‖ŷ−y‖₂ / ‖y‖₂ over ``dims`` (default: time and space jointly, the DPOT
+    paper's protocol) per sample and field -> dims (sample,) per field.
+    ``.mean("sample")`` and ``.to_array("field").mean("field")`` give the paper's averages."""
+    pred, truth = _matched(pred, truth)
+    dims = ["time", *_space(truth)] if dims is None else [dims] if isinstance(dims, str) else dims
+    diff = ((pred - truth) ** 2).sum(dims)
+    return np.sqrt(diff / (truth**2).sum(dims))
+
+
+def per_step_error(pred: XR, truth: XR) -> XR:
+    """Relative L2 error over space at each frame -> dims (sample, time) per field."""
+    pred, truth = _matched(pred, truth)
+    return l2re(pred, truth, dims=_space(truth))
+
+
+def vrmse(pred: XR, truth: XR) -> XR:
+    """The Well's VRMSE sqrt(mean_space((ŷ−y)²) / (var_space(y) + 1e-7)) -> dims (sample, time) per
+    field; predicting the spatial mean scores 1."""
+    pred, truth = _matched(pred, truth)
+    space = _space(truth)
+    return np.sqrt(((pred - truth) ** 2).mean(space) / (truth.var(space) + EPS_VAR))
+
+
+def nrmse(pred: XR, truth: XR) -> XR:
+    """The Well's NRMSE sqrt(mean_space((ŷ−y)²) / (mean_space(y²) + 1e-7)) -> dims (sample, time)
+    per field."""
+    pred, truth = _matched(pred, truth)
+    space = _space(truth)
+    return np.sqrt(((pred - truth) ** 2).mean(space) / ((truth**2).mean(space) + EPS_VAR))
+
+
+def _radial_power(u: np.ndarray, n_space: int) -> np.ndarray:
+    """(..., *S) real fields -> (..., K) energy ½|û|² summed over integer shells of |k|."""
+    shape = u.shape[-n_space:]
+    u_hat = np.fft.fftn(u, axes=range(-n_space, 0)) / np.prod(shape)
+    power = 0.5 * np.abs(u_hat) ** 2  # (..., *S)
+    freqs = np.meshgrid(*(np.fft.fftfreq(n) * n for n in shape), indexing="ij")
+    shell = np.rint(np.sqrt(sum(f**2 for f in freqs))).astype(np.int64).ravel()  # (P,)
+    n_k = min(shape) // 2 + 1
+    flat = power.reshape(-1, shell.size)  # (M, P)
+    keep = shell < n_k
+    rows = np.repeat(np.arange(flat.shape[0]), keep.sum())
+    idx = rows * n_k + np.tile(shell[keep], flat.shape[0])
+    spec = np.bincount(idx, weights=flat[:, keep].ravel(), minlength=flat.shape[0] * n_k)
+    return spec.reshape(*u.shape[:-n_space], n_k)
+
+
+def energy_spectrum(data: XR) -> XR:
+    """Radially averaged energy spectrum E(k) = Σ_{|k'| ≈ k} ½|û(k')|² over the space dims -> the
+    other dims plus ``k`` (integer wavenumber in cycles per domain length, 0 … min(N)/2).
+    By Parseval, Σ_k E(k) is ½·mean(u²) up to the corner modes beyond min(N)/2."""
+    space = _space(data)
+    if not space:
+        raise ValueError(f"no space dims {SPATIAL_DIMS} in {dict(data.sizes)}")
+    out = xr.apply_ufunc(
+        _radial_power,
+        data,
+        kwargs={"n_space": len(space)},
+        input_core_dims=[space],
+        output_core_dims=[["k"]],
+        dask="parallelized",
+        dask_gufunc_kwargs={"output_sizes": {"k": min(data.sizes[d] for d in space) // 2 + 1}},
+    )
+    return out.assign_coords(k=np.arange(out.sizes["k"]))
+
+
+def spectrum_ratio(pred: XR, truth: XR) -> XR:
+    """E_pred(k) / E_truth(k) per sample, time and field (1 where the prediction has the right
+    energy at scale k) -> dims (sample, time, k) per field."""
+    pred, truth = _matched(pred, truth)
+    return energy_spectrum(pred) / energy_spectrum(truth)
+
+
+def persistence(dataset: xr.Dataset, t_in: int = 10, steps: int | None = None) -> xr.Dataset:
+    """The baseline that repeats the last input frame (index ``t_in - 1``) for ``steps`` frames
+    (None: to the end), in the layout of ``dl.rollout``'s result."""
+    fields, spatial = field_layout(dataset)
+    if steps is None:
+        steps = dataset.sizes["time"] - t_in
+    last = np.stack(
+        [dataset[f].isel(time=t_in - 1).transpose("sample", *spatial).values for f in fields],
+        axis=-1,
+    )  # (N, *S, C)
+    data = np.repeat(last[:, None], steps, axis=1)  # (N, T, *S, C)
+    positions = np.arange(dataset.sizes["sample"])
+    times = rollout_times(dataset, t_in, steps)
+    attrs = {"rollout_t_in": t_in, "rollout_steps": steps, "baseline": "persistence"}
+    return prediction_like(dataset, fields, positions, times, data, attrs)
