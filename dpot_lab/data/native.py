@@ -25,6 +25,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from dpot_lab.data.lazy import H5Array, close_files, lazy_variable, open_h5
+from dpot_lab.data.schema import plain
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +52,6 @@ def _attr_out(where: str, key: str, value: object) -> object:
     )
 
 
-def _attr_in(value: object) -> object:
-    """An attr value read by h5py -> plain Python (str, int, float, bool, list)."""
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return [v.decode() if isinstance(v, bytes) else v for v in value.tolist()]
-    return value
-
-
 def _write_attrs(target: h5py.HLObject, attrs: dict, where: str) -> None:
     for key, value in attrs.items():
         if key in (MARKER, _DIMS, _DTYPE):
@@ -70,7 +60,7 @@ def _write_attrs(target: h5py.HLObject, attrs: dict, where: str) -> None:
 
 
 def _read_attrs(source: h5py.HLObject) -> dict:
-    return {k: _attr_in(v) for k, v in source.attrs.items() if k not in (MARKER, _DIMS, _DTYPE)}
+    return {k: plain(v) for k, v in source.attrs.items() if k not in (MARKER, _DIMS, _DTYPE)}
 
 
 def _chunks(var: xr.Variable) -> tuple[int, ...] | None:
@@ -203,12 +193,12 @@ def _read_variable(path: Path, f: h5py.File, key: str) -> xr.Variable:
     dset = f[key]
     if _DIMS not in dset.attrs:
         raise ValueError(f"{path}: dataset '{key}' has no '{_DIMS}' attr naming its dims")
-    dims = tuple(_attr_in(dset.attrs[_DIMS]))
+    dims = tuple(plain(dset.attrs[_DIMS]))
     attrs = _read_attrs(dset)
     if h5py.check_string_dtype(dset.dtype) is not None:
         return xr.Variable(dims, np.asarray(dset.asstr()[()], dtype=str), attrs)
     if _DTYPE in dset.attrs:
-        return xr.Variable(dims, dset[()].view(_attr_in(dset.attrs[_DTYPE])), attrs)
+        return xr.Variable(dims, dset[()].view(plain(dset.attrs[_DTYPE])), attrs)
     if dims == (key.rsplit("/", 1)[-1],) or dset.ndim == 0:  # index coordinates live in memory
         return xr.Variable(dims, dset[()], attrs)
     return lazy_variable(dims, H5Array([(path, key)]), attrs)

@@ -35,6 +35,17 @@ def field_names(ds: xr.Dataset) -> list[str]:
     return [str(n) for n, v in ds.data_vars.items() if v.dims == want]
 
 
+def plain(value: object) -> object:
+    """An attr value as h5py reads it -> plain Python (str, int, float, bool or a flat list)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return [v.decode() if isinstance(v, bytes) else v for v in value.ravel().tolist()]
+    return value
+
+
 def _plain(value: object) -> bool:
     """True for attr values the data model allows: strings, numbers, flat sequences of them."""
     if isinstance(value, str | Number | np.generic):

@@ -1,0 +1,206 @@
+"""Readers for peer formats: shapes, names, axis order, coordinates and values exactly as the
+files were written (conftest's writers), and clear errors for bad input."""
+
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+
+from dpot_lab.data.open import detect_format, open_dataset
+from dpot_lab.data.schema import field_names
+
+
+def assert_coded(ds, layouts, channels):
+    """Each named field holds conftest's position code for its channel, at every position."""
+    for name, c in channels.items():
+        np.testing.assert_array_equal(ds[name].values, layouts.expected(ds[name], c), err_msg=name)
+
+
+def test_pdebench_groups_diffusion_reaction(tmp_path, layouts):
+    path = layouts.write_pdebench_groups(tmp_path / "2D_diff-react_NA_NA.h5")
+    ds = open_dataset(path)
+    assert detect_format(path) == "pdebench"
+    assert field_names(ds) == ["u", "v"]
+    assert dict(ds.sizes) == {"sample": 3, "time": 5, "x": 8, "y": 6}
+    assert_coded(ds, layouts, {"u": 0, "v": 1})
+    np.testing.assert_array_equal(ds.x, np.linspace(-1, 1, 8, dtype=np.float32))
+    np.testing.assert_array_equal(ds.time, np.linspace(0, 5, 5, dtype=np.float32))
+    assert ds.attrs["pde"] == "diffusion_reaction" and ds.attrs["source_format"] == "pdebench"
+    assert "Du: 0.001" in ds.attrs["config"]
+
+
+def test_pdebench_groups_names_by_channels_and_fields(tmp_path, layouts):
+    swe = open_dataset(layouts.write_pdebench_groups(tmp_path / "2D_rdb_NA_NA.h5", channels=1))
+    assert field_names(swe) == ["h"] and swe.attrs["pde"] == "shallow_water"
+    assert_coded(swe, layouts, {"h": 0})
+    odd = layouts.write_pdebench_groups(tmp_path / "mystery.h5", channels=3)
+    assert field_names(open_dataset(odd)) == ["c0", "c1", "c2"]
+    assert "fields=" in open_dataset(odd).attrs["note"]
+    named = open_dataset(odd, fields=["a", "b", "c"])
+    assert_coded(named, layouts, {"a": 0, "b": 1, "c": 2})
+    with pytest.raises(ValueError, match="names 2 channels"):
+        open_dataset(odd, fields=["a", "b"])
+
+
+def test_pdebench_compressible_ns(tmp_path, layouts):
+    ds = open_dataset(layouts.write_pdebench_cfd(tmp_path / "2D_CFD_Rand_M0.1_Eta0.01_Train.hdf5"))
+    assert field_names(ds) == ["density", "vx", "vy", "pressure"]
+    assert_coded(ds, layouts, {"density": 0, "vx": 1, "vy": 2, "pressure": 3})
+    np.testing.assert_array_equal(ds.time, np.linspace(0, 1, 6)[:5])  # T+1 entries -> first T
+    np.testing.assert_array_equal(ds.y, np.linspace(0, 1, 6, endpoint=False))
+    assert (ds.attrs["M"], ds.attrs["eta"], ds.attrs["zeta"]) == (0.1, 0.01, 0.01)
+
+
+@pytest.mark.parametrize("same_times", [True, False])
+def test_pdebench_incompressible_ns(tmp_path, layouts, same_times):
+    ds = open_dataset(layouts.write_pdebench_incompressible(tmp_path / "ns.h5", same_times))
+    assert field_names(ds) == ["vx", "vy", "particles"]
+    assert_coded(ds, layouts, {"vx": 0, "vy": 1, "particles": 2})
+    assert ds.force_x.dims == ("sample", "x", "y")
+    assert_coded(ds, layouts, {"force_x": 0, "force_y": 1})
+    times = np.tile(np.linspace(0, 5, 5), (3, 1)).astype(np.float32)
+    if same_times:
+        np.testing.assert_array_equal(ds.time, times[0])
+    else:
+        assert "time" not in ds.coords
+        expect = times * np.arange(1, 4, dtype=np.float32)[:, None]
+        np.testing.assert_array_equal(ds.time_per_sample.transpose("sample", "time"), expect)
+
+
+def test_pdebench_1d_is_flagged(tmp_path, layouts):
+    ds = open_dataset(layouts.write_pdebench_1d(tmp_path / "1D_Advection_Sols_beta0.1.hdf5"))
+    assert ds.u.dims == ("sample", "time", "x") and ds.attrs["n_spatial_dims"] == 1
+    assert ds.attrs["pde"] == "advection"
+    assert_coded(ds, layouts, {"u": 0})
+    np.testing.assert_array_equal(ds.time, np.linspace(0, 2, 6)[:5])
+
+
+def test_fno_v73_reverses_matlab_axes(tmp_path, layouts):
+    path = layouts.write_fno_v73(tmp_path / "NavierStokes_V1e-5_N3_T5.mat")
+    with h5py.File(path) as f:
+        assert f.userblock_size == 512 and f["u"].shape == (5, 6, 8, 3)  # (T, Y, X, N)
+    ds = open_dataset(path)
+    assert ds.vorticity.dims == ("sample", "time", "x", "y")
+    assert dict(ds.sizes) == {"sample": 3, "time": 5, "x": 8, "y": 6}
+    assert_coded(ds, layouts, {"vorticity": 0, "initial_vorticity": 1})
+    assert ds.initial_vorticity.dims == ("sample", "x", "y")
+    np.testing.assert_array_equal(ds.time, np.linspace(1, 5, 5))
+    assert ds.attrs["nu"] == 1e-5 and ds.attrs["source_format"] == "fno"
+
+
+def test_fno_v5_through_scipy(tmp_path, layouts, monkeypatch):
+    path = layouts.write_fno_v5(tmp_path / "ns_V1e-3_N3.mat")
+    ds = open_dataset(path)
+    assert_coded(ds, layouts, {"vorticity": 0, "initial_vorticity": 1})
+    np.testing.assert_array_equal(ds.time, np.linspace(1, 5, 5))
+    monkeypatch.setitem(sys.modules, "scipy.io", None)  # as if scipy were not installed
+    with pytest.raises(ImportError, match="need scipy") as err:
+        open_dataset(path)
+    assert str(path.name) in str(err.value)
+
+
+def test_pdearena_float64_to_float32_and_split(tmp_path, layouts):
+    path = layouts.write_pdearena(tmp_path / "NavierStokes2D_valid_1_0.50000.h5", ("valid", "test"))
+    ds = open_dataset(path)
+    assert ds.attrs["split"] == "valid"
+    assert field_names(ds) == ["density", "vx", "vy"] and ds.density.dtype == np.float32
+    assert_coded(ds, layouts, {"density": 0, "vx": 1, "vy": 2})
+    np.testing.assert_array_equal(ds.x, np.linspace(0, 32, 8))
+    np.testing.assert_array_equal(ds.time, np.linspace(18, 102, 5))
+    np.testing.assert_array_equal(ds.buo_y, [0.2, 0.3, 0.5])
+    assert ds.buo_y.dims == ("sample",) and (ds.attrs["dt"], ds.attrs["dx"]) == (1.5, 0.25)
+    assert open_dataset(path, split="test").attrs["split"] == "test"
+    with pytest.raises(ValueError, match="no split 'train'"):
+        open_dataset(path, split="train")
+
+
+def test_the_well_dummy_file_has_all_fields(tmp_path):
+    from the_well.utils.dummy_data import write_dummy_data
+
+    path = tmp_path / "dummy.hdf5"
+    write_dummy_data(str(path))
+    ds = open_dataset(path)
+    with h5py.File(path) as f:
+        field = f["t1_fields/field"][()]  # (B, T, X, Y, 2)
+        constant = f["t0_fields/constant_field"][()]  # (B, X, Y)
+        scalar = f["scalars/time_varying_scalar"][()]  # (T,)
+        times = f["dimensions/time"][()]
+    assert field_names(ds) == ["field_x", "field_y"]
+    np.testing.assert_array_equal(ds.field_x.values, field[..., 0])
+    np.testing.assert_array_equal(ds.field_y.values, field[..., 1])
+    assert ds.constant_field.dims == ("sample", "x", "y")
+    np.testing.assert_array_equal(ds.constant_field.values, constant)
+    np.testing.assert_array_equal(ds.time_varying_scalar.values, scalar)
+    np.testing.assert_array_equal(ds.time, times)
+    assert ds.attrs["pde"] == "dummy_dataset" and ds.attrs["bc_x_periodic"] == "periodic:x"
+    assert (ds.attrs["a"], ds.attrs["b"], ds.attrs["simulation_parameters"]) == (
+        0.25,
+        0.75,
+        ["a", "b"],
+    )
+
+
+def test_the_well_constant_fields_tensors_and_bcs(tmp_path, layouts):
+    ds = open_dataset(layouts.write_well(tmp_path / "toy.hdf5"))
+    assert field_names(ds) == ["pressure", "velocity_x", "velocity_y"] + [
+        f"stress_{s}" for s in ("xx", "xy", "yx", "yy")
+    ]
+    assert_coded(ds, layouts, {"pressure": 0, "velocity_x": 0, "velocity_y": 1})
+    assert_coded(ds, layouts, {"stress_xx": 0, "stress_xy": 1, "stress_yx": 2, "stress_yy": 3})
+    assert ds.obstacle.dims == ("x", "y") and ds.inflow.dims == ("time", "x", "y")
+    assert ds.profile.dims == ("sample", "time", "x")  # y is not dim-varying
+    assert_coded(ds, layouts, {"obstacle": 0, "inflow": 0, "profile": 0, "energy": 0})
+    assert ds.attrs["bc_y_wall"] == "wall:y" and ds.attrs["Re"] == 100.0
+    np.testing.assert_array_equal(ds.time, np.arange(5) * 0.5)
+
+
+@pytest.mark.parametrize("per_sample", [True, False])
+def test_dpot_unified(tmp_path, layouts, per_sample):
+    path = layouts.write_dpot_unified(tmp_path, per_sample=per_sample)
+    ds = open_dataset(path, fields=["u", "v"])
+    assert dict(ds.sizes) == {"sample": 3, "time": 5, "x": 8, "y": 6}
+    assert_coded(ds, layouts, {"u": 0, "v": 1})
+    assert field_names(open_dataset(path)) == ["c0", "c1"]
+
+
+def test_dpot_per_sample_files_glob_order_and_shape_check(tmp_path, layouts):
+    layouts.write_dpot_unified(tmp_path)
+    (tmp_path / "data_0.hdf5").rename(tmp_path / "data_10.hdf5")  # numeric, not text, order
+    ds = open_dataset(str(tmp_path / "data_*.hdf5"))
+    assert_coded(ds.isel(sample=[2, 0, 1]), layouts, {"c0": 0})
+    ds.close()  # releases the read handles, so the files can be rewritten in place
+    with h5py.File(tmp_path / "data_2.hdf5", "w") as f:
+        f["data"] = np.zeros((8, 6, 4, 2), np.float32)
+    with pytest.raises(ValueError, match=r"data_2\.hdf5.*shape \(8, 6, 4, 2\)"):
+        open_dataset(tmp_path)
+
+
+def test_unknown_layout_lists_every_layout_tried(tmp_path):
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as f:
+        f["something"] = np.zeros(3)
+    with pytest.raises(ValueError) as err:
+        open_dataset(path)
+    message = str(err.value)
+    assert str(path) in message and "'something'" in message
+    for name in ("native", "the_well", "pdearena", "pdebench", "fno", "dpot_unified"):
+        assert f"{name} (missing " in message
+
+
+def test_truncated_file_names_the_file(tmp_path, layouts):
+    path = layouts.write_pdebench_cfd(tmp_path / "cut.hdf5")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"cut\.hdf5.*truncated"):
+        open_dataset(path)
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5 at all")
+    with pytest.raises(ValueError, match=r"junk\.h5: neither HDF5"):
+        open_dataset(tmp_path / "junk.h5")
+
+
+def test_engine_opens_peer_formats(tmp_path, layouts):
+    path = layouts.write_pdearena(tmp_path / "arena.h5")
+    ds = xr.open_dataset(path, engine="dpot_lab", drop_variables=["buo_y"])
+    assert "buo_y" not in ds and field_names(ds) == ["density", "vx", "vy"]
+    assert_coded(ds, layouts, {"vx": 1})
