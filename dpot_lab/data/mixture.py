@@ -1,0 +1,506 @@
+"""The training mixture: windows (or whole trajectories) from many PDE sources on one model grid.
+
+A source is a trajectory set in the data model (dims ``sample, time, x, y[, z]``; every data
+variable with exactly those dims is one channel, in variable order). The mixture
+
+- splits every source by trajectory: the **last** ``n_test`` samples are the test split, the
+  others train (the convention of the FNO and PDEBench files; independent of ``seed``);
+- repeats trajectory ``i`` of source ``k`` ``w_k`` times per epoch, so
+  ``len(mixture) = sum_k w_k * n_k`` and any sampler (torch's ``DistributedSampler`` included)
+  respects the weights;
+- draws each item's window start uniformly in ``[0, T_k - t_in - t_out]`` from
+  ``(seed, epoch, index)`` alone, so items are reproducible in any process and order;
+- reads lazily (one window reads ``t_in + t_out`` frames of one sample), resizes to the model
+  grid with :func:`~dpot_lab.data.transforms.resize` and pads channels with ``pad_value``.
+
+Grids: by default every source is stretched to the model grid, as in the paper (``grid_mask`` is
+all True). With ``keep_aspect=True`` a source keeps its aspect ratio: it is resized to the
+largest grid that fits, placed at the origin (low indices), the rest filled with ``pad_value``
+and marked False in ``grid_mask``. :meth:`Mixture.to_native` maps model-grid fields back.
+
+File sources are opened with :func:`dpot_lab.data.open.open_dataset`, whose lazy arrays open
+their HDF5 files afresh in every process, so the mixture is safe to send to DataLoader workers
+(forked or spawned). An in-memory ``xr.Dataset`` source is copied into spawned workers.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import xarray as xr
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from dpot_lab.data import schema
+from dpot_lab.data.transforms import pad_channels, resize
+
+log = logging.getLogger(__name__)
+
+SourceLike = str | os.PathLike | xr.Dataset
+_CHECKS = ("window", "skip", "off")
+
+
+@dataclass
+class _Source:
+    """What the mixture knows about one source; the data itself is read on demand."""
+
+    name: str
+    path: Path | None  # None for an in-memory dataset
+    dataset: xr.Dataset
+    variables: tuple[str, ...]  # channel variables, in order
+    native: tuple[int, ...]  # native grid (X, Y[, Z])
+    t_total: int
+    samples: np.ndarray  # sample indices of this split, ascending
+    weight: int
+
+    @property
+    def label(self) -> str:
+        return f"source {self.name!r}" + (f" ({self.path})" if self.path else "")
+
+
+def _open_file(path: Path, name: str) -> xr.Dataset:
+    from dpot_lab.data.open import open_dataset
+
+    try:
+        return open_dataset(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"source {name!r}: {err}") from err
+    except (OSError, ValueError) as err:
+        raise ValueError(f"source {name!r}: {err}") from err
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
+
+
+def _drop_nonfinite(src: _Source) -> None:
+    """Remove from ``src``'s split every trajectory with a NaN/Inf in a channel variable."""
+    indexed = src.dataset[list(src.variables)]
+    indexed = indexed.assign_coords(sample=np.arange(indexed.sizes["sample"]))
+    kept = schema.check_finite(indexed, skip=True).sample.values
+    src.samples = np.intersect1d(src.samples, kept)
+
+
+class Mixture(Dataset):
+    """Windows ``x (X, Y[, Z], t_in, C)``, ``y (X, Y[, Z], t_out, C)`` from several PDE sources.
+
+    ``sources``: paths, ``xr.Dataset``s, or a dict name -> either. ``weights``: repeats per
+    trajectory per epoch (a list, or a dict by source name; default 1). ``resolution``: the
+    model grid (an int for a square/cubic grid, or a tuple). ``split``: "train", "test" or
+    "all"; ``n_test`` (per source) overrides ``test_fraction``. ``mode="trajectory"`` yields
+    whole trajectories ``x (X, Y[, Z], T_k, C)`` for evaluation, each once (weights must be 1).
+    ``check_finite``: "window" checks every window read and raises on NaN/inf, "skip" scans each
+    source once here (:func:`~dpot_lab.data.schema.check_finite`) and drops trajectories that
+    hold any, "off" checks nothing.
+
+    Items are dicts of tensors: ``x``, ``y`` (window mode), ``channel_mask (C,)`` bool (True on
+    real channels), ``grid_mask (X, Y[, Z])`` bool (True inside the native grid), ``source``,
+    ``sample`` and ``start`` (window mode) or ``native_shape`` (trajectory mode), int64.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[SourceLike] | Mapping[str, SourceLike],
+        weights: Sequence[int] | Mapping[str, int] | None = None,
+        resolution: int | Sequence[int] = 128,
+        t_in: int = 10,
+        t_out: int = 1,
+        channels: int = 4,
+        split: str = "train",
+        test_fraction: float = 0.1,
+        n_test: int | None = None,
+        mode: str = "window",
+        pad_value: float = 1.0,
+        seed: int = 0,
+        check_finite: str = "window",
+        keep_aspect: bool = False,
+    ) -> None:
+        if split not in ("train", "test", "all"):
+            raise ValueError(f"split={split!r}: expected 'train', 'test' or 'all'")
+        if mode not in ("window", "trajectory"):
+            raise ValueError(f"mode={mode!r}: expected 'window' or 'trajectory'")
+        if check_finite not in _CHECKS:
+            raise ValueError(f"check_finite={check_finite!r}: expected one of {_CHECKS}")
+        if t_in < 1 or t_out < 1:
+            raise ValueError(f"t_in={t_in}, t_out={t_out}: both must be at least 1")
+        if seed < 0:
+            raise ValueError(f"seed={seed}: expected a non-negative integer")
+        if not 0.0 <= test_fraction < 1.0:
+            raise ValueError(f"test_fraction={test_fraction}: expected a value in [0, 1)")
+        self.t_in, self.t_out, self.channels = int(t_in), int(t_out), int(channels)
+        self.split, self.mode, self.pad_value = split, mode, float(pad_value)
+        self.seed, self.epoch = int(seed), 0
+        self.check_finite, self.keep_aspect = check_finite, bool(keep_aspect)
+        self._test_fraction, self._n_test = float(test_fraction), n_test
+
+        if isinstance(sources, Mapping):
+            names, items = [str(k) for k in sources], list(sources.values())
+        else:
+            items = list(sources)
+            names = [
+                Path(s).stem
+                if not isinstance(s, xr.Dataset)
+                else str(s.attrs.get("pde", f"source{k}"))
+                for k, s in enumerate(items)
+            ]
+        if not items:
+            raise ValueError("sources is empty: expected at least one path or xr.Dataset")
+        names = _unique_names(names)
+        ws = self._weights(weights, names)
+        self._sources = [self._inspect(*a) for a in zip(names, items, ws, strict=True)]
+        ranks = {len(s.native) for s in self._sources}
+        if len(ranks) > 1:
+            raise ValueError(
+                "sources mix 2D and 3D grids: "
+                + ", ".join(f"{s.name} {s.native}" for s in self._sources)
+                + "; build one Mixture per spatial rank"
+            )
+        self.ndim = ranks.pop()
+        res = (resolution,) * self.ndim if isinstance(resolution, int) else tuple(resolution)
+        if len(res) != self.ndim or any(int(r) < 1 for r in res):
+            raise ValueError(
+                f"resolution={resolution!r}: expected an int or {self.ndim} positive sizes for "
+                f"{self.ndim}D sources"
+            )
+        self.resolution = tuple(int(r) for r in res)
+        self._inner = [self._fit(s.native) for s in self._sources]
+        if mode == "trajectory" and any(s.weight != 1 for s in self._sources):
+            raise ValueError(
+                f"weights {[s.weight for s in self._sources]}: trajectory mode lists every "
+                "trajectory once; pass weights=None"
+            )
+        if check_finite == "skip":
+            for src in self._sources:
+                _drop_nonfinite(src)
+        counts = [self._count(s) for s in self._sources]
+        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        if self._offsets[-1] == 0:
+            raise ValueError(
+                f"the {split} split is empty: samples per source "
+                f"{ {s.name: len(s.samples) for s in self._sources} }, weights "
+                f"{[s.weight for s in self._sources]}"
+            )
+
+    # -- construction helpers -------------------------------------------------------------
+
+    @staticmethod
+    def _weights(weights: Sequence[int] | Mapping[str, int] | None, names: list[str]) -> list[int]:
+        if weights is None:
+            return [1] * len(names)
+        if isinstance(weights, Mapping):
+            unknown = set(weights) - set(names)
+            if unknown:
+                raise ValueError(
+                    f"weights name unknown sources {sorted(unknown)}; sources: {names}"
+                )
+            ws = [weights.get(n, 1) for n in names]
+        else:
+            ws = list(weights)
+            if len(ws) != len(names):
+                raise ValueError(f"weights has {len(ws)} entries for {len(names)} sources {names}")
+        if any(int(w) != w or w < 0 for w in ws):
+            raise ValueError(f"weights {ws}: expected non-negative integers (repeats per epoch)")
+        return [int(w) for w in ws]
+
+    def _inspect(self, name: str, item: SourceLike, weight: int) -> _Source:
+        """Open one source, check it against the mixture's settings and describe it."""
+        path = None if isinstance(item, xr.Dataset) else Path(item)
+        ds = item if path is None else _open_file(path, name)
+        label = f"source {name!r}" + (f" ({path})" if path else "")
+        space = schema.spatial_dims(ds)
+        variables = tuple(schema.field_names(ds))
+        if len(space) not in (2, 3) or not variables:
+            raise ValueError(
+                f"{label}: expected fields with dims (sample, time, x, y) or (sample, time, x, y, "
+                f"z); data variables are { {str(n): v.dims for n, v in ds.data_vars.items()} }"
+            )
+        native = tuple(int(ds.sizes[d]) for d in space)
+        n_samples, t_total = int(ds.sizes["sample"]), int(ds.sizes["time"])
+        if len(variables) > self.channels:
+            raise ValueError(
+                f"{label}: {len(variables)} channels {list(variables)} but the mixture has "
+                f"channels={self.channels}; raise channels or drop variables"
+            )
+        if t_total < self.t_in + self.t_out:
+            raise ValueError(
+                f"{label}: 'time' has {t_total} frames, fewer than t_in + t_out = "
+                f"{self.t_in} + {self.t_out}"
+            )
+        n_test = self._n_test
+        if n_test is None:
+            n_test = round(self._test_fraction * n_samples)
+        if not 0 <= n_test <= n_samples:
+            raise ValueError(f"{label}: n_test={n_test} but the source has {n_samples} samples")
+        samples = {
+            "train": np.arange(0, n_samples - n_test),
+            "test": np.arange(n_samples - n_test, n_samples),
+            "all": np.arange(n_samples),
+        }[self.split]
+        return _Source(name, path, ds, variables, native, t_total, samples, weight)
+
+    def _fit(self, native: tuple[int, ...]) -> tuple[int, ...]:
+        """The part of the model grid a native grid is resized to."""
+        if not self.keep_aspect:
+            return self.resolution
+        scale = min(r / s for r, s in zip(self.resolution, native, strict=True))
+        return tuple(
+            min(r, max(1, round(s * scale))) for r, s in zip(self.resolution, native, strict=True)
+        )
+
+    def _count(self, src: _Source) -> int:
+        return len(src.samples) * (src.weight if self.mode == "window" else 1)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _read(self, k: int, sample: int, start: int, stop: int) -> np.ndarray:
+        """Frames ``start:stop`` of one sample -> (*S, T, C) float32."""
+        src = self._sources[k]
+        data = np.empty((*src.native, stop - start, len(src.variables)), np.float32)
+        try:
+            for c, name in enumerate(src.variables):
+                frames = src.dataset.variables[name][sample, start:stop].values  # (T, *S)
+                data[..., c] = np.moveaxis(frames, 0, -1)
+        except (OSError, ValueError) as err:
+            raise ValueError(
+                f"{src.label}: cannot read sample {sample}, frames {start}..{stop - 1}: {err}"
+            ) from err
+        if self.check_finite != "off":
+            bad = ~np.isfinite(data).reshape(-1, *data.shape[-2:]).all(axis=0)  # (T, C)
+            if bad.any():
+                t, c = np.argwhere(bad)[0]
+                raise ValueError(
+                    f"{src.label}: non-finite value in variable {src.variables[c]!r}, sample "
+                    f"{sample}, frame {start + t}; pass check_finite='skip' to drop such "
+                    "trajectories"
+                )
+        return data
+
+    # -- the Dataset ----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """Mixture index -> (source index, sample index in that source)."""
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a mixture of {n} items")
+        index %= n
+        k = bisect.bisect_right(self._offsets, index) - 1
+        samples = self._sources[k].samples
+        return k, int(samples[(index - int(self._offsets[k])) % len(samples)])
+
+    def window_start(self, index: int) -> int:
+        """First frame of item ``index``'s window this epoch, from (seed, epoch, index) alone."""
+        k, _ = self.locate(index)
+        return self._start(index % len(self), k)
+
+    def _start(self, index: int, k: int) -> int:
+        n_starts = self._sources[k].t_total - self.t_in - self.t_out + 1
+        state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)
+        return int(state[0] % n_starts)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        k, sample = self.locate(index)
+        src = self._sources[k]
+        if self.mode == "window":
+            start = self._start(index % len(self), k)
+            data = self._read(k, sample, start, start + self.t_in + self.t_out)
+        else:
+            start, data = 0, self._read(k, sample, 0, src.t_total)
+        field = self._to_grid(torch.from_numpy(data), k)
+        field, channel_mask = pad_channels(field, self.channels, self.pad_value)  # (*G, T, C)
+        item = {
+            "channel_mask": channel_mask,
+            "grid_mask": self.grid_mask(k),
+            "source": torch.tensor(k, dtype=torch.int64),
+            "sample": torch.tensor(sample, dtype=torch.int64),
+        }
+        if self.mode == "window":
+            item["x"], item["y"] = field[..., : self.t_in, :], field[..., self.t_in :, :]
+            item["start"] = torch.tensor(start, dtype=torch.int64)
+        else:
+            item["x"] = field
+            item["native_shape"] = torch.tensor(src.native, dtype=torch.int64)
+        return item
+
+    # -- grids ----------------------------------------------------------------------------
+
+    def _to_grid(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """(*native, T, C) -> (*resolution, T, C)."""
+        inner, (t, c) = self._inner[k], x.shape[-2:]
+        # every (frame, channel) plane is resized alike: folding them into one channel axis lets
+        # the interpolation run channels-last, with no layout copies  # (1, *S, 1, T·C)
+        planes = resize(x.reshape(1, *x.shape[:-2], 1, t * c), inner)
+        x = planes.reshape(*inner, t, c)
+        if inner == self.resolution:
+            return x
+        out = x.new_full((*self.resolution, t, c), self.pad_value)
+        out[tuple(slice(0, s) for s in inner)] = x
+        return out
+
+    def grid_mask(self, source: int) -> torch.Tensor:
+        """(*resolution) bool: True on the model-grid points inside source's native grid."""
+        mask = torch.zeros(self.resolution, dtype=torch.bool)
+        mask[tuple(slice(0, s) for s in self._inner[source])] = True
+        return mask
+
+    def to_native(self, x: torch.Tensor, source: int) -> torch.Tensor:
+        """Model-grid fields (B, *resolution, T, C) -> the source's grid (B, *native, T, C_k):
+        the inverse of the mixture's resizing and padding (padded channels dropped)."""
+        inner, src = self._inner[source], self._sources[source]
+        x = x[(slice(None), *(slice(0, s) for s in inner))]
+        return resize(x, src.native)[..., : len(src.variables)]
+
+    # -- epochs and resume ----------------------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Re-draw every item's window start (call before building each epoch's iterator)."""
+        self.epoch = int(epoch)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Everything that fixes the items besides (seed, epoch), as plain values."""
+        return {
+            "sources": self.source_names,
+            "samples": [s.samples.tolist() for s in self._sources],
+            "weights": [s.weight for s in self._sources],
+            "resolution": list(self.resolution),
+            "t_in": self.t_in,
+            "t_out": self.t_out,
+            "channels": self.channels,
+            "split": self.split,
+            "mode": self.mode,
+            "pad_value": self.pad_value,
+            "keep_aspect": self.keep_aspect,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """{"epoch", "seed", "config"}: what :meth:`load_state_dict` needs for an exact resume."""
+        return {"epoch": self.epoch, "seed": self.seed, "config": self.config}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume at the saved (seed, epoch); the saved config must match this mixture's."""
+        mine = self.config
+        saved = state["config"]
+        diff = sorted(k for k in mine.keys() | saved.keys() if mine.get(k) != saved.get(k))
+        if diff:
+            raise ValueError(
+                "state_dict comes from a different mixture: "
+                + "; ".join(f"{k}: saved {saved.get(k)!r}, here {mine.get(k)!r}" for k in diff)
+            )
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+
+    # -- what a report needs --------------------------------------------------------------
+
+    @property
+    def source_names(self) -> list[str]:
+        return [s.name for s in self._sources]
+
+    @property
+    def num_channels_per_source(self) -> list[int]:
+        return [len(s.variables) for s in self._sources]
+
+    @property
+    def variables_per_source(self) -> list[tuple[str, ...]]:
+        """Channel variable names of each source, in channel order."""
+        return [s.variables for s in self._sources]
+
+    @property
+    def t_total_per_source(self) -> list[int]:
+        return [s.t_total for s in self._sources]
+
+    @property
+    def native_shape_per_source(self) -> list[tuple[int, ...]]:
+        return [s.native for s in self._sources]
+
+    @property
+    def samples_per_source(self) -> list[np.ndarray]:
+        """Sample indices of this split, per source."""
+        return [s.samples.copy() for s in self._sources]
+
+    @property
+    def weights(self) -> list[int]:
+        return [s.weight for s in self._sources]
+
+    def __repr__(self) -> str:
+        rows = [
+            f"  {s.name}: {len(s.samples)} trajectories x{s.weight}, grid {s.native}, "
+            f"T={s.t_total}, channels {list(s.variables)}"
+            for s in self._sources
+        ]
+        head = (
+            f"Mixture({self.split}, {self.mode}, {len(self)} items, grid {self.resolution}, "
+            f"t_in={self.t_in}, t_out={self.t_out}, channels={self.channels}, epoch={self.epoch})"
+        )
+        return "\n".join([head, *rows])
+
+
+class _EpochSampler(DistributedSampler):
+    """A DistributedSampler that follows the mixture's epoch (``Mixture.set_epoch``)."""
+
+    def __init__(self, mixture: Mixture, **kwargs: Any) -> None:
+        super().__init__(mixture, **kwargs)
+        self.mixture = mixture
+
+    def __iter__(self):
+        self.set_epoch(self.mixture.epoch)
+        return super().__iter__()
+
+
+def make_loader(
+    mixture: Mixture,
+    batch_size: int,
+    num_workers: int = 2,
+    shuffle: bool = True,
+    distributed: bool | None = None,
+    seed: int = 0,
+    drop_last: bool = True,
+    **kwargs: Any,
+) -> DataLoader:
+    """A DataLoader over one weighted epoch of ``mixture``; shuffled from (seed, epoch).
+
+    ``distributed``: shard the epoch over the ranks of torch.distributed (None: whenever a
+    process group is initialised). Call ``mixture.set_epoch(e)`` before iterating each epoch;
+    workers are started per epoch so they see it (``persistent_workers`` is refused). Other
+    keywords go to the DataLoader. In trajectory mode, sources of different length do not batch:
+    use ``batch_size=1``.
+    """
+    if kwargs.get("persistent_workers"):
+        raise ValueError(
+            "persistent_workers=True would freeze the workers' epoch; Mixture workers are started "
+            "per epoch"
+        )
+    initialised = dist.is_available() and dist.is_initialized()
+    if distributed is None:
+        distributed = initialised
+    if distributed and not initialised:
+        raise ValueError(
+            "distributed=True needs an initialised process group (torchrun + "
+            "torch.distributed.init_process_group)"
+        )
+    replicas, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
+    sampler = _EpochSampler(
+        mixture, num_replicas=replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+    )
+    return DataLoader(
+        mixture,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        **kwargs,
+    )
