@@ -1,0 +1,400 @@
+"""Fine-tuning setup: carry pre-trained DPOT weights into a model of another shape, and build
+optimizer parameter groups with per-part learning rates and frozen parts.
+
+``transfer_weights`` sorts every tensor of the fine-tuning model into exactly one of
+
+- **loaded**: same name and shape in the source, copied as is;
+- **adapted**: same role, another shape, transformed; only the positional embedding has such a
+  transform: interpolated to the new latent grid (bicubic in 2D, trilinear in 3D);
+- **new**: kept at the model's fresh initialisation;
+
+and lists the source tensors it did not use. The rule, applied to *units* (``patch_embed``,
+``pos_embed``, ``time_agg``, ``head``, ``cls_head``, ``scale_feats_mu``, ``scale_feats_sigma``,
+and each ``blocks.N.{norm1,filter,norm2,mlp}``):
+
+- a unit is loaded only if every one of its tensors is: when one tensor is missing from the source,
+  has another shape (and is not the positional embedding), or is named in ``reinit``, the whole
+  unit stays new. So a new channel count gives a new patch embedding (its conv input and hidden
+  width change) and a new output head (its last layer's width changes); a new ``in_timesteps``
+  gives a new temporal aggregation; a new grid keeps everything and interpolates ``pos_embed``.
+- when the number of spatial axes changes (2D -> 3D), the embedding, positional embedding,
+  temporal aggregation and output head stay new even where shapes agree, as the DPOT release does;
+  the blocks carry over unchanged (AFNO weights are shared over frequencies, 1×1 convolutions are
+  ``nn.Linear`` here).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dpot_lab.models.checkpoint import FORMAT, safe_load
+from dpot_lab.models.dpot import DPOTConfig
+from dpot_lab.models.official import convert_release_state, infer_release_config
+
+logger = logging.getLogger(__name__)
+
+# Parameter-name prefixes of each trainable part (a prefix matches itself and "prefix.*").
+PARTS: dict[str, list[str]] = {
+    "embed": ["patch_embed", "pos_embed", "time_agg", "scale_feats_mu", "scale_feats_sigma"],
+    "blocks": ["blocks"],
+    "head": ["head", "cls_head"],
+}
+# Units re-initialised when the number of spatial axes changes (the release's 2D -> 3D rule).
+_SPACE_BOUND_UNITS = ("patch_embed", "pos_embed", "time_agg", "head")
+_RELEASE_MARKERS = ("time_agg_layer.", "out_layer.", "patch_embed.proj.0.")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile
+
+
+class Adapted(NamedTuple):
+    """A model tensor filled from a source tensor of another shape."""
+
+    name: str
+    from_shape: tuple[int, ...]
+    to_shape: tuple[int, ...]
+    how: str
+
+
+@dataclass
+class TransferReport:
+    """What ``transfer_weights`` did with every model tensor and every source tensor.
+
+    ``loaded``, ``adapted`` and ``new`` partition the model's state-dict names; ``why_new`` gives
+    the reason for each new tensor; ``unused`` lists the source tensors that were not used.
+    """
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    adapted: list[Adapted] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+    why_new: dict[str, str] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # model tensors
+    source_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def status(self, name: str) -> str:
+        """``"loaded"``, ``"adapted"`` or ``"new"`` for a model tensor."""
+        if name in self.loaded:
+            return "loaded"
+        if name in {a.name for a in self.adapted}:
+            return "adapted"
+        if name in self.new:
+            return "new"
+        raise KeyError(f"{name!r} is not a tensor of the model; known: {sorted(self.shapes)}")
+
+    def summary(self) -> str:
+        """One line of counts."""
+        return (
+            f"weights from {self.source}: {len(self.loaded)} loaded, {len(self.adapted)} adapted, "
+            f"{len(self.new)} new (of {len(self.shapes)} model tensors); "
+            f"{len(self.unused)} source tensors unused"
+        )
+
+    def table(self) -> str:
+        """A readable table: one row per model tensor, then the unused source tensors."""
+        adapted = {a.name: a for a in self.adapted}
+        rows = []
+        for name, shape in self.shapes.items():
+            if name in adapted:
+                a = adapted[name]
+                rows.append((name, "adapted", f"{_fmt(a.from_shape)} -> {_fmt(a.to_shape)}", a.how))
+            elif name in self.why_new:
+                rows.append((name, "new", _fmt(shape), self.why_new[name]))
+            else:
+                rows.append((name, "loaded", _fmt(shape), ""))
+        rows += [
+            (n, "unused", _fmt(self.source_shapes[n]), "in the source, not used")
+            for n in self.unused
+        ]
+        widths = [
+            max(len(r[i]) for r in [("tensor", "status", "shape", ""), *rows]) for i in (0, 1, 2)
+        ]
+        lines = [self.summary()]
+        for r in [("tensor", "status", "shape", "note"), *rows]:
+            lines.append(
+                "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
+            )
+        return "\n".join(line.rstrip() for line in lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (shapes as lists)."""
+        return {
+            "source": self.source,
+            "loaded": list(self.loaded),
+            "adapted": [
+                {
+                    "name": a.name,
+                    "from_shape": list(a.from_shape),
+                    "to_shape": list(a.to_shape),
+                    "how": a.how,
+                }
+                for a in self.adapted
+            ],
+            "new": [{"name": n, "why": self.why_new[n]} for n in self.new],
+            "unused": list(self.unused),
+        }
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ")"
+
+
+# ------------------------------------------------------------------------------- sources
+def _unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "module", model)  # DDP
+    return getattr(model, "_orig_mod", model)  # torch.compile
+
+
+def _source_state(source: Any) -> tuple[dict[str, torch.Tensor], str]:
+    """Our checkpoint / release checkpoint (path or dict), a model or a state dict -> (state in
+    our names and layouts, description)."""
+    if isinstance(source, nn.Module):
+        model = _unwrap(source)
+        return dict(model.state_dict()), f"{type(model).__name__} model"
+    if isinstance(source, (str, os.PathLike)):
+        desc, obj = str(source), safe_load(source)
+    else:
+        desc, obj = "state dict", source
+    if not isinstance(obj, Mapping):
+        raise ValueError(
+            f"{desc}: expected a dpot-lab checkpoint, a DPOT release checkpoint "
+            f"{{'model': state_dict}}, a model or a state dict; got {type(obj).__name__}"
+        )
+    if obj.get("format") == FORMAT:
+        if "model" not in obj:
+            raise ValueError(f"checkpoint {desc} has no 'model' entry")
+        desc, obj = f"dpot-lab checkpoint {desc}", obj["model"]
+    elif isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]  # the release's {'model': state_dict}
+    if not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(
+            f"{desc}: expected a dpot-lab checkpoint, a DPOT release checkpoint "
+            f"{{'model': state_dict}}, a model or a state dict (name -> tensor); got a dict with "
+            f"keys {sorted(obj)[:8]}"
+        )
+    state = {}
+    for key, value in obj.items():
+        for prefix in _WRAPPER_PREFIXES:
+            key = key.removeprefix(prefix)
+        state[key] = value
+    if any(k.startswith(_RELEASE_MARKERS) for k in state):
+        kw, _ = infer_release_config(state, desc)  # raises when a release key is missing
+        n = state["pos_embed"].dim() - 2
+        desc = f"{desc} (DPOT release, {n}D, C={kw['in_channels']}, T_in={kw['in_timesteps']})"
+        state = convert_release_state(state)
+    return state, desc
+
+
+def _n_spatial(state: Mapping[str, torch.Tensor]) -> int | None:
+    """Number of spatial axes a state dict was trained for, when it tells."""
+    for key in ("pos_embed", "patch_embed.proj.weight", "head.deconv.weight"):
+        if key in state:
+            return state[key].dim() - 2  # (1, *S/p, D) or conv kernels (o, i, *p)
+    return None
+
+
+def _unit(name: str) -> str:
+    """The group of tensors that is loaded or re-initialised together."""
+    parts = name.split(".")
+    return ".".join(parts[:3]) if parts[0] == "blocks" else parts[0]
+
+
+def _matches(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def _resolve_reinit(reinit: Iterable[str], names: list[str]) -> set[str]:
+    """Part names (``PARTS``) or tensor-name prefixes -> the model tensors they cover."""
+    out: set[str] = set()
+    for item in [reinit] if isinstance(reinit, str) else reinit:
+        prefixes = PARTS.get(item, [item])
+        hit = {n for n in names for p in prefixes if _matches(n, p)}
+        if not hit:
+            units = sorted({_unit(n) for n in names})
+            raise ValueError(
+                f"reinit: {item!r} is neither a part {sorted(PARTS)} nor a prefix of a model "
+                f"tensor (units: {units})"
+            )
+        out |= hit
+    return out
+
+
+def _interpolate_pos(pos: torch.Tensor, latent: tuple[int, ...]) -> torch.Tensor:
+    """(1, *L_src, D) -> (1, *latent, D): bicubic in 2D, trilinear in 3D, as ``DPOT.resize``."""
+    mode = "bicubic" if pos.dim() == 4 else "trilinear"
+    grid = pos.detach().float().movedim(-1, 1)  # (1, D, *L_src)
+    grid = F.interpolate(grid, size=latent, mode=mode, align_corners=False)
+    return grid.movedim(1, -1).contiguous()
+
+
+# ------------------------------------------------------------------------------- transfer
+@torch.no_grad()
+def transfer_weights(
+    model: nn.Module, source: Any, *, reinit: Iterable[str] = ()
+) -> TransferReport:
+    """Fill ``model`` in place from pre-trained weights and report what happened to every tensor.
+
+    ``source``: a path to a dpot-lab checkpoint or a DPOT release checkpoint, a model, a state dict
+    (ours or the release's, DDP ``module.`` prefixes allowed) or a release ``{'model': state}``.
+    ``reinit``: part names of ``PARTS`` or tensor-name prefixes (``"pos_embed"``, ``"blocks.3"``)
+    that stay at the model's fresh init. The rules are in the module docstring. Raises ValueError
+    when nothing of the source fits the model.
+    """
+    target = _unwrap(model)
+    state, desc = _source_state(source)
+    own = target.state_dict()
+    names = list(own)
+    forced = _resolve_reinit(reinit, names)
+    n_model = getattr(target, "n_spatial", None)
+    n_source = _n_spatial(state)
+    space_change = n_model is not None and n_source is not None and n_model != n_source
+
+    report = TransferReport(
+        source=desc,
+        shapes={k: tuple(v.shape) for k, v in own.items()},
+        source_shapes={k: tuple(v.shape) for k, v in state.items()},
+    )
+    values: dict[str, torch.Tensor] = {}
+    units: dict[str, list[str]] = {}
+    for name in names:
+        units.setdefault(_unit(name), []).append(name)
+    for unit, members in units.items():
+        why, adapted = None, []
+        for name in members:
+            have = tuple(own[name].shape)
+            src = state.get(name)
+            if name in forced:
+                why = why or f"reinit requested ({name})"
+            elif space_change and unit in _SPACE_BOUND_UNITS:
+                why = why or f"{n_source}D -> {n_model}D: {unit} re-initialised as the release does"
+            elif src is None:
+                why = why or f"{name} not in the source"
+            elif tuple(src.shape) == have:
+                values[name] = src
+            elif name == "pos_embed" and src.dim() == len(have) and src.shape[-1] == have[-1]:
+                values[name] = _interpolate_pos(src, have[1:-1])
+                mode = "bicubic" if len(have) == 4 else "trilinear"
+                grids = " -> ".join("×".join(map(str, s[1:-1])) for s in (src.shape, have))
+                how = f"{mode} interpolation of the latent grid {grids}"
+                adapted.append(Adapted(name, tuple(src.shape), have, how))
+            else:
+                why = why or f"{name}: source shape {_fmt(tuple(src.shape))}, model {_fmt(have)}"
+        if why is None:
+            report.adapted += adapted
+            report.loaded += [n for n in members if n not in {a.name for a in adapted}]
+        else:
+            for name in members:
+                values.pop(name, None)
+                report.new.append(name)
+                report.why_new[name] = why if len(members) == 1 else f"unit {unit}: {why}"
+    report.unused = [k for k in state if k not in values]
+    if not values:
+        raise ValueError(
+            f"no tensor of {desc} fits {type(target).__name__}: nothing to transfer "
+            f"(source embed_dim or layout differs?)\n" + report.table()
+        )
+    target.load_state_dict({**own, **values}, strict=True)
+    logger.info(report.summary())
+    return report
+
+
+# ------------------------------------------------------------------------------- optimizer groups
+def _part_of(name: str) -> str | None:
+    for part, prefixes in PARTS.items():
+        if any(_matches(name, p) for p in prefixes):
+            return part
+    return None
+
+
+def param_groups(
+    model: nn.Module,
+    base_lr: float,
+    part_lrs: Mapping[str, float] | None = None,
+    freeze: Iterable[str] | None = None,
+    weight_decay: float = 1e-6,
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups, one per part of ``PARTS`` (``{"name", "params", "lr",
+    "weight_decay"}``).
+
+    ``part_lrs`` maps part -> learning rate (others get ``base_lr``); parts in ``freeze`` get
+    ``requires_grad_(False)`` and are left out (freezing wins over a learning rate); every other
+    parameter gets ``requires_grad_(True)``. The default weight decay is the release's 1e-6.
+    """
+    part_lrs = dict(part_lrs or {})
+    frozen = set([freeze] if isinstance(freeze, str) else (freeze or ()))
+    for what, given in (("part_lrs", set(part_lrs)), ("freeze", frozen)):
+        unknown = sorted(given - set(PARTS))
+        if unknown:
+            raise ValueError(f"{what}: unknown parts {unknown}; known parts: {sorted(PARTS)}")
+    by_part: dict[str, list[nn.Parameter]] = {part: [] for part in PARTS}
+    for name, p in _unwrap(model).named_parameters():
+        part = _part_of(name)
+        if part is None:
+            raise ValueError(f"parameter {name!r} is in no part of PARTS {PARTS}")
+        p.requires_grad_(part not in frozen)
+        by_part[part].append(p)
+    groups = [
+        {
+            "name": part,
+            "params": ps,
+            "lr": part_lrs.get(part, base_lr),
+            "weight_decay": weight_decay,
+        }
+        for part, ps in by_part.items()
+        if ps and part not in frozen
+    ]
+    if not groups:
+        raise ValueError(f"freeze={sorted(frozen)} leaves no parameter to train")
+    return groups
+
+
+# ------------------------------------------------------------------------------- configs
+def adapt_model_config(source_config: DPOTConfig, **changes: Any) -> DPOTConfig:
+    """The fine-tuning model's config: ``source_config`` with ``changes`` applied.
+
+    Derived sizes follow the changes unless given: ``embed_hidden`` (C·p + grid channels) when it
+    had its default, ``out_channels`` when it equalled ``in_channels``, and a square (cubic)
+    ``img_size`` gains or loses an axis with ``n_spatial``. Everything else (modes, mode rule,
+    widths) is kept, so the pre-trained blocks fit.
+    """
+    src = source_config
+    known = set(src.to_dict())
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(
+            f"adapt_model_config: unknown DPOTConfig fields {unknown}; known: {sorted(known)}"
+        )
+    d = src.to_dict()
+    if "embed_hidden" not in changes and src.embed_hidden == (
+        src.in_channels * src.patch_size + src.n_spatial + 1
+    ):
+        d["embed_hidden"] = None
+    if "out_channels" not in changes and src.out_channels == src.in_channels:
+        d["out_channels"] = None
+    n = changes.get("n_spatial", src.n_spatial)
+    if n != src.n_spatial and "img_size" not in changes:
+        if len(set(src.img_size)) != 1:
+            raise ValueError(
+                f"adapt_model_config: n_spatial {src.n_spatial} -> {n} needs img_size: the source "
+                f"grid {src.img_size} is not square, so it cannot be extended"
+            )
+        d["img_size"] = src.img_size[:1] * n
+    d.update(changes)
+    return DPOTConfig.from_dict(d)
+
+
+__all__ = [
+    "PARTS",
+    "Adapted",
+    "TransferReport",
+    "adapt_model_config",
+    "param_groups",
+    "transfer_weights",
+]
