@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,19 @@ from dpot_lab.train.finetune import (
     transfer_weights,
 )
 
-RELEASE_2D = Path("/work/shared/fixtures/official_dpot/dpot2d_full_spectrum.pt")
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE_2D = next(  # the release fixtures, looked up as tests/models/test_parity.py does
+    (
+        p / "dpot2d_full_spectrum.pt"
+        for p in (
+            Path(os.environ.get("DPOT_FIXTURES", "/nonexistent")),
+            ROOT.parent / "shared" / "fixtures" / "official_dpot",
+            Path("/work/shared/fixtures/official_dpot"),
+        )
+        if (p / "dpot2d_full_spectrum.pt").is_file()
+    ),
+    Path("/work/shared/fixtures/official_dpot/dpot2d_full_spectrum.pt"),
+)
 TINY = dict(img_size=32, patch_size=4, in_channels=4, in_timesteps=5, embed_dim=32, depth=2,
             n_blocks=4, modes=8, out_layer_dim=8, n_cls=12)  # fmt: skip
 BLOCK_TENSORS = ("norm1", "filter", "norm2", "mlp")
