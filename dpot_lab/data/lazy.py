@@ -24,19 +24,19 @@ _files: OrderedDict[str, tuple[tuple[int, int, int], h5py.File]] = OrderedDict()
 _owner_pid = os.getpid()
 
 
-def open_h5(path: str | os.PathLike) -> h5py.File:
-    """Read-only handle to the HDF5 file ``path``, opened once per process and reused.
-
-    Raises FileNotFoundError when it is missing and ValueError naming the file when it is not
-    readable HDF5 (truncated, corrupt, or another format).
-    """
-    global _owner_pid
-    path = os.path.abspath(os.fspath(path))
+def _stamp(path: str) -> tuple[int, int, int]:
+    """(inode, mtime, size): changes when the file is rewritten or replaced."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
-    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # a replaced or rewritten file is reopened
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _open(path: str) -> tuple[tuple[int, int, int], h5py.File]:
+    """(stamp, handle) for the absolute ``path``, from this process's cache when still valid."""
+    global _owner_pid
+    stamp = _stamp(path)
     with _lock:
         if os.getpid() != _owner_pid:  # a forked child: never use the parent's handles
             _files.clear()
@@ -44,7 +44,7 @@ def open_h5(path: str | os.PathLike) -> h5py.File:
         hit = _files.get(path)
         if hit is not None and hit[0] == stamp and hit[1].id.valid:
             _files.move_to_end(path)
-            return hit[1]
+            return hit
         if hit is not None:
             del _files[path]
             if hit[1].id.valid:
@@ -60,7 +60,16 @@ def open_h5(path: str | os.PathLike) -> h5py.File:
         while len(_files) > _MAX_OPEN:
             _, (_, old) = _files.popitem(last=False)
             old.close()
-    return handle
+    return stamp, handle
+
+
+def open_h5(path: str | os.PathLike) -> h5py.File:
+    """Read-only handle to the HDF5 file ``path``, opened once per process and reused.
+
+    Raises FileNotFoundError when it is missing and ValueError naming the file when it is not
+    readable HDF5 (truncated, corrupt, or another format).
+    """
+    return _open(os.path.abspath(os.fspath(path)))[1]
 
 
 def close_files(paths: Iterable[str | os.PathLike] | None = None) -> None:
@@ -82,6 +91,25 @@ def _is_int(k: object) -> bool:
 def _length(k: object, n: int) -> int:
     """Length of the axis that key ``k`` (slice or array) keeps from an axis of size ``n``."""
     return len(range(n)[k]) if isinstance(k, slice) else len(k)
+
+
+def _outer_read(dset: h5py.Dataset, key: tuple) -> np.ndarray:
+    """``dset`` under an outer-indexing ``key`` (ints, positive-step slices, integer arrays),
+    reading only the selected elements. h5py takes one increasing index array per read, so
+    further arrays are read one index at a time and repeated indices are read once."""
+    arrays = [a for a, k in enumerate(key) if isinstance(k, np.ndarray)]
+    if not arrays:
+        return np.asarray(dset[key])
+    a = arrays[-1]
+    out_axis = sum(not _is_int(k) for k in key[:a])
+    if len(arrays) > 1:
+        parts = [_outer_read(dset, key[:a] + (int(i),) + key[a + 1 :]) for i in key[a]]
+        return np.stack(parts, axis=out_axis)
+    unique, inverse = np.unique(key[a], return_inverse=True)
+    data = np.asarray(dset[key[:a] + (unique,) + key[a + 1 :]])
+    if len(unique) == len(key[a]):  # already increasing without repeats
+        return data
+    return np.take(data, inverse.ravel(), axis=out_axis)
 
 
 class H5Array(BackendArray):
@@ -107,8 +135,9 @@ class H5Array(BackendArray):
         if not self.sources or (not stacked and len(self.sources) != 1):
             raise ValueError("H5Array needs one source, or several with stacked=True")
         self.stacked = stacked
+        self.stamps = {p: _open(p)[0] for p in dict.fromkeys(p for p, _ in self.sources)}
         path, key = self.sources[0]
-        dset = _dataset(path, key)
+        dset = _dataset(path, key, self.stamps[path])
         self.stored_shape = tuple(dset.shape)
         self.fixed = {int(a): int(i) for a, i in (fixed or {}).items()}
         free = [a for a in range(len(self.stored_shape)) if a not in self.fixed]
@@ -123,7 +152,7 @@ class H5Array(BackendArray):
         self.shape = ((len(self.sources),) if stacked else ()) + member
         if stacked:
             for p, k in self.sources[1:]:
-                shape = _dataset(p, k).shape
+                shape = _dataset(p, k, self.stamps[p]).shape
                 if tuple(shape) != self.stored_shape:
                     raise ValueError(
                         f"{p}: '{k}' has shape {tuple(shape)}, expected {self.stored_shape} "
@@ -132,7 +161,7 @@ class H5Array(BackendArray):
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
         return indexing.explicit_indexing_adapter(
-            key, self.shape, indexing.IndexingSupport.OUTER_1VECTOR, self._getitem
+            key, self.shape, indexing.IndexingSupport.OUTER, self._getitem
         )
 
     def _getitem(self, key: tuple) -> np.ndarray:
@@ -159,7 +188,7 @@ class H5Array(BackendArray):
         kept = [a for a, k in enumerate(stored) if not _is_int(k)]  # stored order after reading
         wanted = [a for a in self.order if a in kept]
         try:
-            data = np.asarray(_dataset(path, name)[tuple(stored)])
+            data = _outer_read(_dataset(path, name, self.stamps[path]), tuple(stored))
         except OSError as exc:
             raise ValueError(
                 f"{path}: reading '{name}' failed ({exc}); the file may be truncated or corrupt"
@@ -172,8 +201,13 @@ class H5Array(BackendArray):
         return f"H5Array({where}, shape={self.shape}, dtype={self.dtype})"
 
 
-def _dataset(path: str, key: str) -> h5py.Dataset:
-    handle = open_h5(path)
+def _dataset(path: str, key: str, stamp: tuple[int, int, int]) -> h5py.Dataset:
+    """``key`` in ``path``, as long as the file is the one that was first opened (``stamp``)."""
+    now, handle = _open(path)
+    if now != stamp:
+        raise ValueError(
+            f"{path}: the file changed (rewritten or replaced) after it was opened; open it again"
+        )
     if key not in handle or not isinstance(handle[key], h5py.Dataset):
         raise ValueError(f"{path}: no dataset '{key}'")
     return handle[key]

@@ -1,0 +1,112 @@
+"""Laziness and process safety of opened datasets: opening reads no field data, indexing reads
+only the frames asked for, and lazy arrays work after pickling and in DataLoader workers."""
+
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from xarray.core.indexing import LazilyIndexedArray
+
+from dpot_lab.data import lazy
+from dpot_lab.data.lazy import close_files
+from dpot_lab.data.open import open_dataset
+
+FIELD_KEYS = {"u", "velocity", "density", "data", "vorticity", "0000/data", "0001/data"}
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Records (dataset name, elements returned) for every h5py read of a field dataset."""
+    log = []
+    original = h5py.Dataset.__getitem__
+
+    def counting(self, key):
+        out = original(self, key)
+        if self.name.lstrip("/") in FIELD_KEYS or self.name.endswith("/data"):
+            log.append((self.name, np.size(out)))
+        return out
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", counting)
+    return log
+
+
+WRITERS = {
+    "fno": lambda lay, p: lay.write_fno_v73(p / "ns.mat"),
+    "pdebench_groups": lambda lay, p: lay.write_pdebench_groups(p / "2D_diff-react_NA_NA.h5"),
+    "pdebench_incompressible": lambda lay, p: lay.write_pdebench_incompressible(p / "ns.h5"),
+    "dpot_per_sample": lambda lay, p: lay.write_dpot_unified(p),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_open_reads_nothing_and_isel_reads_only_its_frames(tmp_path, layouts, reads, fmt):
+    path = WRITERS[fmt](layouts, tmp_path)
+    ds = open_dataset(path)
+    assert reads == []
+    name = next(n for n in ds.data_vars if ds[n].dims == ("sample", "time", "x", "y"))
+    assert isinstance(ds[name].variable._data, LazilyIndexedArray)
+    window = ds[name].isel(sample=1, time=slice(2, 4)).values  # (2, X, Y)
+    assert sum(n for _, n in reads) == window.size == 2 * layouts.X * layouts.Y
+    np.testing.assert_array_equal(window, layouts.expected(ds[name])[1, 2:4])
+    reads.clear()
+    picked = ds[name].isel(sample=[2, 0], time=[4, 1], x=slice(None, None, -1)).values
+    assert sum(n for _, n in reads) == 2 * 2 * layouts.X * layouts.Y  # 2 samples x 2 frames
+    np.testing.assert_array_equal(
+        picked, layouts.expected(ds[name])[np.ix_([2, 0], [4, 1])][:, :, ::-1]
+    )
+
+
+def test_lazy_dataset_pickles_without_file_handles(tmp_path, layouts):
+    ds = open_dataset(layouts.write_pdebench_incompressible(tmp_path / "ns.h5"))
+    ds.vx.isel(sample=0).load()  # this process now holds an open handle
+    blob = pickle.dumps(ds.isel(sample=[2, 1]))
+    assert b"h5py" not in blob
+    close_files()  # the copy must reopen the file itself
+    copy = pickle.loads(blob)
+    np.testing.assert_array_equal(copy.vy.isel(time=3), layouts.expected(ds.vy, c=1)[[2, 1], 3])
+
+
+def test_a_new_process_opens_its_own_handle(tmp_path, layouts, monkeypatch):
+    path = layouts.write_pdebench_cfd(tmp_path / "cfd.hdf5")
+    parent = lazy.open_h5(path)
+    assert lazy.open_h5(path) is parent  # reused within a process
+    monkeypatch.setattr(lazy.os, "getpid", lambda: -1)  # as seen from a forked worker
+    child = lazy.open_h5(path)
+    assert child is not parent and parent.id.valid  # the parent's handle is left alone
+    assert lazy.open_h5(path) is child
+
+
+class Frames(torch.utils.data.Dataset):
+    """(sample, frame) -> that frame of a lazily opened field, as a tensor (X, Y)."""
+
+    def __init__(self, ds, name):
+        self.var = ds[name]
+
+    def __len__(self):
+        return self.var.sizes["sample"] * self.var.sizes["time"]
+
+    def __getitem__(self, i):
+        s, t = divmod(i, self.var.sizes["time"])
+        return torch.from_numpy(self.var.isel(sample=s, time=t).values.copy())
+
+
+@pytest.mark.parametrize(
+    "start_method",
+    ["fork", pytest.param("spawn", marks=pytest.mark.slow)],  # spawn: ~3-13 s
+)
+def test_dataloader_workers_read_from_their_own_handles(tmp_path, layouts, start_method):
+    """fork: workers inherit the parent's open handle and must not use it; spawn: a fresh
+    process gets the dataset pickled."""
+    ds = open_dataset(layouts.write_pdebench_cfd(tmp_path / "cfd.hdf5"))
+    ds.pressure.isel(sample=0, time=0).load()  # the parent opens the file before the workers
+    loader = torch.utils.data.DataLoader(
+        Frames(ds, "pressure"),
+        batch_size=4,
+        num_workers=2 if start_method == "fork" else 1,
+        multiprocessing_context=start_method,
+    )
+    frames = torch.cat(list(loader)).numpy()  # (N·T, X, Y)
+    expect = layouts.expected(ds.pressure, c=3).reshape(-1, layouts.X, layouts.Y)
+    np.testing.assert_array_equal(frames, expect)
