@@ -99,10 +99,16 @@ class DPOTConfig:
 
 
 def _group_norm(x: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
-    """GroupNorm on a channels-last tensor (B, *S, D), without a layout copy."""
-    return F.group_norm(x.movedim(-1, 1), norm.num_groups, norm.weight, norm.bias, norm.eps).movedim(
-        1, -1
-    )
+    """GroupNorm on a channels-last tensor (B, *S, D), computed in that layout (no transpose copy).
+
+    Written out rather than calling ``F.group_norm`` on a channels-last view: besides the copy it
+    saves, torch 2.13's CPU kernel crashes in backward for such a view when the input needs no grad.
+    """
+    b, d, g = x.shape[0], x.shape[-1], norm.num_groups
+    xg = x.reshape(b, -1, g, d // g)  # (B, N, G, D/G)
+    var, mean = torch.var_mean(xg, dim=(1, 3), keepdim=True, correction=0)
+    y = ((xg - mean) * torch.rsqrt(var + norm.eps)).reshape(x.shape)
+    return y * norm.weight + norm.bias
 
 
 def _linspace(n: int, device, dtype=torch.float32) -> torch.Tensor:
