@@ -97,8 +97,10 @@ class RunCheckpoints:
             )
         try:
             return read_checkpoint(self.last)
-        except ValueError as err:
-            raise ValueError(f"cannot resume from {self.last}: {err}") from None
+        except Exception as err:  # the unpickler raises several kinds on a damaged file
+            raise ValueError(
+                f"cannot resume from {self.last}: corrupt or unreadable ({err})"
+            ) from None
 
 
 # ---------------------------------------------------------------------- RNG state
