@@ -1,9 +1,10 @@
 """Run-directory checkpoints: ``checkpoints/step_XXXXXXXX.pt`` (the newest ``keep`` retained) plus
 ``last.pt`` and ``best.pt``, each loadable with ``dl.load_checkpoint``.
 
-A step file is written atomically by ``dpot_lab.models.save_checkpoint`` (which refuses non-finite
-weights); ``last.pt``/``best.pt`` are then swapped in as hard links to it (a copy where links are not
-supported) with an atomic rename, so a kill at any moment leaves the previous ones loadable.
+A step file is written atomically by ``dpot_lab.models.save_checkpoint`` (which refuses
+non-finite weights); ``last.pt``/``best.pt`` are then swapped in as hard links to it (a copy where
+links are not supported) with an atomic rename, so a kill at any moment leaves the previous ones
+loadable.
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ class RunCheckpoints:
         best: bool = False,
         **extra: Any,
     ) -> Path:
-        """Write ``step_<step>.pt``, point ``last.pt`` (and ``best.pt`` when ``best``) at it and drop
-        step files beyond the newest ``keep``. Raises ValueError on non-finite weights."""
+        """Write ``step_<step>.pt``, point ``last.pt`` (and ``best.pt`` when ``best``) at it and
+        drop step files beyond the newest ``keep``. Raises ValueError on non-finite weights."""
         self.dir.mkdir(parents=True, exist_ok=True)
         path = save_checkpoint(self.dir / f"step_{step:08d}.pt", model, metadata, **extra)
         _replace_with_link(path, self.last)

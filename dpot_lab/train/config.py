@@ -41,7 +41,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """A preset name plus any ``DPOTConfig`` field as an override (``model: {preset: nano, depth: 1}``).
+    """A preset name plus any ``DPOTConfig`` field as an override
+    (``model: {preset: nano, depth: 1}``).
 
     ``preset: null`` with ``init_from`` takes the architecture of that checkpoint (adapted to the
     data's channels, grid and t_in)."""
@@ -52,10 +53,10 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Training sources (file paths or generator specs such as ``{generate: ns2d, n_samples: 64}``)."""
+    """Training sources: file paths or generator specs (``{generate: ns2d, n_samples: 64}``)."""
 
     sources: list[str | dict[str, Any]] = field(default_factory=list)
-    weights: list[float] | None = None  # repeats per trajectory and epoch, one per source
+    weights: list[int] | None = None  # repeats per trajectory and epoch, one per source
     test_sources: list[str | dict[str, Any]] | None = None  # None: the test split of ``sources``
     test_fraction: float = 0.1  # the last trajectories of each source form its test split
     n_test: int | None = None  # test trajectories per source (overrides test_fraction)
@@ -232,7 +233,7 @@ class TrainConfig:
         return path
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A validated copy with top-level fields changed, or dotted ones (``{"optim.lr": 1e-4}``)."""
+        """A validated copy with fields changed: top-level or dotted (``{"optim.lr": 1e-4}``)."""
         d = self.to_dict()
         for key, value in changes.items():
             *parents, leaf = key.replace("__", ".").split(".")
@@ -317,8 +318,8 @@ class TrainConfig:
             given = self.model.overrides.get(key)
             if given is not None and _norm(given, n_spatial) != _norm(value, n_spatial):
                 raise ConfigError(
-                    f"{source}: model.{key}: {given} differs from {DERIVED_MODEL_FIELDS[key]}={value}; "
-                    f"leave it out (it follows {DERIVED_MODEL_FIELDS[key]})"
+                    f"{source}: model.{key}: {given} differs from "
+                    f"{DERIVED_MODEL_FIELDS[key]}={value}; leave it out (it follows that key)"
                 )
 
     # ------------------------------------------------------------------ model
@@ -341,6 +342,7 @@ class TrainConfig:
 
                 if base is None:
                     raise ValueError("preset is null: pass the checkpoint's config as ``base``")
+                changes.setdefault("n_cls", 0)  # the class head takes no part in training
                 if isinstance(changes["img_size"], int):
                     changes["img_size"] = (changes["img_size"],) * changes.get(
                         "n_spatial", base.n_spatial
@@ -477,7 +479,7 @@ def _build_model(d: dict, path: str, source: str) -> ModelConfig:
     for key, value in d.items():
         key_path = f"{path}.{key}"
         if key == "preset":
-            preset = _convert(value, str, key_path, source)
+            preset = _convert(value, str | None, key_path, source)
             continue
         if key not in hints:
             known = ", ".join(sorted(["preset", *hints]))

@@ -1,11 +1,15 @@
-"""Process-group set-up for ``torchrun`` (DDP: gloo on CPU, NCCL on CUDA) and activation checkpointing.
+"""Process groups for ``torchrun`` (DDP: gloo on CPU, NCCL on CUDA); activation checkpointing.
 
 One entry point serves every launch::
 
-    python -m dpot_lab.cli pretrain configs/tiny_cpu.yaml --out runs/tiny                  # 1 process
-    torchrun --standalone --nproc_per_node=8 -m dpot_lab.cli pretrain configs/pretrain_Ti.yaml --out runs/ti
+    # one process (CPU or one GPU)
+    python -m dpot_lab.cli pretrain configs/tiny_cpu.yaml --out runs/tiny
+    # 8 GPUs on one node
+    torchrun --standalone --nproc_per_node=8 -m dpot_lab.cli pretrain configs/pretrain_Ti.yaml \\
+        --out runs/ti
+    # 2 nodes of 8 GPUs (run on each node)
     torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \\
-        -m dpot_lab.cli pretrain configs/pretrain_L.yaml --out runs/l                    # 2 nodes
+        -m dpot_lab.cli pretrain configs/pretrain_L.yaml --out runs/l
 
 The large sizes (L, H) use DDP with activation checkpointing of every block
 (``distributed.activation_checkpointing: true``): weights, gradients and Adam state of H (1.03B
@@ -57,7 +61,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def setup(device: str = "auto", backend: str = "auto") -> DistInfo:
-    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1), else a 1-process info."""
+    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1); else one process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, local_rank)
@@ -84,7 +88,8 @@ def wrap_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
     if not info.distributed:
         return model
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    unused = hasattr(model, "cls_head")  # the class head takes no part in the loss
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
 
 
 def all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:

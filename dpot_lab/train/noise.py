@@ -25,7 +25,7 @@ def sample_key(*parts: int) -> int:
 def gaussian(
     shape: tuple[int, ...], keys: Sequence[int], device: torch.device | str
 ) -> torch.Tensor:
-    """Standard normal draws (len(keys), *shape) float32; row i comes from a generator seeded keys[i]."""
+    """Standard normal draws (len(keys), *shape) float32; row i from a generator seeded keys[i]."""
     out = torch.empty((len(keys), *shape), device=device)
     gen = torch.Generator(device=device)
     for i, key in enumerate(keys):

@@ -1,4 +1,4 @@
-"""The denoising trainer: one loop for pre-training and fine-tuning, in a notebook or under torchrun.
+"""The denoising trainer: one loop for pre-training and fine-tuning, in a notebook or torchrun.
 
     import dpot_lab as dl
     trainer = dl.train.Trainer("configs/tiny_cpu.yaml", callbacks=[print])
@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -149,7 +150,8 @@ class Trainer:
     "step", "train", "eval", "skip", "rollback", "checkpoint", "transfer", "end").
     ``train_data`` / ``test_data``: datasets to use instead of the config's sources (a Mixture in
     window mode; a dict name -> Mixture in trajectory mode). ``resume``: continue the run in
-    ``run_dir`` from ``checkpoints/last.pt`` exactly (weights, optimizer, schedule, RNG, data order).
+    ``run_dir`` from ``checkpoints/last.pt`` exactly (weights, optimizer, schedule, RNG, data
+    order). A run directory that holds checkpoints is refused unless ``resume`` or ``overwrite``.
     """
 
     def __init__(
@@ -160,6 +162,7 @@ class Trainer:
         train_data: Dataset | None = None,
         test_data: dict[str, Dataset] | None = None,
         resume: bool = False,
+        overwrite: bool = False,
     ):
         cfg = self.config = TrainConfig.coerce(config)  # validated before any data is read
         self.callbacks = list(callbacks)
@@ -174,6 +177,13 @@ class Trainer:
         self.micro_batch = cfg.batch_size // (world * accum)
         self.run_dir = Path(run_dir or cfg.out_dir or Path("runs") / cfg.name)
         self.checkpoints = RunCheckpoints(self.run_dir, cfg.checkpoint.keep)
+        if not (resume or overwrite) and self.checkpoints.step_files():
+            raise FileExistsError(
+                f"{self.run_dir} holds checkpoints of an earlier run: resume it (resume=True, "
+                "--resume), overwrite it (overwrite=True) or choose another run directory"
+            )
+        if overwrite and not resume:
+            shutil.rmtree(self.checkpoints.dir, ignore_errors=True)
         resume_state = self.checkpoints.read_last() if resume else None
         use_bf16 = cfg.precision == "bf16" or (
             cfg.precision == "auto" and self.device.type == "cuda"
@@ -185,7 +195,7 @@ class Trainer:
         self.model.to(self.device)
         if cfg.distributed.activation_checkpointing:
             distributed.enable_activation_checkpointing(self.model)
-        self.source_names: list[str] = []
+        self.source_names: list[str] = list(getattr(train_data, "source_names", []))
         self.train_data = train_data if train_data is not None else self._train_mixture()
         self.test_data = test_data if test_data is not None else self._test_sets()
         self.optimizer = self._build_optimizer()
@@ -246,6 +256,8 @@ class Trainer:
             if isinstance(src, dict):
                 name, path = str(src["generate"]), generate_cached(dict(src), cache_dir=cache)
             else:
+                if not any(c in src for c in "*?[") and not Path(src).exists():
+                    raise FileNotFoundError(f"data: source {src} does not exist")
                 name, path = Path(src).stem, src
             base, k = name, 2
             while name in named:
@@ -263,7 +275,7 @@ class Trainer:
         self._named_sources = sources
         mixture = Mixture(
             sources,
-            weights=[int(w) for w in d.weights] if d.weights else None,
+            weights=d.weights,
             resolution=d.resolution,
             t_in=d.t_in,
             t_out=cfg.t_ar * cfg.t_out,
@@ -423,10 +435,8 @@ class Trainer:
 
     def _grad_norm(self) -> torch.Tensor:
         params = [p for p in self.model.parameters() if p.grad is not None]
-        clip = self.config.optim.clip_grad
-        if clip is not None:
-            return torch.nn.utils.clip_grad_norm_(params, clip)
-        return torch.nn.utils.get_total_norm([p.grad for p in params])
+        clip = self.config.optim.clip_grad  # None: the norm is only measured
+        return torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
 
     def train_step(self) -> dict:
         """One optimizer step (or a skipped one); returns its record."""
@@ -492,8 +502,8 @@ class Trainer:
         self.rollbacks += 1
         if self.rollbacks > s.max_rollbacks:
             raise RuntimeError(
-                f"training diverged: {self.rollbacks - 1} rollbacks did not help (step {self.step}); "
-                "lower optim.lr or check the data"
+                f"training diverged: {self.rollbacks - 1} rollbacks did not help (step "
+                f"{self.step}); lower optim.lr or check the data"
             )
         self._restore_snapshot()
         self.schedule.lower(s.lr_factor)
@@ -609,10 +619,10 @@ class Trainer:
                 "l2re_mean": mean,
             }
         )  # fmt: skip
-        log.info(
-            "step %d: rollout L2RE %s",
-            self.step, ", ".join(f"{k} {r['l2re']:.4f} (persistence {r['persistence']:.4f})" for k, r in res.items()),
-        )  # fmt: skip
+        summary = ", ".join(
+            f"{k} {r['l2re']:.4f} (persistence {r['persistence']:.4f})" for k, r in res.items()
+        )
+        log.info("step %d: rollout L2RE %s", self.step, summary)
         return mean
 
     # ------------------------------------------------------------------ checkpoints
