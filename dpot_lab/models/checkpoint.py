@@ -28,6 +28,8 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):  # not a refused object: bytes that are no pickle
+            raise ValueError(f"checkpoint {path} is corrupt or truncated: {err}") from None
         raise ValueError(
             f"refusing to load {path}: it holds Python objects that would run code on load "
             f"(only tensors and plain containers are accepted). Details: {err}"
