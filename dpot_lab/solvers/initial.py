@@ -1,0 +1,105 @@
+"""Random initial states that match the data sources DPOT trains on.
+
+Every sampler takes a ``numpy.random.Generator`` and a number of samples n, and draws the
+samples one after another from it, so n draws from one generator equal n single draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+Resolution = int | tuple[int, ...]
+
+
+def gaussian_random_field(
+    rng: np.random.Generator,
+    n: int,
+    resolution: Resolution,
+    alpha: float = 2.5,
+    tau: float = 7.0,
+    sigma: float | None = None,
+) -> np.ndarray:
+    """Zero-mean periodic Gaussian random fields on the unit square, (n, X, Y).
+
+    Covariance sigma² (−Δ + τ²)^(−α) (the FNO Navier–Stokes initial vorticity with the defaults
+    α = 2.5, τ = 7 and FNO's sigma = τ^(α − 1)): every Fourier mode k ≠ 0 has variance
+    sigma² (4π²|k|² + τ²)^(−α) and the mean mode is zero.
+    """
+    n_x, n_y = _shape(resolution, 2)
+    if sigma is None:
+        sigma = tau ** (alpha - 1.0)  # τ^(½(2α − d)) with d = 2
+    m_x = np.fft.fftfreq(n_x, 1 / n_x)[:, None]
+    m_y = np.fft.fftfreq(n_y, 1 / n_y)[None, :]
+    amplitude = sigma * (4 * np.pi**2 * (m_x**2 + m_y**2) + tau**2) ** (-alpha / 2)  # (X, Y)
+    amplitude[0, 0] = 0.0
+    noise = _draw(rng, n, (n_x, n_y))  # (n, X, Y) white noise, unit variance per point
+    # white noise has E|fft|² = X·Y per mode; the factor sqrt(X·Y) makes it one
+    field = np.fft.ifft2(np.fft.fft2(noise) * amplitude).real * np.sqrt(n_x * n_y)
+    return field
+
+
+def diffusion_reaction_initial(
+    rng: np.random.Generator, n: int, resolution: Resolution
+) -> tuple[np.ndarray, np.ndarray]:
+    """PDEBench diffusion–reaction initial state: u, v (n, X, Y), independent N(0, 1) per cell."""
+    shape = _shape(resolution, 2)
+    u = np.empty((n, *shape))
+    v = np.empty((n, *shape))
+    for i in range(n):
+        u[i] = rng.standard_normal(shape)
+        v[i] = rng.standard_normal(shape)
+    return u, v
+
+
+def passot_pouquet_spectrum(k: np.ndarray, k_peak: float = 2.0) -> np.ndarray:
+    """Energy spectrum E(k) ∝ (k/k_peak)⁴ exp(−2 (k/k_peak)²), peaked at k_peak (cycles/length)."""
+    q = k / k_peak
+    return q**4 * np.exp(-2 * q**2)
+
+
+def divergence_free_velocity(
+    rng: np.random.Generator,
+    n: int,
+    resolution: Resolution,
+    spectrum: Callable[[np.ndarray], np.ndarray] = passot_pouquet_spectrum,
+    u_rms: float = 1.0,
+) -> np.ndarray:
+    """Random periodic divergence-free velocity on the unit cube, (n, 3, X, Y, Z).
+
+    Filtered white noise projected onto divergence-free fields, with shell energy E(k) =
+    ``spectrum(k)`` (k = |m| in cycles per unit length; the mean flow is zero), scaled so that
+    the root-mean-square of each component is ``u_rms``.
+    """
+    shape = _shape(resolution, 3)
+    m = np.meshgrid(*(np.fft.fftfreq(s, 1 / s) for s in shape[:2]), indexing="ij")
+    m = [a[..., None] for a in m] + [np.fft.rfftfreq(shape[2], 1 / shape[2])[None, None, :]]
+    k = np.sqrt(sum(a**2 for a in m))  # (X, Y, Z//2+1)
+    k_safe = np.where(k > 0, k, 1.0)
+    # a shell of radius k holds ~4πk² modes: per-mode amplitude sqrt(E(k) / (4πk²))
+    amplitude = np.where(k > 0, np.sqrt(spectrum(k_safe) / (4 * np.pi * k_safe**2)), 0.0)
+    # no Nyquist modes: they have no real-valued derivative, so no exact divergence
+    for mi, s in zip(m, shape, strict=True):
+        amplitude = np.where(np.abs(mi) < s / 2, amplitude, 0.0)
+    out = np.empty((n, 3, *shape))
+    for i in range(n):
+        noise_hat = np.fft.rfftn(rng.standard_normal((3, *shape)), axes=(1, 2, 3)) * amplitude
+        along = sum(mi * ni for mi, ni in zip(m, noise_hat, strict=True)) / k_safe**2  # (m·û)/|m|²
+        u_hat = noise_hat - np.stack([mi * along for mi in m])  # û − m (m·û)/|m|²
+        u = np.fft.irfftn(u_hat, s=shape, axes=(1, 2, 3))  # (3, X, Y, Z)
+        out[i] = u * (u_rms / np.sqrt(np.mean(u**2)))
+    return out
+
+
+def _shape(resolution: Resolution, dim: int) -> tuple[int, ...]:
+    """Grid shape from an int (cube) or a tuple of ``dim`` ints."""
+    shape = (resolution,) * dim if isinstance(resolution, int) else tuple(resolution)
+    if len(shape) != dim or any(int(s) != s or s < 2 for s in shape):
+        raise ValueError(f"resolution: expected an int >= 2 or {dim} of them, got {resolution!r}")
+    return tuple(int(s) for s in shape)
+
+
+def _draw(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    """(n, *shape) standard normal, drawn sample after sample."""
+    return np.stack([rng.standard_normal(shape) for _ in range(n)]) if n else np.empty((0, *shape))

@@ -1,0 +1,28 @@
+"""Periodic grids of the pseudo-spectral solvers: cell centres, wavenumbers, dealiasing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def cell_centres(n: int, lower: float = 0.0, upper: float = 1.0) -> np.ndarray:
+    """Centres (n,) of n equal cells that split [lower, upper]."""
+    return lower + (np.arange(n) + 0.5) * (upper - lower) / n
+
+
+def wavenumbers(
+    n: int, dtype: torch.dtype, half: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Wavenumbers of the periodic unit interval on n points, for fft (n,) or rfft (n//2+1,).
+
+    Returns the angular wavenumbers 2π·m, the same for derivatives (0 at the Nyquist mode,
+    which has no real-valued derivative), and the 2/3-rule dealiasing mask |m| <= n/3.
+    """
+    m = torch.fft.rfftfreq(n, 1 / n) if half else torch.fft.fftfreq(n, 1 / n)  # integers
+    m = m.round().to(torch.float64)
+    k = 2 * math.pi * m
+    k_derivative = torch.where(m.abs() < n / 2, k, torch.zeros_like(k))
+    return k.to(dtype), k_derivative.to(dtype), m.abs() <= n / 3
