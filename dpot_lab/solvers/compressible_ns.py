@@ -1,0 +1,293 @@
+"""2D compressible Navier–Stokes equations on a periodic box by a finite-volume Godunov scheme.
+
+    ρ_t + ∇·(ρv)                      = 0
+    (ρv)_t + ∇·(ρv⊗v + p I − σ)       = 0
+    E_t + ∇·((E + p) v − σ·v)         = 0,      E = p/(γ−1) + ρ|v|²/2
+    σ = η (∇v + ∇vᵀ) + (ζ − 2η/3) (∇·v) I     (shear viscosity η, bulk viscosity ζ)
+
+as in PDEBench's CNS data (no heat conduction, γ = 5/3). Scheme: MUSCL reconstruction of the
+primitive variables (ρ, v, p) with the MC or minmod limiter (first order at a face where the
+reconstruction would give ρ ≤ 0 or p ≤ 0), HLLC flux, viscous fluxes by central differences at the
+faces, SSP-RK2 (Heun) in time. Every term is a face flux, so mass, momentum and energy are
+conserved to round-off. Time step: 1/dt = max((|u|+c)/dx + (|v|+c)/dy) / cfl
++ 2ν (1/dx² + 1/dy²) / cfl_visc with ν = (4η/3 + ζ) / min ρ (advective and viscous limits
+combined), shortened to hit the save times exactly; each trajectory of a batch has its own step.
+
+``cns_random_initial`` draws PDEBench's "Rand" and "Turb" initial conditions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from dpot_lab.solvers.shallow_water import integrate_ssprk2, limited_slope
+from dpot_lab.solvers.stepping import as_batched, check_save_times
+
+Domain = tuple[tuple[float, float], tuple[float, float]]
+LIMITERS = ("mc", "minmod")
+CHANNELS = ("vx", "vy", "density", "pressure")
+
+
+def compressible_ns_2d(
+    rho0: np.ndarray | torch.Tensor,
+    vx0: np.ndarray | torch.Tensor,
+    vy0: np.ndarray | torch.Tensor,
+    p0: np.ndarray | torch.Tensor,
+    t_save: Sequence[float] | np.ndarray | torch.Tensor,
+    eta: float,
+    zeta: float,
+    gamma: float = 5.0 / 3.0,
+    domain: Domain = ((0.0, 1.0), (0.0, 1.0)),
+    cfl: float = 0.4,
+    cfl_visc: float = 0.8,
+    limiter: str = "mc",
+    progress: bool = False,
+) -> np.ndarray:
+    """Solve compressible NS from density, velocity (vx along the first grid axis x) and pressure.
+
+    rho0, vx0, vy0, p0: (X, Y) or (B, X, Y), numpy or torch. t_save: (T,) nondecreasing times ≥ 0;
+    the state at t = 0 is the input. Torch input runs on its device in its floating dtype; numpy
+    input runs in float64 on the CPU. Returns numpy (B?, T, 4, X, Y) with channels
+    (vx, vy, density, pressure), the DPOT corpus order; B is present when the input had it.
+    """
+    name = "compressible_ns_2d"
+    if limiter not in LIMITERS:
+        raise ValueError(f"{name}: limiter must be one of {LIMITERS}, got {limiter!r}")
+    if not (0 < cfl <= 1 and 0 < cfl_visc <= 1):
+        raise ValueError(f"{name}: cfl and cfl_visc must be in (0, 1], got {cfl}, {cfl_visc}")
+    if eta < 0 or zeta < 0 or gamma <= 1:
+        raise ValueError(
+            f"{name}: expected eta >= 0, zeta >= 0, gamma > 1; got {eta}, {zeta}, {gamma}"
+        )
+    rho, batched = as_batched(rho0, f"{name}: rho0", 2)  # (B, X, Y)
+    vx, vy, p = (_like(a, f"{name}: {n}", rho) for a, n in ((vx0, "vx0"), (vy0, "vy0"), (p0, "p0")))
+    if min(rho.shape[-2:]) < 3:
+        raise ValueError(f"{name}: rho0 must have at least 3 x 3 cells, got {tuple(rho0.shape)}")
+    if not bool((rho > 0).all() and (p > 0).all()):
+        raise ValueError(f"{name}: rho0 and p0 must be > 0 everywhere")
+    times = check_save_times(t_save, f"{name}: t_save")
+    nx, ny = rho.shape[-2:]
+    dx = (domain[0][1] - domain[0][0]) / nx
+    dy = (domain[1][1] - domain[1][0]) / ny
+    state = _conservative(torch.stack([rho, vx, vy, p], dim=1), gamma)  # (B, 4, X, Y)
+    nu_coeff = 4.0 / 3.0 * eta + zeta
+
+    def rate(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """dq/dt (B, 4, X, Y) and the largest stable step (B,)."""
+        w = _primitive(q, gamma)  # (B, 4, X, Y): ρ, vx, vy, p
+        c = torch.sqrt(gamma * w[:, 3] / w[:, 0])
+        rate = ((w[:, 1].abs() + c) / dx + (w[:, 2].abs() + c) / dy).amax(dim=(-2, -1))
+        nu = nu_coeff / w[:, 0].amin(dim=(-2, -1))  # largest kinematic viscosity (B,)
+        dt = 1.0 / (rate / cfl + 2.0 * nu * (1.0 / dx**2 + 1.0 / dy**2) / cfl_visc)
+        out = torch.zeros_like(q)
+        for dim, h, h_t, normal in ((-2, dx, dy, 1), (-1, dy, dx, 2)):
+            flux = _inviscid_flux(w, dim, normal, gamma, limiter)
+            if nu_coeff > 0:
+                flux = flux - _viscous_flux(w, dim, normal, h, h_t, eta, zeta)
+            out = out - (flux - flux.roll(1, dims=dim)) / h
+        return out, dt
+
+    frames = integrate_ssprk2(state, rate, times, progress, name)  # (B, T, 4, X, Y)
+    w = _primitive(frames.flatten(0, 1), gamma).unflatten(0, frames.shape[:2])
+    out = w[:, :, [1, 2, 0, 3]].cpu().numpy()  # (B, T, 4, X, Y): vx, vy, ρ, p
+    return out if batched else out[0]
+
+
+def cns_random_initial(
+    rng: np.random.Generator,
+    n: int,
+    resolution: int | tuple[int, int],
+    mach: float = 0.1,
+    kind: str = "rand",
+    gamma: float = 5.0 / 3.0,
+    k_max: int = 4,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` random initial states on the periodic unit square, each (n, X, Y): (ρ, vx, vy, p).
+
+    kind "rand" (PDEBench 2D_Multi_Rand): every field is a sum of sine modes
+    sin(2π(i x + j y) + φ) over 1 ≤ |i|, |j| ≤ k_max (both nonzero) with amplitude |k|^(−1/2) and
+    independent uniform phases per field and mode; ρ = ρ0 (1 + δρ f/mean|f|), p = ρ0 T0 (1 + δp
+    g/mean|g|) with ρ0, T0 ~ U[0.1, 10], δρ, δp ~ U[0.01, 0.2]; the velocity is scaled to
+    mean |v| = mach · sqrt(γ T0). With probability 1/2 the perturbation is confined to a random
+    box [xL, xR] × [yL, yR] (xL, yL ~ U[0.1, 0.45], xR, yR ~ U[0.55, 0.9]) by a tanh window of
+    width 0.01, outside which the gas is (ρ0, 0, 0, ρ0 T0).
+    kind "turb" (PDEBench 2D_Multi_Turb): ρ = 1, p = 1/(γ mach²) (sound speed 1/mach), and a
+    divergence-free velocity from the same sine modes (projected in Fourier space) scaled to
+    mean |v| = 1.
+    """
+    if kind not in ("rand", "turb"):
+        raise ValueError(f"cns_random_initial: kind must be 'rand' or 'turb', got {kind!r}")
+    if mach <= 0 or n < 1:
+        raise ValueError(f"cns_random_initial: expected mach > 0 and n >= 1, got {mach}, {n}")
+    nx, ny = (resolution, resolution) if isinstance(resolution, int) else resolution
+    x = (np.arange(nx) + 0.5) / nx
+    y = (np.arange(ny) + 0.5) / ny
+    k = np.arange(-k_max, k_max + 1)
+    ki, kj = np.meshgrid(k[k != 0], k[k != 0], indexing="ij")
+    ki, kj = ki.ravel(), kj.ravel()  # (M,) mode numbers along x and y
+    amp = (2 * np.pi * np.hypot(ki, kj)) ** -0.5  # (M,)
+    phase_x = 2 * np.pi * (ki[:, None] * x[None, :])  # (M, X)
+    phase_y = 2 * np.pi * (kj[:, None] * y[None, :])  # (M, Y)
+    n_fields = 4 if kind == "rand" else 2
+
+    def modes() -> np.ndarray:
+        """(n_fields, X, Y) random-phase sums of the sine modes for one sample."""
+        phi = rng.uniform(0.0, 2 * np.pi, size=(n_fields, ki.size))  # (F, M)
+        arg = phase_x[None, :, :, None] + phase_y[None, :, None, :] + phi[:, :, None, None]
+        return np.einsum("m,fmxy->fxy", amp, np.sin(arg))
+
+    out = np.empty((4, n, nx, ny))
+    for s in range(n):
+        if kind == "rand":
+            rho0, dd, t0, dp = rng.uniform((0.1, 0.01, 0.1, 0.01), (10.0, 0.2, 10.0, 0.2))
+            vx, vy, fp, fd = modes()
+            scale = mach * np.sqrt(gamma * t0) / np.hypot(vx, vy).mean()
+            state = np.stack(
+                [
+                    rho0 * (1 + dd * fd / np.abs(fd).mean()),
+                    vx * scale,
+                    vy * scale,
+                    rho0 * t0 * (1 + dp * fp / np.abs(fp).mean()),
+                ]
+            )
+            if rng.uniform() < 0.5:
+                xl, yl = rng.uniform(0.1, 0.45, size=2)
+                xr, yr = rng.uniform(0.55, 0.9, size=2)
+                window = _box(x, xl, xr)[:, None] * _box(y, yl, yr)[None, :]
+                state *= window
+                state[0] += rho0 * (1 - window)
+                state[3] += rho0 * t0 * (1 - window)
+        else:
+            vx, vy = _project_divergence_free(*modes())
+            scale = 1.0 / np.hypot(vx, vy).mean()
+            p_uniform = 1.0 / (gamma * mach**2)
+            state = np.stack(
+                [np.ones_like(vx), vx * scale, vy * scale, np.full_like(vx, p_uniform)]
+            )
+        out[:, s] = state
+    return out[0], out[1], out[2], out[3]
+
+
+def _like(a: np.ndarray | torch.Tensor, name: str, rho: torch.Tensor) -> torch.Tensor:
+    """(X, Y) or (B, X, Y) field -> (B, X, Y) on rho's device and dtype."""
+    t, _ = as_batched(a, name, 2, dtype=rho.dtype, device=rho.device)
+    if t.shape[1:] != rho.shape[1:] or t.shape[0] not in (1, rho.shape[0]):
+        raise ValueError(
+            f"{name}: expected shape {tuple(rho.shape[1:])} or {tuple(rho.shape)}, "
+            f"got {tuple(a.shape)}"
+        )
+    return t.expand_as(rho)
+
+
+def _box(x: np.ndarray, lo: float, hi: float, width: float = 0.01) -> np.ndarray:
+    """Smooth indicator of [lo, hi] with tanh edges of ``width``."""
+    return 0.5 * (np.tanh((x - lo) / width) - np.tanh((x - hi) / width))
+
+
+def _project_divergence_free(vx: np.ndarray, vy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove the gradient part of a periodic (X, Y) velocity field in Fourier space."""
+    fx = np.fft.fftfreq(vx.shape[0])[:, None] * vx.shape[0]
+    fy = np.fft.fftfreq(vx.shape[1])[None, :] * vx.shape[1]
+    ux, uy = np.fft.fft2(vx), np.fft.fft2(vy)
+    k2 = fx**2 + fy**2
+    div = (fx * ux + fy * uy) / np.where(k2 > 0, k2, 1.0)
+    return np.fft.ifft2(ux - fx * div).real, np.fft.ifft2(uy - fy * div).real
+
+
+def _conservative(w: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(ρ, vx, vy, p) -> (ρ, ρvx, ρvy, E) along axis 1."""
+    rho, vx, vy, p = w.unbind(1)
+    energy = p / (gamma - 1.0) + 0.5 * rho * (vx * vx + vy * vy)
+    return torch.stack([rho, rho * vx, rho * vy, energy], dim=1)
+
+
+def _primitive(q: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(ρ, ρvx, ρvy, E) -> (ρ, vx, vy, p) along axis 1."""
+    rho, mx, my, energy = q.unbind(1)
+    vx, vy = mx / rho, my / rho
+    p = (gamma - 1.0) * (energy - 0.5 * (mx * vx + my * vy))
+    return torch.stack([rho, vx, vy, p], dim=1)
+
+
+def _inviscid_flux(
+    w: torch.Tensor, dim: int, normal: int, gamma: float, limiter: str
+) -> torch.Tensor:
+    """HLLC flux (B, 4, X, Y) of (ρ, ρvx, ρvy, E) through the face after each cell along ``dim``."""
+    n = w.shape[dim]
+    padded = torch.cat([w.narrow(dim, n - 1, 1), w, w.narrow(dim, 0, 2)], dim=dim)  # n + 3
+    diff = torch.diff(padded, dim=dim)  # (.., n + 2, ..): diff[i] = w[i] - w[i-1] (periodic)
+    slope = limited_slope(
+        diff.narrow(dim, 0, n + 1), diff.narrow(dim, 1, n + 1), limiter
+    )  # cells 0..n
+    centre = padded.narrow(dim, 1, n + 1)
+    w_l = (centre + 0.5 * slope).narrow(dim, 0, n)  # left state at face i+1/2
+    w_r = (centre - 0.5 * slope).narrow(dim, 1, n)  # right state at face i+1/2
+    positive = [0, 3]  # density and pressure
+    if bool((w_l[:, positive] <= 0).any() | (w_r[:, positive] <= 0).any()):
+        bad_l = (w_l[:, positive] <= 0).any(dim=1, keepdim=True)
+        bad_r = (w_r[:, positive] <= 0).any(dim=1, keepdim=True)
+        w_l = torch.where(bad_l, w, w_l)  # first order where the reconstruction fails
+        w_r = torch.where(bad_r, w.roll(-1, dims=dim), w_r)
+    order = [0, normal, 3 - normal, 3]  # (ρ, u_n, u_t, p)
+    flux = _hllc(w_l[:, order], w_r[:, order], gamma)  # (B, 4, ...) in (ρ, n, t, E) order
+    return flux[:, order]
+
+
+def _hllc(w_l: torch.Tensor, w_r: torch.Tensor, gamma: float) -> torch.Tensor:
+    """HLLC flux (B, 4, ...) of (ρ, ρu_n, ρu_t, E) between states (ρ, u_n, u_t, p) (Toro, ch. 10):
+    F_K + S_K⁻ (U*_K − U_K) from the side K of the contact that the face lies on."""
+    rho_l, u_l, _, p_l = w_l.unbind(1)
+    rho_r, u_r, _, p_r = w_r.unbind(1)
+    c_l = torch.sqrt(gamma * p_l / rho_l)
+    c_r = torch.sqrt(gamma * p_r / rho_r)
+    s_l = torch.minimum(u_l - c_l, u_r - c_r)
+    s_r = torch.maximum(u_l + c_l, u_r + c_r)
+    m_l = rho_l * (s_l - u_l)  # mass flux through the left wave, in its frame
+    m_r = rho_r * (s_r - u_r)
+    s_star = (p_r - p_l + m_l * u_l - m_r * u_r) / (m_l - m_r)
+    left = s_star >= 0
+    rho, u, v, p = torch.where(left[:, None], w_l, w_r).unbind(1)
+    s_k = torch.where(left, s_l, s_r)
+    m_k = torch.where(left, m_l, m_r)
+    s_used = torch.where(left, s_l.clamp(max=0.0), s_r.clamp(min=0.0))  # 0 when supersonic
+    energy = p / (gamma - 1.0) + 0.5 * rho * (u * u + v * v)
+    rho_star = m_k / (s_k - s_star)
+    e_star = rho_star * (energy / rho + (s_star - u) * (s_star + p / m_k))
+    mass = rho * u
+    return torch.stack(
+        [
+            mass + s_used * (rho_star - rho),
+            mass * u + p + s_used * (rho_star * s_star - mass),
+            mass * v + s_used * (rho_star - rho) * v,
+            (energy + p) * u + s_used * (e_star - energy),
+        ],
+        dim=1,
+    )
+
+
+def _viscous_flux(
+    w: torch.Tensor, dim: int, normal: int, h: float, h_t: float, eta: float, zeta: float
+) -> torch.Tensor:
+    """Viscous flux (0, σ_nn, σ_nt, σ_nn u_n + σ_nt u_t) (B, 4, X, Y) at the face after each cell
+    along ``dim``: normal derivatives by a compact difference across the face, tangential ones by
+    the average of the two cells' central differences."""
+    tdim = -1 if dim == -2 else -2
+    un, ut = w[:, normal], w[:, 3 - normal]
+    vel = torch.stack([un, ut], dim=1)  # (B, 2, X, Y)
+    nxt = vel.roll(-1, dims=dim)
+    d_n = (nxt - vel) / h  # normal derivatives of (u_n, u_t) at the face
+    central = (vel.roll(-1, dims=tdim) - vel.roll(1, dims=tdim)) / (2.0 * h_t)
+    d_t = 0.5 * (central + central.roll(-1, dims=dim))  # tangential derivatives at the face
+    face = 0.5 * (vel + nxt)
+    div = d_n[:, 0] + d_t[:, 1]
+    s_nn = 2.0 * eta * d_n[:, 0] + (zeta - 2.0 * eta / 3.0) * div
+    s_nt = eta * (d_t[:, 0] + d_n[:, 1])
+    zero = torch.zeros_like(s_nn)
+    parts = [zero, s_nn, s_nt] if normal == 1 else [zero, s_nt, s_nn]
+    return torch.stack([*parts, s_nn * face[:, 0] + s_nt * face[:, 1]], dim=1)
+
+
+__all__ = ["CHANNELS", "cns_random_initial", "compressible_ns_2d"]
