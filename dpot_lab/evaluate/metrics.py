@@ -22,14 +22,15 @@ EPS_VAR = 1e-7  # The Well's VRMSE/NRMSE guard
 XR = TypeVar("XR", xr.Dataset, xr.DataArray)
 
 
-def _indexed(obj: XR) -> XR:
+def indexed(obj: XR) -> XR:
     """``obj`` with a position index on each dim that has none, so that align can match frames."""
     missing = {d: np.arange(n) for d, n in obj.sizes.items() if d not in obj.indexes}
     return obj.assign_coords(missing) if missing else obj
 
 
-def _matched(pred: XR, truth: XR) -> tuple[XR, XR]:
-    """The prediction and the truth on their common coordinates (and common fields)."""
+def align(pred: XR, truth: XR) -> tuple[XR, XR]:
+    """The prediction and the truth on their common coordinates (and common fields); a dim without
+    coordinates counts positions."""
     if isinstance(pred, xr.Dataset) != isinstance(truth, xr.Dataset):
         raise TypeError("pass prediction and truth both as Datasets or both as DataArrays")
     if isinstance(pred, xr.Dataset):
@@ -40,7 +41,7 @@ def _matched(pred: XR, truth: XR) -> tuple[XR, XR]:
                 f"{list(truth.data_vars)} have none in common"
             )
         pred, truth = pred[common], truth[common]
-    pred, truth = xr.align(_indexed(pred), _indexed(truth), join="inner")
+    pred, truth = xr.align(indexed(pred), indexed(truth), join="inner")
     if any(pred.sizes[d] == 0 for d in pred.dims):
         raise ValueError(f"prediction and truth share no coordinates: sizes {dict(pred.sizes)}")
     return pred, truth
@@ -54,7 +55,7 @@ def l2re(pred: XR, truth: XR, dims: str | Sequence[str] | None = None) -> XR:
     """Relative L2 error ‖ŷ−y‖₂ / ‖y‖₂ over ``dims`` (default: time and space jointly, the DPOT
     paper's protocol) per sample and field -> dims (sample,) per field.
     ``.mean("sample")`` and ``.to_array("field").mean("field")`` give the paper's averages."""
-    pred, truth = _matched(pred, truth)
+    pred, truth = align(pred, truth)
     dims = ["time", *_space(truth)] if dims is None else [dims] if isinstance(dims, str) else dims
     diff = ((pred - truth) ** 2).sum(dims)
     return np.sqrt(diff / (truth**2).sum(dims))
@@ -62,14 +63,14 @@ def l2re(pred: XR, truth: XR, dims: str | Sequence[str] | None = None) -> XR:
 
 def per_step_error(pred: XR, truth: XR) -> XR:
     """Relative L2 error over space at each frame -> dims (sample, time) per field."""
-    pred, truth = _matched(pred, truth)
+    pred, truth = align(pred, truth)
     return l2re(pred, truth, dims=_space(truth))
 
 
 def vrmse(pred: XR, truth: XR) -> XR:
     """The Well's VRMSE sqrt(mean_space((ŷ−y)²) / (var_space(y) + 1e-7)) -> dims (sample, time) per
     field; predicting the spatial mean scores 1."""
-    pred, truth = _matched(pred, truth)
+    pred, truth = align(pred, truth)
     space = _space(truth)
     return np.sqrt(((pred - truth) ** 2).mean(space) / (truth.var(space) + EPS_VAR))
 
@@ -77,7 +78,7 @@ def vrmse(pred: XR, truth: XR) -> XR:
 def nrmse(pred: XR, truth: XR) -> XR:
     """The Well's NRMSE sqrt(mean_space((ŷ−y)²) / (mean_space(y²) + 1e-7)) -> dims (sample, time)
     per field."""
-    pred, truth = _matched(pred, truth)
+    pred, truth = align(pred, truth)
     space = _space(truth)
     return np.sqrt(((pred - truth) ** 2).mean(space) / ((truth**2).mean(space) + EPS_VAR))
 
@@ -120,7 +121,7 @@ def energy_spectrum(data: XR) -> XR:
 def spectrum_ratio(pred: XR, truth: XR) -> XR:
     """E_pred(k) / E_truth(k) per sample, time and field (1 where the prediction has the right
     energy at scale k) -> dims (sample, time, k) per field."""
-    pred, truth = _matched(pred, truth)
+    pred, truth = align(pred, truth)
     return energy_spectrum(pred) / energy_spectrum(truth)
 
 

@@ -1,1 +1,40 @@
-"""viz"""
+"""Views of rollouts (HoloViews) and the Panel rollout viewer. HoloViews and Panel load on first use
+of a name that needs them; the asset paths below need neither."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+DEMO_CHECKPOINT = ASSETS / "demo.pt"  # the shipped demo model (DPOT_LAB_DEMO_CHECKPOINT overrides)
+DEMO_DATA = ASSETS / "demo.yaml"  # generator specs of the demo data
+
+
+def demo_checkpoint() -> Path:
+    """The demo checkpoint the viewer opens: ``$DPOT_LAB_DEMO_CHECKPOINT`` or the shipped one."""
+    return Path(os.environ.get("DPOT_LAB_DEMO_CHECKPOINT") or DEMO_CHECKPOINT)
+
+
+_NAMES = {
+    "downsample": "dpot_lab.viz.views",
+    "color_limits": "dpot_lab.viz.views",
+    "sample_pair": "dpot_lab.viz.views",
+    "rollout_images": "dpot_lab.viz.views",
+    "error_curves": "dpot_lab.viz.views",
+    "spectra_plot": "dpot_lab.viz.views",
+    "RolloutViewer": "dpot_lab.viz.app",
+    "build_app": "dpot_lab.viz.app",
+    "serve_demo": "dpot_lab.viz.app",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name]), name)
+    raise AttributeError(f"module 'dpot_lab.viz' has no attribute {name!r}")
+
+
+__all__ = ["ASSETS", "DEMO_CHECKPOINT", "DEMO_DATA", "demo_checkpoint", *_NAMES]

@@ -1,0 +1,174 @@
+"""HoloViews views of a rollout against the truth: field images, error curves and spectra.
+
+Every view takes the rollout ``pred`` and the ``truth`` as Datasets (sample, time, x, y[, z]); the
+truth may hold more frames (the input window), they are matched by time. ``sample`` is a position
+along ``sample``; ``frame`` a position along the rollout's ``time``. ``frame`` may also be a
+HoloViews stream with a ``frame`` parameter (the app drives it with a Player), or None for a
+slider in a notebook: only the displayed frame is built. 3D fields show their middle z-slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import holoviews as hv
+import numpy as np
+import xarray as xr
+
+from dpot_lab.evaluate import metrics
+
+hv.extension("bokeh", logo=False)
+
+ERROR_CMAP = "RdBu_r"
+FrameArg = int | hv.streams.Stream | None
+
+
+def downsample(da: xr.DataArray, max_size: int = 256) -> xr.DataArray:
+    """Block means over x and y so that neither has more than ``max_size`` points."""
+    factors = {d: -(-da.sizes[d] // max_size) for d in ("x", "y") if d in da.dims}
+    factors = {d: f for d, f in factors.items() if f > 1}
+    return da.coarsen(factors, boundary="trim").mean() if factors else da
+
+
+def sample_pair(
+    pred: xr.Dataset, truth: xr.Dataset, field: str, sample: int = 0
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """(prediction, truth) of one field and sample on the rollout's frames -> dims (time, x, y),
+    loaded into memory; 3D fields reduced to their middle z-slice."""
+    if field not in pred.data_vars:
+        raise ValueError(f"no field {field!r} in the rollout; fields: {list(pred.data_vars)}")
+    p, t = metrics.align(metrics.indexed(pred[[field]]).isel(sample=[sample]), truth[[field]])
+    p, t = p[field].isel(sample=0), t[field].isel(sample=0)
+    if "z" in p.dims:
+        p, t = p.isel(z=p.sizes["z"] // 2), t.isel(z=t.sizes["z"] // 2)
+    return p.transpose("time", "x", "y").load(), t.transpose("time", "x", "y").load()
+
+
+def color_limits(
+    pred: xr.DataArray, truth: xr.DataArray
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(field limits from the truth, symmetric error limits) over all frames of one sample."""
+    lo, hi = float(truth.min()), float(truth.max())
+    diff = np.abs((pred - truth).values)
+    diff = diff[np.isfinite(diff)]
+    err = float(diff.max()) if diff.size and diff.max() > 0 else 1e-12
+    return (lo, hi if hi > lo else lo + 1e-12), (-err, err)
+
+
+def _grid(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    return tuple(
+        da[d].values if d in da.coords else np.arange(da.sizes[d], dtype=float) for d in ("x", "y")
+    )
+
+
+def _image(
+    da: xr.DataArray, label: str, title: str, cmap: str, clim: tuple, width: int
+) -> hv.Image:
+    """One frame (x, y) as an image with its colour bar; x to the right, y up."""
+    x, y = _grid(da)
+    img = hv.Image((x, y, da.transpose("y", "x").values), ["x", "y"], hv.Dimension(label))
+    return img.opts(
+        cmap=cmap, clim=clim, colorbar=True, title=title, frame_width=width, data_aspect=1,
+        tools=["hover"], toolbar="above", colorbar_opts={"width": 10},
+    )  # fmt: skip
+
+
+def _frames(
+    frame: FrameArg, n: int, build: Callable[[int], hv.Element]
+) -> hv.Element | hv.DynamicMap:
+    """``build(frame)`` for a fixed frame, or a DynamicMap of it over a slider or a stream."""
+    if isinstance(frame, int | np.integer):
+        return build(int(frame))
+    if frame is None:
+        dim = hv.Dimension("frame", range=(0, max(n - 1, 0)), default=0, type=int)
+        return hv.DynamicMap(lambda frame: build(int(frame)), kdims=[dim])
+    return hv.DynamicMap(lambda frame: build(int(frame)), streams=[frame])
+
+
+def rollout_images(
+    pred: xr.Dataset,
+    truth: xr.Dataset,
+    field: str,
+    sample: int = 0,
+    frame: FrameArg = None,
+    cmap: str = "viridis",
+    clim: tuple[float, float] | None = None,
+    max_size: int = 256,
+    width: int = 200,
+) -> hv.Layout:
+    """truth | prediction | error images of one field: truth and prediction share ``clim`` (None:
+    the truth's range over the rollout), the error has its own symmetric scale. Frames are
+    downsampled to at most ``max_size``² on the server."""
+    p, t = sample_pair(pred, truth, field, sample)
+    auto, elim = color_limits(p, t)
+    clim = tuple(clim) if clim is not None else auto
+    times = p["time"].values
+
+    def panel(which: str) -> Callable[[int], hv.Image]:
+        def build(i: int) -> hv.Image:
+            i = min(max(i, 0), len(times) - 1)
+            if which == "error":
+                da, lim, cm = p[i] - t[i], elim, ERROR_CMAP
+            else:
+                da, lim, cm = (t if which == "truth" else p)[i], clim, cmap
+            title = f"{which} · {field} · t = {times[i]:.4g}"
+            label = f"{field} error" if which == "error" else field
+            return _image(downsample(da, max_size), label, title, cm, lim, width)
+
+        return build
+
+    return hv.Layout(
+        [_frames(frame, len(times), panel(w)) for w in ("truth", "prediction", "error")]
+    ).cols(3)
+
+
+def error_curves(
+    pred: xr.Dataset, truth: xr.Dataset, sample: int = 0, frame: FrameArg = None, width: int = 360
+) -> hv.Overlay:
+    """Relative L2 error over space at each frame, one curve per field, with the current frame
+    marked; the title gives the sample's L2RE (all frames jointly, averaged over fields)."""
+    fields = list(pred.data_vars)
+    p, t = metrics.align(metrics.indexed(pred).isel(sample=[sample]), truth[fields])
+    steps = metrics.per_step_error(p, t).isel(sample=0)
+    score = float(metrics.l2re(p, t).isel(sample=0).to_array("field").mean("field"))
+    times = steps["time"].values
+    curves = [
+        hv.Curve((times, steps[f].values), "time", "relative L2 error", label=f) for f in fields
+    ]
+    marker = _frames(frame, len(times), lambda i: hv.VLine(times[min(max(i, 0), len(times) - 1)]))
+    overlay = hv.Overlay(curves) * marker.opts(color="gray", line_dash="dashed", line_width=1)
+    return overlay.opts(
+        hv.opts.Curve(line_width=2, tools=["hover"]),
+        hv.opts.Overlay(
+            title=f"error per step · L2RE {score:.4g}", frame_width=width, frame_height=220,
+            legend_position="top_left", show_grid=True, toolbar="above",
+        ),
+    )  # fmt: skip
+
+
+def spectra_plot(
+    pred: xr.Dataset,
+    truth: xr.Dataset,
+    field: str,
+    sample: int = 0,
+    frame: FrameArg = None,
+    width: int = 360,
+) -> hv.DynamicMap | hv.Overlay:
+    """Radially averaged energy spectra E(k) of truth and prediction at one frame, log-log."""
+    p, t = sample_pair(pred, truth, field, sample)
+
+    def build(i: int) -> hv.Overlay:
+        i = min(max(i, 0), p.sizes["time"] - 1)
+        e_t, e_p = metrics.energy_spectrum(t[i]), metrics.energy_spectrum(p[i])
+        k, e_t, e_p = e_t["k"].values[1:], e_t.values[1:], e_p.values[1:]
+        # log axes: show 12 decades below the peak, empty shells at the floor
+        floor = 1e-12 * max(np.nanmax(e_t, initial=0), np.nanmax(e_p, initial=0)) or 1e-30
+        truth_curve = hv.Curve((k, np.maximum(e_t, floor)), "k", "E(k)", label="truth")
+        pred_curve = hv.Curve((k, np.maximum(e_p, floor)), "k", "E(k)", label="prediction")
+        return (truth_curve.opts(color="black") * pred_curve.opts(line_dash="dashed")).opts(
+            title=f"energy spectrum · {field} · t = {p['time'].values[i]:.4g}",
+            logx=True, logy=True, frame_width=width, frame_height=220, show_grid=True,
+            legend_position="bottom_left", framewise=True, toolbar="above",
+        )  # fmt: skip
+
+    return _frames(frame, p.sizes["time"], build)
