@@ -4,8 +4,10 @@
 ``make_cns2d``: 2D compressible Navier–Stokes from "Rand" (or "Turb") initial states (PDEBench
 ``2D_CFD``), fields ``vx``, ``vy``, ``density``, ``pressure``.
 Sample i draws its initial state from ``np.random.default_rng(seed_seqs[i])`` and nothing else,
-so a sample does not depend on the other samples, on ``batch_size`` or on ``n_samples``. Fields
-are stored as float32 (computed in float64).
+so a sample does not depend on the other samples, on ``batch_size`` or on ``n_samples`` (each
+trajectory of a batch takes its own time steps). ``batch_size`` defaults to 1 on the CPU, where
+batching gains nothing, and to all samples of the call on another device. Fields are computed in
+float64 and stored as float32.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ SWE_DEFAULTS: dict[str, Any] = {
     "h_out": 1.0,
     "cfl": 0.4,
     "device": "cpu",  # torch device the solver runs on
-    "batch_size": 1,  # trajectories per solver call (results do not depend on it)
+    "batch_size": None,  # trajectories per solver call, None: 1 on the CPU, all on a GPU
     "progress": False,  # a progress bar over simulated time for each solver call
 }
 CNS_DEFAULTS: dict[str, Any] = {
@@ -47,7 +49,7 @@ CNS_DEFAULTS: dict[str, Any] = {
     "kind": "rand",  # "rand" or "turb" initial states
     "cfl": 0.4,
     "device": "cpu",
-    "batch_size": 1,
+    "batch_size": None,
     "progress": False,
 }
 
@@ -59,8 +61,8 @@ def make_shallow_water(
     """Radial dam breaks on [−2.5, 2.5]²: field ``h`` (sample, time, x, y) and ``dam_radius``
     (sample,), radius uniform in [0.3, 0.7]. Parameters (defaults in ``SWE_DEFAULTS``): n_frames,
     t_end, g, h_in, h_out, cfl, device, batch_size, progress."""
-    p = _params("make_shallow_water", params, SWE_DEFAULTS)
     nx, ny = _grid("make_shallow_water", n_samples, resolution, seed_seqs)
+    p = _params("make_shallow_water", params, SWE_DEFAULTS, n_samples)
     times = np.linspace(0.0, p["t_end"], p["n_frames"])
     radii = np.array([random_dam_radius(np.random.default_rng(s)) for s in seed_seqs])
 
@@ -96,8 +98,8 @@ def make_cns2d(
     """Compressible NS on the periodic unit square: fields ``vx``, ``vy``, ``density``,
     ``pressure`` (sample, time, x, y). Parameters (defaults in ``CNS_DEFAULTS``): n_frames, t_end,
     eta, zeta, mach, gamma, kind, cfl, device, batch_size, progress."""
-    p = _params("make_cns2d", params, CNS_DEFAULTS)
     nx, ny = _grid("make_cns2d", n_samples, resolution, seed_seqs)
+    p = _params("make_cns2d", params, CNS_DEFAULTS, n_samples)
     times = np.linspace(0.0, p["t_end"], p["n_frames"])
     initial = [
         cns_random_initial(np.random.default_rng(s), 1, (nx, ny), p["mach"], p["kind"], p["gamma"])
@@ -130,7 +132,9 @@ def make_cns2d(
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
-def _params(name: str, given: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+def _params(
+    name: str, given: dict[str, Any], defaults: dict[str, Any], n_samples: int
+) -> dict[str, Any]:
     """``defaults`` updated by ``given``; ValueError naming unknown and accepted parameters."""
     unknown = sorted(set(given) - set(defaults))
     if unknown:
@@ -138,6 +142,8 @@ def _params(name: str, given: dict[str, Any], defaults: dict[str, Any]) -> dict[
             f"{name}: unknown parameter(s) {unknown}; accepted: {', '.join(sorted(defaults))}"
         )
     p = {**defaults, **given}
+    if p["batch_size"] is None:
+        p["batch_size"] = 1 if torch.device(p["device"]).type == "cpu" else n_samples
     if int(p["n_frames"]) < 1 or not p["t_end"] > 0 or int(p["batch_size"]) < 1:
         raise ValueError(
             f"{name}: expected n_frames >= 1, t_end > 0 and batch_size >= 1, got "

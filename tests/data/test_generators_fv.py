@@ -92,3 +92,16 @@ def test_bad_parameters_are_named(make):
         make(2, 8, seeds(1))
     with pytest.raises(ValueError, match="n_frames"):
         make(1, 8, seeds(1), n_frames=0)
+
+
+def test_registered_with_dl_generate(tmp_path):
+    from dpot_lab.data.generate import generate
+    from dpot_lab.data.open import open_dataset
+
+    kwargs = {"n_frames": 2, "t_end": 0.05}
+    path = generate("swe", tmp_path / "swe.h5", 2, resolution=12, seed=4, progress=False, **kwargs)
+    ds = open_dataset(path)
+    direct = make_shallow_water(2, 12, np.random.SeedSequence(4).spawn(2), **kwargs)
+    np.testing.assert_array_equal(ds["h"].values, direct["h"].values)
+    np.testing.assert_array_equal(ds["dam_radius"].values, direct["dam_radius"].values)
+    assert ds.attrs["pde"] == "shallow_water_2d"
