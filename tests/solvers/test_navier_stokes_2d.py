@@ -1,0 +1,241 @@
+"""2D Navier–Stokes (vorticity): exact solutions, invariants, time order, and agreement with an
+independent finite-difference solver built on py-pde."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dpot_lab.solvers import fno_forcing, gaussian_random_field, navier_stokes_2d
+from dpot_lab.solvers.spectral import cell_centres
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small FFTs run fastest on one thread, above all on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def grid(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cell-centre coordinates x (n, 1), y (1, n) of the unit square."""
+    c = cell_centres(n)
+    return c[:, None], c[None, :]
+
+
+def fourier_mode(n: int, mx: int, my: int, phase: float = 0.3) -> np.ndarray:
+    x, y = grid(n)
+    return np.cos(2 * np.pi * (mx * x + my * y) + phase)
+
+
+def smooth_field(n: int, rng: np.random.Generator, k_max: int = 3) -> np.ndarray:
+    """Random vorticity made of Fourier modes 0 < |k| <= k_max, amplitude ~ 1/|k|²."""
+    x, y = grid(n)
+    w = np.zeros((n, n))
+    for mx in range(-k_max, k_max + 1):
+        for my in range(0, k_max + 1):
+            k2 = mx * mx + my * my
+            if 0 < k2 <= k_max**2 and (my > 0 or mx > 0):
+                phase = 2 * np.pi * (mx * x + my * y) + rng.uniform(0, 2 * np.pi)
+                w += rng.normal() / k2 * np.cos(phase)
+    return w
+
+
+def energy_enstrophy(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kinetic energy Σ|ŵ|²/|k|² and enstrophy Σ|ŵ|² over the last two axes (up to a factor)."""
+    n_x, n_y = w.shape[-2:]
+    m_x = np.fft.fftfreq(n_x, 1 / n_x)[:, None]
+    m_y = np.fft.fftfreq(n_y, 1 / n_y)[None, :]
+    k2 = 4 * np.pi**2 * (m_x**2 + m_y**2)
+    power = np.abs(np.fft.fft2(w)) ** 2
+    inv_k2 = np.where(k2 > 0, 1 / np.where(k2 > 0, k2, 1), 0)
+    return (power * inv_k2).sum(axis=(-2, -1)), power.sum(axis=(-2, -1))
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_single_fourier_mode_decays_exactly():
+    nu, times = 1e-2, [0.0, 0.5, 1.0, 2.0]
+    w0 = np.stack([fourier_mode(32, 2, 1), fourier_mode(32, -1, 3, phase=1.1)])  # (2, X, Y)
+    out = navier_stokes_2d(w0, nu, times, forcing=None)  # (2, T, X, Y)
+    assert out.shape == (2, 4, 32, 32)
+    for b, (mx, my) in enumerate([(2, 1), (-1, 3)]):
+        k2 = 4 * np.pi**2 * (mx**2 + my**2)
+        for i, t in enumerate(times):
+            exact = w0[b] * np.exp(-nu * k2 * t)
+            assert rel(out[b, i], exact) < 1e-6
+
+
+def test_fno_forcing_from_rest_follows_exact_solution():
+    # the FNO forcing is one Fourier mode k = 2π(1, 1): advection vanishes and
+    # w(t) = f (1 − exp(−ν|k|²t)) / (ν|k|²) exactly; this also pins the forcing to cell centres
+    n, nu = 32, 1e-2
+    x, y = grid(n)
+    f = fno_forcing(x, y)
+    k2 = 8 * np.pi**2
+    out = navier_stokes_2d(np.zeros((n, n)), nu, [0.5, 3.0], forcing="fno")
+    for frame, t in zip(out, [0.5, 3.0], strict=True):
+        exact = f * (1 - np.exp(-nu * k2 * t)) / (nu * k2)
+        assert rel(frame, exact) < 1e-6
+    # an array forcing equal to the FNO one gives the same frames
+    np.testing.assert_allclose(navier_stokes_2d(np.zeros((n, n)), nu, [0.5, 3.0], f), out)
+
+
+def test_energy_and_enstrophy_never_grow_without_forcing():
+    rng = np.random.default_rng(1)
+    w0 = gaussian_random_field(rng, 2, 64)  # (2, X, Y)
+    times = np.linspace(0.25, 5.0, 20)
+    out = navier_stokes_2d(w0, 1e-3, times, forcing=None)  # (2, T, X, Y)
+    energy, enstrophy = energy_enstrophy(np.concatenate([w0[:, None], out], axis=1))
+    assert np.all(np.diff(energy, axis=1) <= 1e-12 * energy[:, :1])
+    assert np.all(np.diff(enstrophy, axis=1) <= 1e-12 * enstrophy[:, :1])
+    assert np.all(energy[:, -1] < 0.99 * energy[:, 0])  # viscosity does act
+
+
+def test_inviscid_dealiased_flow_conserves_energy_and_enstrophy():
+    # Galerkin truncation (2/3 rule) keeps both quadratic invariants of the Euler equations;
+    # only RK4's time error is left
+    n = 48
+    w_hat = np.fft.fft2(smooth_field(n, np.random.default_rng(2), k_max=12))
+    m = np.fft.fftfreq(n, 1 / n)
+    w_hat[(np.abs(m[:, None]) > n / 3) | (np.abs(m[None, :]) > n / 3)] = 0
+    w0 = np.fft.ifft2(w_hat).real
+    w0 *= 5 / np.abs(w0).max()
+    out = navier_stokes_2d(w0, 0.0, [0.5, 1.0], forcing=None)
+    energy, enstrophy = energy_enstrophy(np.concatenate([w0[None], out]))
+    assert rel(out[-1], w0) > 0.1  # the flow did evolve
+    np.testing.assert_allclose(energy, energy[0], rtol=1e-7)
+    np.testing.assert_allclose(enstrophy, enstrophy[0], rtol=1e-5)
+
+
+def test_fourth_order_in_time_with_fixed_steps():
+    rng = np.random.default_rng(3)
+    w0 = 4 * smooth_field(32, rng)
+    args = dict(nu=2e-2, t_save=[0.5], forcing="fno")
+    reference = navier_stokes_2d(w0, dt=0.5 / 512, **args)[0]
+    steps = [0.5 / 16, 0.5 / 32, 0.5 / 64]
+    errors = [rel(navier_stokes_2d(w0, dt=dt, **args)[0], reference) for dt in steps]
+    orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert errors[-1] > 1e-13  # still above round-off
+    assert np.all(np.abs(orders - 4) < 0.3), (errors, orders)
+
+
+def test_batch_members_do_not_affect_each_other():
+    rng = np.random.default_rng(4)
+    w0 = gaussian_random_field(rng, 3, 32)
+    w0[1] *= 3  # a faster flow takes smaller steps
+    times = [0.5, 1.0]
+    batched = navier_stokes_2d(w0, 1e-3, times)
+    for b in range(3):
+        np.testing.assert_allclose(batched[b], navier_stokes_2d(w0[b], 1e-3, times), atol=1e-12)
+
+
+def test_torch_input_keeps_dtype_and_matches_numpy():
+    w0 = gaussian_random_field(np.random.default_rng(5), 1, 32)[0]
+    ref = navier_stokes_2d(w0, 1e-3, [1.0])
+    out64 = navier_stokes_2d(torch.from_numpy(w0), 1e-3, [1.0])
+    out32 = navier_stokes_2d(torch.from_numpy(w0).float(), 1e-3, [1.0])
+    assert out64.dtype == np.float64 and out32.dtype == np.float32
+    np.testing.assert_allclose(out64, ref, atol=1e-12)
+    assert rel(out32, ref) < 1e-4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    w0 = gaussian_random_field(np.random.default_rng(6), 2, 64)
+    ref = navier_stokes_2d(w0, 1e-3, [1.0, 2.0])
+    out = navier_stokes_2d(torch.from_numpy(w0).cuda(), 1e-3, [1.0, 2.0])
+    assert rel(out, ref) < 1e-10
+
+
+def test_bad_inputs_name_the_argument():
+    with pytest.raises(ValueError, match="w0"):
+        navier_stokes_2d(np.zeros(8), 1e-3, [1.0])
+    with pytest.raises(ValueError, match="forcing"):
+        navier_stokes_2d(np.zeros((8, 8)), 1e-3, [1.0], forcing="kolmogorov")
+    with pytest.raises(ValueError, match="t_save"):
+        navier_stokes_2d(np.zeros((8, 8)), 1e-3, [1.0, 0.5])
+
+
+def test_gaussian_random_field_has_the_fno_covariance():
+    n, alpha, tau = 32, 2.5, 7.0
+    samples = gaussian_random_field(np.random.default_rng(7), 400, n, alpha, tau)
+    # one draw of n equals n draws of one from the same stream
+    again = np.random.default_rng(7)
+    np.testing.assert_array_equal(samples[:2], np.concatenate(
+        [gaussian_random_field(again, 1, n, alpha, tau) for _ in range(2)]
+    ))  # fmt: skip
+    m = np.fft.fftfreq(n, 1 / n)
+    lam = 4 * np.pi**2 * (m[:, None] ** 2 + m[None, :] ** 2) + tau**2
+    variance = tau ** (2 * alpha - 2) * lam ** (-alpha)  # per Fourier mode, sigma = τ^(α−1)
+    variance[0, 0] = 0
+    measured = np.mean(np.abs(np.fft.fft2(samples) / n**2) ** 2, axis=0)  # (X, Y)
+    np.testing.assert_allclose(samples.mean(axis=(1, 2)), 0, atol=1e-12)
+    for mx, my in [(1, 0), (0, 1), (1, 1), (2, 1), (3, 3)]:
+        # 400 samples: the mean of |ŵ|² is within ~4 standard errors (1/sqrt(400) = 5 %)
+        assert measured[mx, my] == pytest.approx(variance[mx, my], rel=0.2)
+    assert np.var(samples) == pytest.approx(variance.sum(), rel=0.1)
+
+
+# --- agreement with py-pde ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pypde_run():
+    """Vorticity–streamfunction system by py-pde finite differences (second order), periodic 64²,
+    ν = 1e-3, t ∈ [0, 1], from a smooth initial vorticity (modes |k| ≤ 3)."""
+    pde = pytest.importorskip("pde")
+    from scipy import sparse
+    from scipy.sparse.linalg import splu
+
+    n, nu = 64, 1e-3
+    w0 = smooth_field(n, np.random.default_rng(0))
+    w0 *= 3.0 / np.abs(w0).max()
+    grid_ = pde.CartesianGrid([[0, 1], [0, 1]], [n, n], periodic=True)
+    # Δψ = −w with the periodic 5-point Laplacian; the constant is pinned by ψ[0, 0] = 0
+    one_d = sparse.diags([1.0, -2.0, 1.0], [-1, 0, 1], shape=(n, n)).tolil()
+    one_d[0, -1] = one_d[-1, 0] = 1
+    one_d = one_d.tocsr() * n**2
+    eye = sparse.identity(n)
+    lap = (sparse.kron(one_d, eye) + sparse.kron(eye, one_d)).tolil()
+    lap[0, :] = 0
+    lap[0, 0] = 1
+    poisson = splu(lap.tocsc())
+
+    class Vorticity(pde.PDEBase):
+        def evolution_rate(self, state, t=0):
+            rhs = -state.data.ravel()
+            rhs[0] = 0.0
+            psi = pde.ScalarField(grid_, poisson.solve(rhs).reshape(n, n))
+            dpsi = psi.gradient("periodic", backend="scipy").data  # (2, X, Y)
+            dw = state.gradient("periodic", backend="scipy").data
+            advection = dpsi[1] * dw[0] - dpsi[0] * dw[1]  # u = ψ_y, v = −ψ_x
+            lap_w = state.laplace("periodic", backend="scipy")
+            return nu * lap_w - pde.ScalarField(grid_, advection)
+
+    result = Vorticity().solve(
+        pde.ScalarField(grid_, w0),
+        t_range=1.0,
+        solver="scipy",
+        backend="numpy",
+        tracker=None,
+        rtol=1e-8,
+        atol=1e-10,
+    )
+    return w0, nu, result.data
+
+
+def test_agrees_with_py_pde_finite_differences(pypde_run):
+    w0, nu, reference = pypde_run
+    ours = navier_stokes_2d(w0, nu, [1.0], forcing=None)[0]
+    assert rel(ours, reference) < 2e-2
+    # the comparison is about advection: the linear (diffusion-only) answer is far off
+    w_hat = np.fft.fft2(w0)
+    m = np.fft.fftfreq(64, 1 / 64)
+    linear = np.fft.ifft2(w_hat * np.exp(-nu * 4 * np.pi**2 * (m[:, None] ** 2 + m**2))).real
+    assert rel(linear, reference) > 0.1
