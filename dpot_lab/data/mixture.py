@@ -277,15 +277,14 @@ class Mixture(Dataset):
             raise ValueError(
                 f"{src.label}: cannot read sample {sample}, frames {start}..{stop - 1}: {err}"
             ) from err
-        if self.check_finite != "off":
+        if self.check_finite != "off" and not np.isfinite(data).all():
             bad = ~np.isfinite(data).reshape(-1, *data.shape[-2:]).all(axis=0)  # (T, C)
-            if bad.any():
-                t, c = np.argwhere(bad)[0]
-                raise ValueError(
-                    f"{src.label}: non-finite value in variable {src.variables[c]!r}, sample "
-                    f"{sample}, frame {start + t}; pass check_finite='skip' to drop such "
-                    "trajectories"
-                )
+            t, c = np.argwhere(bad)[0]
+            raise ValueError(
+                f"{src.label}: non-finite value in variable {src.variables[c]!r}, sample "
+                f"{sample}, frame {start + t}; pass check_finite='skip' to drop such "
+                "trajectories"
+            )
         return data
 
     # -- the Dataset ----------------------------------------------------------------------
