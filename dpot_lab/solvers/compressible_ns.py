@@ -79,9 +79,9 @@ def compressible_ns_2d(
         """dq/dt (B, 4, X, Y) and the largest stable step (B,)."""
         w = _primitive(q, gamma)  # (B, 4, X, Y): ρ, vx, vy, p
         c = torch.sqrt(gamma * w[:, 3] / w[:, 0])
-        rate = ((w[:, 1].abs() + c) / dx + (w[:, 2].abs() + c) / dy).amax(dim=(-2, -1))
+        speed = ((w[:, 1].abs() + c) / dx + (w[:, 2].abs() + c) / dy).amax(dim=(-2, -1))  # (B,)
         nu = nu_coeff / w[:, 0].amin(dim=(-2, -1))  # largest kinematic viscosity (B,)
-        dt = 1.0 / (rate / cfl + 2.0 * nu * (1.0 / dx**2 + 1.0 / dy**2) / cfl_visc)
+        dt = 1.0 / (speed / cfl + 2.0 * nu * (1.0 / dx**2 + 1.0 / dy**2) / cfl_visc)
         out = torch.zeros_like(q)
         for dim, h, h_t, normal in ((-2, dx, dy, 1), (-1, dy, dx, 2)):
             flux = _inviscid_flux(w, dim, normal, gamma, limiter)
@@ -134,10 +134,13 @@ def cns_random_initial(
     n_fields = 4 if kind == "rand" else 2
 
     def modes() -> np.ndarray:
-        """(n_fields, X, Y) random-phase sums of the sine modes for one sample."""
+        """(n_fields, X, Y) random-phase sums of the sine modes for one sample, as
+        sin(a + φ + b) = sin(a + φ) cos b + cos(a + φ) sin b summed over the modes."""
         phi = rng.uniform(0.0, 2 * np.pi, size=(n_fields, ki.size))  # (F, M)
-        arg = phase_x[None, :, :, None] + phase_y[None, :, None, :] + phi[:, :, None, None]
-        return np.einsum("m,fmxy->fxy", amp, np.sin(arg))
+        arg = phase_x[None] + phi[:, :, None]  # (F, M, X)
+        sin_x = (amp[:, None] * np.sin(arg)).transpose(0, 2, 1)  # (F, X, M)
+        cos_x = (amp[:, None] * np.cos(arg)).transpose(0, 2, 1)
+        return sin_x @ np.cos(phase_y) + cos_x @ np.sin(phase_y)  # (F, X, Y)
 
     out = np.empty((4, n, nx, ny))
     for s in range(n):

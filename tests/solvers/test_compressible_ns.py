@@ -134,6 +134,15 @@ def test_random_initial_states():
     mach = np.hypot(vx, vy).mean(axis=(1, 2)) / np.sqrt(GAMMA * p.mean((1, 2)) / rho.mean((1, 2)))
     np.testing.assert_allclose(mach[~windowed], 0.1, rtol=1e-10)
     assert np.all(mach[windowed] < 0.1)
+    # PDEBench's spectrum: only modes with 1 <= |i|, |j| <= 4 (both nonzero)
+    i = np.fft.fftfreq(24, 1 / 24)[:, None]
+    j = np.fft.fftfreq(20, 1 / 20)[None, :]
+    allowed = (np.abs(i) >= 1) & (np.abs(i) <= 4) & (np.abs(j) >= 1) & (np.abs(j) <= 4)
+    for field in (vx, rho):
+        coeff = np.abs(np.fft.fft2(field[np.flatnonzero(~windowed)[0]]))
+        coeff[0, 0] = 0.0  # the mean
+        assert coeff[~allowed].max() < 1e-10 * coeff.max()
+        assert coeff[allowed].min() > 1e-6 * coeff.max()  # every allowed mode is present
     # "turb": uniform ρ and p, divergence-free velocity with mean |v| = 1
     rho, vx, vy, p = cns_random_initial(rng, 2, 32, mach=0.5, kind="turb")
     np.testing.assert_allclose(rho, 1.0)
