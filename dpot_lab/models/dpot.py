@@ -99,16 +99,21 @@ class DPOTConfig:
 
 
 def _group_norm(x: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
-    """GroupNorm on a channels-last tensor (B, *S, D), computed in that layout (no transpose copy).
+    """GroupNorm on a channels-last tensor (B, *S, D) -> (B, *S, D).
 
-    Written out rather than calling ``F.group_norm`` on a channels-last view: besides the copy it
-    saves, torch 2.13's CPU kernel crashes in backward for such a view when the input needs no grad.
+    Runs torch's native kernel on a (B, D, N, 1) channels-last view (no layout copy). torch 2.13's
+    CPU kernel crashes in backward on such a view when the input needs no grad but the affine
+    weights do (a frozen trunk before a trained block): that case normalises a channels-first copy.
     """
     b, d, g = x.shape[0], x.shape[-1], norm.num_groups
-    xg = x.reshape(b, -1, g, d // g)  # (B, N, G, D/G)
-    var, mean = torch.var_mean(xg, dim=(1, 3), keepdim=True, correction=0)
-    y = ((xg - mean) * torch.rsqrt(var + norm.eps)).reshape(x.shape)
-    return y * norm.weight + norm.bias
+    trains_affine = norm.weight.requires_grad or norm.bias.requires_grad
+    if torch.is_grad_enabled() and trains_affine and not x.requires_grad:
+        first = x.reshape(b, -1, d).transpose(1, 2).contiguous()  # (B, D, N)
+        y = F.group_norm(first, g, norm.weight, norm.bias, norm.eps)
+        return y.transpose(1, 2).reshape(x.shape)
+    view = x.reshape(b, -1, 1, d).permute(0, 3, 1, 2)  # (B, D, N, 1), channels-last strides
+    y = F.group_norm(view, g, norm.weight, norm.bias, norm.eps)
+    return y.permute(0, 2, 3, 1).reshape(x.shape)
 
 
 def _linspace(n: int, device, dtype=torch.float32) -> torch.Tensor:
@@ -166,12 +171,15 @@ class TimeAggregator(nn.Module):
         else:
             self.register_parameter("gamma", None)
 
-    def weight(self) -> torch.Tensor:
-        """Effective per-frame weights (T, D, D), the cosine time embedding folded in."""
-        if self.gamma is None:
-            return self.w
+    def embedding(self) -> torch.Tensor:
+        """The cosine time embedding cos(γ_i t_k) (T, D); ones for ``time_agg="mlp"``.
+
+        The effective per-frame weights are ``embedding()[:, :, None] * w`` (T, D, D).
+        """
         t = _linspace(self.w.shape[0], self.w.device, self.w.dtype)[:, None]  # (T, 1)
-        return self.w * torch.cos(t @ self.gamma).unsqueeze(-1)
+        if self.gamma is None:
+            return torch.ones_like(t).expand(-1, self.w.shape[1])
+        return torch.cos(t @ self.gamma)
 
 
 class Block(nn.Module):
@@ -281,13 +289,14 @@ class DPOT(nn.Module):
     # ---------------------------------------------------------------- forward
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, *S, T, C) normalised input -> aggregated latent (B, *S/p, D)."""
-        b, t = x.shape[0], x.shape[-2]
         u = self.patch_embed(x)  # (B, *S/p, T, hidden)
-        wt = self.time_agg.weight()  # (T, D, D)
+        emb, w = self.time_agg.embedding(), self.time_agg.w  # (T, D), (T, D, D)
         out = self.patch_embed.out
-        fused = torch.matmul(out.weight.t().unsqueeze(0), wt)  # (T, hidden, D) = W_out^T W_t
+        # W_t = diag(emb_t) w_t; fused_t = W_out^T W_t, scaling the narrow factor: (T, hidden, D)
+        fused = torch.bmm(out.weight.t().unsqueeze(0) * emb.unsqueeze(1), w)
         z = u.reshape(*u.shape[:-2], -1) @ fused.reshape(-1, fused.shape[-1])  # (B, *S/p, D)
-        shift = (self.pos_embed[0] + out.bias) @ wt.sum(0)  # (*S/p, D): Σ_t (pos + b_out) W_t
+        w_sum = torch.einsum("ti,tij->ij", emb, w)  # Σ_t W_t (D, D)
+        shift = (self.pos_embed[0] + out.bias) @ w_sum  # (*S/p, D): Σ_t (pos + b_out) W_t
         return z + shift
 
     def forward(self, x: torch.Tensor, return_cls: bool = False):

@@ -157,6 +157,26 @@ def test_field_loss_reaches_every_parameter_but_the_class_head():
             assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
+def test_frozen_trunk_gives_the_same_block_gradients():
+    """Freezing everything before the last block (fine-tuning) changes no gradient it gets."""
+    torch.manual_seed(0)
+    model = tiny(depth=2)
+    x, target = torch.randn(2, 16, 16, 3, 2), torch.randn(2, 16, 16, 2, 2)
+
+    def last_block_grads():
+        model.zero_grad(set_to_none=True)
+        ((model(x) - target) ** 2).mean().backward()
+        return {n: p.grad.clone() for n, p in model.blocks[1].named_parameters()}
+
+    full = last_block_grads()
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("blocks.1.") or name.startswith("head."))
+    frozen = last_block_grads()
+    assert model.blocks[0].norm1.weight.grad is None
+    for name in full:
+        torch.testing.assert_close(frozen[name], full[name], rtol=1e-5, atol=1e-7)
+
+
 def test_no_class_head_without_classes():
     model = tiny(n_cls=0)
     assert not any("cls_head" in n for n, _ in model.named_parameters())
