@@ -3,7 +3,8 @@
 xarray in, xarray out: every function takes Datasets (one variable per field) or DataArrays with
 dims (sample, time, x, y[, z]) and returns the same kind with the reduced dims gone. Prediction
 and truth are matched by coordinates (the truth may hold more frames, e.g. the input window);
-a dim without coordinates is matched by position.
+a dim without coordinates is matched by position. NaN frames (a diverged rollout) make the errors
+they enter NaN.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def l2re(pred: XR, truth: XR, dims: str | Sequence[str] | None = None) -> XR:
     ``.mean("sample")`` and ``.to_array("field").mean("field")`` give the paper's averages."""
     pred, truth = align(pred, truth)
     dims = ["time", *_space(truth)] if dims is None else [dims] if isinstance(dims, str) else dims
-    diff = ((pred - truth) ** 2).sum(dims)
-    return np.sqrt(diff / (truth**2).sum(dims))
+    diff = ((pred - truth) ** 2).sum(dims, skipna=False)
+    return np.sqrt(diff / (truth**2).sum(dims, skipna=False))
 
 
 def per_step_error(pred: XR, truth: XR) -> XR:
@@ -72,7 +73,8 @@ def vrmse(pred: XR, truth: XR) -> XR:
     field; predicting the spatial mean scores 1."""
     pred, truth = align(pred, truth)
     space = _space(truth)
-    return np.sqrt(((pred - truth) ** 2).mean(space) / (truth.var(space) + EPS_VAR))
+    mse = ((pred - truth) ** 2).mean(space, skipna=False)
+    return np.sqrt(mse / (truth.var(space, skipna=False) + EPS_VAR))
 
 
 def nrmse(pred: XR, truth: XR) -> XR:
@@ -80,7 +82,8 @@ def nrmse(pred: XR, truth: XR) -> XR:
     per field."""
     pred, truth = align(pred, truth)
     space = _space(truth)
-    return np.sqrt(((pred - truth) ** 2).mean(space) / ((truth**2).mean(space) + EPS_VAR))
+    mse = ((pred - truth) ** 2).mean(space, skipna=False)
+    return np.sqrt(mse / ((truth**2).mean(space, skipna=False) + EPS_VAR))
 
 
 def _radial_power(u: np.ndarray, n_space: int) -> np.ndarray:

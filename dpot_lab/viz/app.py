@@ -22,7 +22,8 @@ import xarray as xr
 import yaml
 from torch import nn
 
-from dpot_lab.data import open_dataset
+from dpot_lab.data.generate import generate_cached
+from dpot_lab.data.open import open_dataset
 from dpot_lab.evaluate import metrics
 from dpot_lab.evaluate.rollout import field_layout, rollout
 from dpot_lab.models import load_checkpoint
@@ -62,8 +63,6 @@ def _model(path: str, mtime: float) -> nn.Module:
 def _dataset(key: str, mtime: float) -> xr.Dataset:
     """The Dataset of a file path, or of a demo source ``"demo: NAME"`` (generated when missing)."""
     if key.startswith(DEMO_PREFIX):
-        from dpot_lab.data.generate import generate_cached
-
         path = generate_cached(demo_sources()[key[len(DEMO_PREFIX) :]]["spec"])
     else:
         path = Path(key)
@@ -83,15 +82,7 @@ def _rollout(checkpoint: str, ckpt_mtime: float, key: str, data_mtime: float, sa
     """(rollout of one sample from its first ``in_timesteps`` frames, the whole data set)."""
     model = _model(checkpoint, ckpt_mtime)
     ds = _dataset(key, data_mtime)
-    steps = (
-        demo_sources()[key[len(DEMO_PREFIX) :]].get("steps")
-        if key.startswith(DEMO_PREFIX)
-        else None
-    )
-    t_in = model.config.in_timesteps
-    if steps is not None:
-        steps = min(steps, ds.sizes["time"] - t_in)
-    pred = rollout(model, ds, t_in=t_in, steps=steps, samples=[sample], progress=False)
+    pred = rollout(model, ds, t_in=model.config.in_timesteps, samples=[sample], progress=False)
     return pred, ds
 
 
@@ -123,12 +114,12 @@ def _describe_model(path: str, model: nn.Module) -> str:
     )
 
 
-def _describe_data(ds: xr.Dataset) -> str:
+def _describe_data(label: str, ds: xr.Dataset) -> str:
     grid = "×".join(str(ds.sizes[d]) for d in ds.dims if d in ("x", "y", "z"))
     pde = f", pde {ds.attrs['pde']}" if "pde" in ds.attrs else ""
     return (
-        f"**data** `{Path(ds.encoding['source']).name}`: {ds.sizes['sample']} samples × "
-        f"{ds.sizes['time']} frames, grid {grid}{pde}"
+        f"**data** `{label}`: {ds.sizes['sample']} samples × {ds.sizes['time']} frames, "
+        f"grid {grid}{pde}"
     )
 
 
@@ -244,7 +235,8 @@ class RolloutViewer:
             self._fail(err)
             return
         self.model_info.object = _describe_model(ckpt, model)
-        self.data_info.object = _describe_data(self.ds)
+        label = next(k for k, v in self.data.options.items() if v == key)
+        self.data_info.object = _describe_data(label, self.ds)
         labels = metrics.indexed(self.ds["sample"]).values
         with self._quiet():
             self.sample.param.update(options={str(v): i for i, v in enumerate(labels)}, value=0)

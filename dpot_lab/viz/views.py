@@ -45,12 +45,15 @@ def sample_pair(
 
 
 def color_limits(
-    pred: xr.DataArray, truth: xr.DataArray
+    pred: xr.DataArray, truth: xr.DataArray, max_size: int = 256
 ) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(field limits from the truth, symmetric error limits) over all frames of one sample."""
-    lo, hi = float(truth.min()), float(truth.max())
-    diff = np.abs((pred - truth).values)
+    """(field limits from the truth, symmetric error limits) over all frames (time, x, y) of one
+    sample, read on a grid strided to at most ``max_size`` points per axis; NaN frames skipped."""
+    stride = tuple(slice(None, None, -(-n // max_size)) for n in truth.shape[1:])
+    t = truth.values[(slice(None), *stride)]
+    diff = np.abs(pred.values[(slice(None), *stride)] - t)
     diff = diff[np.isfinite(diff)]
+    lo, hi = float(np.nanmin(t)), float(np.nanmax(t))
     err = float(diff.max()) if diff.size and diff.max() > 0 else 1e-12
     return (lo, hi if hi > lo else lo + 1e-12), (-err, err)
 
@@ -129,8 +132,11 @@ def error_curves(
     marked; the title gives the sample's L2RE (all frames jointly, averaged over fields)."""
     fields = list(pred.data_vars)
     p, t = metrics.align(metrics.indexed(pred).isel(sample=[sample]), truth[fields])
-    steps = metrics.per_step_error(p, t).isel(sample=0)
-    score = float(metrics.l2re(p, t).isel(sample=0).to_array("field").mean("field"))
+    space = [d for d in ("x", "y", "z") if d in t.dims]
+    sq_err = ((p - t) ** 2).sum(space, skipna=False).isel(sample=0)  # (time,) per field
+    sq_norm = (t**2).sum(space, skipna=False).isel(sample=0)
+    steps = np.sqrt(sq_err / sq_norm)  # = metrics.per_step_error
+    score = float(np.sqrt(sq_err.sum("time") / sq_norm.sum("time")).to_array("field").mean())
     times = steps["time"].values
     curves = [
         hv.Curve((times, steps[f].values), "time", "relative L2 error", label=f) for f in fields

@@ -54,6 +54,16 @@ def test_per_step_error_and_nrmse_match_numpy():
     )
 
 
+def test_a_diverged_frame_makes_the_errors_it_enters_nan():
+    truth = _truth()
+    pred = _pred(truth)
+    pred["u"][1, 3:] = np.nan
+    err, steps = dl.metrics.l2re(pred, truth), dl.metrics.per_step_error(pred, truth)
+    assert np.isnan(err.u[1]) and np.isfinite(err.u[[0, 2, 3]]).all() and np.isfinite(err.p).all()
+    assert np.isfinite(steps.u[1, :3]).all() and np.isnan(steps.u[1, 3:]).all()
+    assert np.isnan(dl.metrics.vrmse(pred, truth).u[1, 3:]).all()
+
+
 def test_vrmse_of_the_spatial_mean_is_one():
     truth = _truth()
     pred = truth.mean(["x", "y"]).broadcast_like(truth)
