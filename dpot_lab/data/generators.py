@@ -1,8 +1,11 @@
-"""Trajectory sets from the built-in spectral and finite-volume solvers, as Datasets.
+"""Trajectory sets from the built-in spectral and diffusion–reaction solvers, as Datasets.
 
 Every generator has the signature ``make_x(n_samples, resolution, seed_seqs, **params)``: sample
 i starts from an initial state drawn with ``numpy.random.default_rng(seed_seqs[i])``, so a
-sample does not depend on which batch it was made in. Fields are stored as float32.
+sample does not depend on which batch it was made in. The solvers run in ``dtype`` on
+``device`` ("cpu", "cuda", ...); fields are stored as float32. The default "float64" makes
+files bit-identical for any batch size; "float32" runs about twice as fast on a CPU, but the
+batch size can then change the last bits (batched FFTs round differently).
 """
 
 from __future__ import annotations

@@ -65,13 +65,12 @@ def navier_stokes_2d(
 
     f_hat = _forcing_hat(forcing, w.shape, real, dev)  # (B or 1, X, Y//2+1) or None
     inv_dx = torch.tensor([n_x, n_y], dtype=real, device=dev)
+    # ŵ -> (û, v̂, ∂x ŵ, ∂y ŵ) with û = i ky ψ̂, v̂ = −i kx ψ̂, ψ̂ = ŵ/|k|²
+    to_fields = 1j * torch.stack([dy_k * inv_k2, -dx_k * inv_k2, dx_k + 0 * ky, dy_k + 0 * kx])
 
     def rate(w_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        psi_hat = w_hat * inv_k2
-        u = torch.fft.irfft2(1j * dy_k * psi_hat, s=(n_x, n_y))  # (B, X, Y)
-        v = torch.fft.irfft2(-1j * dx_k * psi_hat, s=(n_x, n_y))
-        w_x = torch.fft.irfft2(1j * dx_k * w_hat, s=(n_x, n_y))
-        w_y = torch.fft.irfft2(1j * dy_k * w_hat, s=(n_x, n_y))
+        fields = torch.fft.irfft2(w_hat[:, None] * to_fields, s=(n_x, n_y))  # (B, 4, X, Y)
+        u, v, w_x, w_y = fields.unbind(dim=1)
         advection = torch.fft.rfft2(u * w_x + v * w_y) * keep
         out = -advection if f_hat is None else f_hat - advection
         speed = u.abs().amax(dim=(-2, -1)) * inv_dx[0] + v.abs().amax(dim=(-2, -1)) * inv_dx[1]
