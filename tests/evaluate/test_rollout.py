@@ -88,6 +88,27 @@ def test_non_square_grid_comes_back_native():
     np.testing.assert_allclose(pred.v.values, -2.5, atol=1e-6)
 
 
+def test_3d_data_comes_back_on_its_native_grid():
+    ds = _dataset(n=2, t=5, shape=(12, 8, 20), fields=("w",))
+    ds["w"][:] = 4.0
+    pred = rollout(Repeat(_config(n_spatial=3)), ds, t_in=3, progress=False)
+    assert pred.w.dims == ("sample", "time", "x", "y", "z")
+    assert dict(pred.sizes) == {"sample": 2, "time": 2, "x": 12, "y": 8, "z": 20}
+    np.testing.assert_allclose(pred.w.values, 4.0, atol=1e-6)
+    np.testing.assert_array_equal(pred.z, ds.z)
+
+
+def test_bf16_autocast_stays_close_to_float32():
+    torch.manual_seed(0)
+    model = dl.create_model("nano", img_size=16, in_channels=2, in_timesteps=3, embed_dim=16)
+    ds = _dataset(n=2, t=6)
+    full = rollout(model, ds, t_in=3, progress=False)
+    half = rollout(model, ds, t_in=3, dtype=torch.bfloat16, progress=False)
+    assert half.u.dtype == np.float32
+    scale = float(abs(full.to_array()).max())
+    assert 0 < float(abs(half.to_array() - full.to_array()).max()) < 0.05 * scale
+
+
 def test_dpot_rollout_matches_a_manual_loop():
     torch.manual_seed(0)
     model = dl.create_model("nano", img_size=16, in_channels=3, in_timesteps=3, embed_dim=16)
