@@ -206,6 +206,8 @@ def rollout(
         steps = dataset.sizes["time"] - t_in
         if steps == 0:
             raise ValueError(f"{src} has only t_in={t_in} frames: pass steps= to predict beyond")
+    if steps < 1:
+        raise ValueError(f"steps={steps}: expected at least 1 frame to predict")
     positions = sample_positions(dataset, samples)
     native = tuple(dataset.sizes[d] for d in spatial)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
