@@ -115,6 +115,13 @@ def test_keep_aspect_pads_and_masks_a_non_square_source():
     start, sample = int(item["start"]), int(item["sample"])
     assert back.shape == (48, 96, 11, 1)
     assert rel(back, frames(ds, sample, start, start + 11)) < 1e-2
+    # a non-square model grid: a square source is stretched, or kept square and masked
+    square = make_ds(n=2, shape=(16, 16))
+    assert Mixture([square], resolution=(24, 16), split="all")[0]["x"].shape == (24, 16, 10, 4)
+    kept = Mixture([square], resolution=(24, 16), split="all", keep_aspect=True)[0]
+    assert kept["grid_mask"].sum() == 16 * 16 and kept["grid_mask"][:16].all()
+    start, sample = int(kept["start"]), int(kept["sample"])
+    assert torch.equal(kept["x"][:16, :, :, :1], frames(square, sample, start, start + 10))
 
 
 def test_split_is_by_trajectory():
