@@ -47,7 +47,7 @@ CNS_DEFAULTS: dict[str, Any] = {
     "mach": 0.1,
     "gamma": 5.0 / 3.0,
     "kind": "rand",  # "rand" or "turb" initial states
-    "cfl": 0.4,
+    "cfl": 0.5,
     "device": "cpu",
     "batch_size": None,
     "progress": False,

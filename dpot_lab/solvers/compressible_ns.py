@@ -41,7 +41,7 @@ def compressible_ns_2d(
     zeta: float,
     gamma: float = 5.0 / 3.0,
     domain: Domain = ((0.0, 1.0), (0.0, 1.0)),
-    cfl: float = 0.4,
+    cfl: float = 0.5,
     cfl_visc: float = 0.8,
     limiter: str = "mc",
     progress: bool = False,
@@ -228,12 +228,11 @@ def _inviscid_flux(
     centre = padded.narrow(dim, 1, n + 1)
     w_l = (centre + 0.5 * slope).narrow(dim, 0, n)  # left state at face i+1/2
     w_r = (centre - 0.5 * slope).narrow(dim, 1, n)  # right state at face i+1/2
-    positive = [0, 3]  # density and pressure
-    if bool((w_l[:, positive] <= 0).any() | (w_r[:, positive] <= 0).any()):
-        bad_l = (w_l[:, positive] <= 0).any(dim=1, keepdim=True)
-        bad_r = (w_r[:, positive] <= 0).any(dim=1, keepdim=True)
-        w_l = torch.where(bad_l, w, w_l)  # first order where the reconstruction fails
-        w_r = torch.where(bad_r, w.roll(-1, dims=dim), w_r)
+    floor_l = torch.minimum(w_l[:, 0], w_l[:, 3])  # min(ρ, p) of each face state
+    floor_r = torch.minimum(w_r[:, 0], w_r[:, 3])
+    if bool(torch.minimum(floor_l, floor_r).amin() <= 0):  # first order where ρ or p would be ≤ 0
+        w_l = torch.where(floor_l[:, None] <= 0, w, w_l)
+        w_r = torch.where(floor_r[:, None] <= 0, w.roll(-1, dims=dim), w_r)
     order = [0, normal, 3 - normal, 3]  # (ρ, u_n, u_t, p)
     flux = _hllc(w_l[:, order], w_r[:, order], gamma)  # (B, 4, ...) in (ρ, n, t, E) order
     return flux[:, order]
