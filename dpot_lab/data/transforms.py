@@ -20,12 +20,15 @@ def resize(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
         return x
     b, t, c = x.shape[0], x.shape[-2], x.shape[-1]
     n = len(spatial)
-    flat = x.movedim(-2, 1).reshape(b * t, *spatial, c).movedim(-1, 1)  # (B·T, C, *S)
-    mode = {2: "bilinear", 3: "trilinear"}[n]
     shrink = n == 2 and any(s < o for s, o in zip(size, spatial, strict=True))
-    out = F.interpolate(flat.float(), size=size, mode=mode, align_corners=False, antialias=shrink)
-    out = out.to(x.dtype).movedim(1, -1).reshape(b, t, *size, c)  # (B, T, *size, C)
-    return out.movedim(1, -2)
+    # Time and channels fold into one axis; upsampling runs on the channels-last view (no copy),
+    # the antialiased shrink on a contiguous copy (its channels-last kernel is slower).
+    flat = x.float().reshape(b, *spatial, t * c).movedim(-1, 1)  # (B, T·C, *S)
+    if shrink:
+        flat = flat.contiguous()
+    mode = {2: "bilinear", 3: "trilinear"}[n]
+    out = F.interpolate(flat, size=size, mode=mode, align_corners=False, antialias=shrink)
+    return out.movedim(1, -1).reshape(b, *size, t, c).to(x.dtype)  # (B, *size, T, C)
 
 
 def pad_channels(x: torch.Tensor, channels: int, value: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,5 +41,6 @@ def pad_channels(x: torch.Tensor, channels: int, value: float = 1.0) -> tuple[to
     mask[:c] = True
     if c == channels:
         return x, mask
-    pad = x.new_full((*x.shape[:-1], channels - c), value)
-    return torch.cat([x, pad], dim=-1), mask
+    out = x.new_full((*x.shape[:-1], channels), value)
+    out[..., :c] = x
+    return out, mask
