@@ -1,0 +1,230 @@
+"""Model speed: dpot-lab's DPOT against a transcription of the release's arithmetic, same run.
+
+Prints one table: train-step throughput (forward + backward + Adam step), inference throughput,
+peak memory and parameter count, for our model and for ``release_transcription.ReleaseDPOTNet``
+at the same size, with our speed-up. Each throughput is the best of ``--repeats`` rounds of
+``--steps`` timed steps (after ``--warmup`` untimed ones); the two models alternate within a
+round, so a busy machine slows both alike.
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over the timed steps (weights, gradients
+and optimizer state included). On CPU the growth of the peak resident set (VmHWM) over one step
+above the resident set before it, so weights and optimizer state are not counted; it is measured
+in a child process whose glibc returns every freed block of 64 KiB or more to the system
+(MALLOC_MMAP_THRESHOLD_), so that the resident set follows the live tensors.
+
+    python benchmarks/model_speed.py                          # Ti, 64², batch 4, fp32, CPU
+    python benchmarks/model_speed.py --threads 1 --repeats 5  # steadier on a shared machine
+    python benchmarks/model_speed.py --dtype bf16 --compile --device cuda --resolution 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from release_transcription import ReleaseDPOTNet  # noqa: E402
+
+from dpot_lab.models import PRESETS, create_model  # noqa: E402
+
+MODELS = {"ours": "dpot-lab", "release": "release transcription"}
+KINDS = ("train", "infer")
+
+
+def build(which: str, args: argparse.Namespace) -> nn.Module:
+    """Our preset or the release transcription at the same size, with the 12-way class head."""
+    size = dict(img_size=args.resolution, in_channels=args.channels, in_timesteps=args.t_in)
+    if which == "ours":
+        return create_model(args.preset, **size, n_cls=12)
+    return ReleaseDPOTNet(**{**PRESETS[args.preset], **size}, out_channels=args.channels, n_cls=12)
+
+
+class Runner:
+    """Train steps and inference steps of one model on one fixed batch."""
+
+    def __init__(self, which: str, args: argparse.Namespace):
+        self.device = torch.device(args.device)
+        torch.manual_seed(0)
+        res, c = args.resolution, args.channels
+        self.x = torch.randn(args.batch, res, res, args.t_in, c, device=self.device)  # (B,X,Y,T,C)
+        self.target = torch.randn(args.batch, res, res, 1, c, device=self.device)  # (B,X,Y,1,C)
+        self.model = build(which, args).to(self.device)
+        self.params = sum(p.numel() for p in self.model.parameters())
+        self.step_model = torch.compile(self.model) if args.compile else self.model
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+        self.bf16 = args.dtype == "bf16"
+        self.best = dict.fromkeys(KINDS, 0.0)
+
+    def _autocast(self):
+        bf16 = torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return bf16 if self.bf16 else nullcontext()
+
+    def _predict(self) -> torch.Tensor:
+        out = self.step_model(self.x)
+        return out[0] if isinstance(out, tuple) else out  # the release also returns class logits
+
+    def train_step(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = F.mse_loss(self._predict().float(), self.target)
+        loss.backward()
+        self.opt.step()
+
+    def infer_step(self) -> None:
+        with torch.no_grad(), self._autocast():
+            self._predict()
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def run(self, kind: str, steps: int) -> None:
+        step = self.train_step if kind == "train" else self.infer_step
+        self.model.train(kind == "train")
+        for _ in range(steps):
+            step()
+        self.sync()
+
+    def time(self, kind: str, steps: int, warmup: int) -> None:
+        """Keep the best samples/s over calls."""
+        self.run(kind, warmup)
+        start = time.perf_counter()
+        self.run(kind, steps)
+        rate = steps * self.x.shape[0] / (time.perf_counter() - start)
+        self.best[kind] = max(self.best[kind], rate)
+
+    def cuda_peak_mib(self, kind: str, steps: int) -> float:
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self.run(kind, steps)
+        return torch.cuda.max_memory_allocated(self.device) / 2**20
+
+
+# --------------------------------------------------------------------------- CPU memory
+def _proc_kib(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"{key}:\s+(\d+)", f.read()).group(1))
+
+
+def cpu_peak_growth_mib(runner: Runner, kind: str) -> float | None:
+    """VmHWM growth over one step above the resident set before it (after one warm-up step)."""
+    runner.run(kind, 1)
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current resident set
+    except OSError:
+        return None
+    before = _proc_kib("VmRSS")
+    runner.run(kind, 1)
+    return (_proc_kib("VmHWM") - before) / 1024
+
+
+def cpu_memory_in_child(which: str, kind: str, argv: list[str]) -> float | None:
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    cmd = [sys.executable, __file__, *argv, "--memory-probe", f"{which}:{kind}"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(f"memory probe {which}:{kind} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- table
+def table(names: list[str], params, rates, memory) -> str:
+    def num(v, fmt):
+        return "n/a" if v is None else format(v, fmt)
+
+    def ratio(a, b, suffix=""):
+        return "" if not a or not b else f"{a / b:.2f}×{suffix}"
+
+    two = len(names) > 1
+    head = ["measure", *names] + (["ours ÷ release"] if two else [])
+    rows = [
+        ["parameters", *(f"{p / 1e6:.2f}M" for p in params)],
+        ["train step, samples/s", *(num(r["train"], ",.2f") for r in rates)],
+        ["inference, samples/s", *(num(r["infer"], ",.2f") for r in rates)],
+        ["train peak memory, MiB", *(num(m["train"], ",.0f") for m in memory)],
+        ["inference peak memory, MiB", *(num(m["infer"], ",.0f") for m in memory)],
+    ]
+    if two:
+        rows[0].append("")
+        for row, key in ((rows[1], "train"), (rows[2], "infer")):
+            row.append(ratio(rates[0][key], rates[1][key], " speed-up"))
+        for row, key in ((rows[3], "train"), (rows[4], "infer")):
+            row.append(ratio(memory[0][key], memory[1][key]))
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+    fmt = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([fmt.format(*head), sep, *(fmt.format(*row) for row in rows)])
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="Ti", choices=sorted(PRESETS))
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--channels", type=int, default=4)
+    parser.add_argument("--t-in", type=int, default=10)
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch's default)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per round")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; the best is reported")
+    parser.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the release transcription",
+    )
+    parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # child process
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_probe:
+        which, kind = args.memory_probe.split(":")
+        print(json.dumps(cpu_peak_growth_mib(Runner(which, args), kind)))
+        return
+
+    which = ["ours", "release"] if args.baseline else ["ours"]
+    runners = [Runner(w, args) for w in which]
+    for _ in range(args.repeats):
+        for kind in KINDS:
+            for r in runners:
+                r.time(kind, args.steps, args.warmup)
+    if args.device == "cuda":
+        memory = [{k: r.cuda_peak_mib(k, 2) for k in KINDS} for r in runners]
+        where = torch.cuda.get_device_name(runners[0].device)
+        mem_note = "torch.cuda.max_memory_allocated over 2 steps"
+    else:
+        memory = [{k: cpu_memory_in_child(w, k, argv) for k in KINDS} for w in which]
+        where = f"{torch.get_num_threads()} threads"
+        mem_note = "peak RSS growth over one step, in a child process"
+    print(
+        f"DPOT-{args.preset}, {args.resolution}×{args.resolution}, batch {args.batch}, "
+        f"C={args.channels}, T_in={args.t_in}, {args.dtype}{' autocast' * (args.dtype == 'bf16')}"
+        f", {'torch.compile' if args.compile else 'eager'}, {args.device} ({where}); "
+        f"samples/s: best of {args.repeats} rounds × {args.steps} steps; memory: {mem_note}"
+    )
+    names = [MODELS[w] for w in which]
+    print(table(names, [r.params for r in runners], [r.best for r in runners], memory))
+
+
+if __name__ == "__main__":
+    main()
