@@ -21,6 +21,7 @@ from xarray.core import indexing
 _MAX_OPEN = 128  # open handles kept per process (least recently used are closed first)
 _lock = threading.Lock()
 _files: OrderedDict[str, tuple[tuple[int, int, int], h5py.File]] = OrderedDict()
+_datasets: dict[tuple[str, str], tuple[h5py.File, h5py.Dataset]] = {}  # looked-up datasets
 _owner_pid = os.getpid()
 
 
@@ -40,6 +41,7 @@ def _open(path: str) -> tuple[tuple[int, int, int], h5py.File]:
     with _lock:
         if os.getpid() != _owner_pid:  # a forked child: never use the parent's handles
             _files.clear()
+            _datasets.clear()
             _owner_pid = os.getpid()
         hit = _files.get(path)
         if hit is not None and hit[0] == stamp and hit[1].id.valid:
@@ -208,9 +210,13 @@ def _dataset(path: str, key: str, stamp: tuple[int, int, int]) -> h5py.Dataset:
         raise ValueError(
             f"{path}: the file changed (rewritten or replaced) after it was opened; open it again"
         )
+    hit = _datasets.get((path, key))
+    if hit is not None and hit[0] is handle and hit[1].id.valid:
+        return hit[1]  # h5py's name lookup costs more than reading a small window
     if key not in handle or not isinstance(handle[key], h5py.Dataset):
         raise ValueError(f"{path}: no dataset '{key}'")
-    return handle[key]
+    _datasets[(path, key)] = (handle, handle[key])
+    return _datasets[(path, key)][1]
 
 
 def lazy_variable(dims: Sequence[str], array: H5Array, attrs: dict | None = None) -> xr.Variable:
