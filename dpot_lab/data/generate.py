@@ -111,19 +111,22 @@ def generate(
     ``path`` in the native HDF5 format; returns the path.
 
     resolution: grid points per axis (None: the generator's default, 64 in 2D, 32 in 3D).
-    batch_size: trajectories solved together (None: the generator's default); it changes speed
-    and memory, never the values. params: the generator's parameters (``nu=1e-4``,
-    ``n_frames=30``, …); see ``dpot_lab.data.generators``.
+    batch_size: trajectories solved together (None: the generator's default on the CPU, all of
+    them on another ``device``); it changes speed and memory, never the values.
+    params: the generator's parameters (``nu=1e-4``, ``n_frames=30``, ``device="cuda"``, …);
+    see ``dpot_lab.data.generators``.
     """
-    entry = _entry(pde)
+    entry = _entry(pde, str(path))
     fn = entry.load()
-    _check_params(entry, fn, params)
+    _check_params(entry, fn, params, str(path))
     if not (isinstance(n_samples, int | np.integer) and n_samples >= 1):
-        raise ValueError(f"n_samples: expected an integer >= 1, got {n_samples!r}")
+        raise ValueError(f"{path}: n_samples: expected an integer >= 1, got {n_samples!r}")
     resolution = entry.resolution if resolution is None else resolution
-    batch_size = entry.batch_size if batch_size is None else batch_size
+    if batch_size is None:  # a GPU takes all trajectories at once
+        on_cpu = str(params.get("device", "cpu")) == "cpu"
+        batch_size = entry.batch_size if on_cpu else int(n_samples)
     if not (isinstance(batch_size, int | np.integer) and batch_size >= 1):
-        raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+        raise ValueError(f"{path}: batch_size: expected an integer >= 1, got {batch_size!r}")
 
     seed_seqs = np.random.SeedSequence(seed).spawn(n_samples)
     parts = []
@@ -134,7 +137,18 @@ def generate(
             chunk = seed_seqs[start : start + batch_size]
             parts.append(fn(len(chunk), resolution, chunk, **params))
             bar.update(len(chunk))
-    ds = parts[0] if len(parts) == 1 else xr.concat(parts, dim="sample", combine_attrs="override")
+    if len(parts) == 1:
+        ds = parts[0]
+    else:  # batches share time and grid coords and attrs
+        ds = xr.concat(
+            parts,
+            dim="sample",
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            join="exact",
+            combine_attrs="override",
+        )
     ds.attrs.update(seed=int(seed), generator=entry.name)
 
     from dpot_lab.data.native import save
@@ -155,12 +169,12 @@ def generate_cached(spec: dict[str, Any], cache_dir: str | os.PathLike | None = 
     for key in ("generate", "n_samples"):
         if key not in spec:
             raise ValueError(f"generate_cached spec: missing key '{key}' (spec: {spec})")
-    entry = _entry(spec.pop("generate"))
+    entry = _entry(spec.pop("generate"), "generate_cached spec")
     n_samples = spec.pop("n_samples")
     resolution = spec.pop("resolution", None) or entry.resolution
     seed = spec.pop("seed", 0)
     run = {k: spec.pop(k) for k in ("batch_size", "progress") if k in spec}
-    _check_params(entry, entry.load(), spec)
+    _check_params(entry, entry.load(), spec, "generate_cached spec")
     key = {
         "generate": entry.name,
         "n_samples": n_samples,
@@ -179,13 +193,17 @@ def generate_cached(spec: dict[str, Any], cache_dir: str | os.PathLike | None = 
     return generate(entry.name, path, n_samples, resolution, seed, **run, **spec)
 
 
-def _entry(pde: str) -> Generator:
+def _entry(pde: str, where: str) -> Generator:
     if pde not in GENERATORS:
-        raise ValueError(f"pde: unknown generator {pde!r}; expected one of {sorted(GENERATORS)}")
+        raise ValueError(
+            f"{where}: pde: unknown generator {pde!r}; expected one of {sorted(GENERATORS)}"
+        )
     return GENERATORS[pde]
 
 
-def _check_params(entry: Generator, fn: Callable[..., Any], params: dict[str, Any]) -> None:
+def _check_params(
+    entry: Generator, fn: Callable[..., Any], params: dict[str, Any], where: str
+) -> None:
     """ValueError naming the accepted parameters if ``params`` holds one ``fn`` does not take."""
     signature = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values()):
@@ -194,7 +212,7 @@ def _check_params(entry: Generator, fn: Callable[..., Any], params: dict[str, An
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(
-            f"generate({entry.name!r}): unknown parameter(s) {', '.join(unknown)}; "
+            f"{where}: generate({entry.name!r}): unknown parameter(s) {', '.join(unknown)}; "
             f"accepted: {', '.join(accepted)}"
         )
 

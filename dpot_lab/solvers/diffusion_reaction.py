@@ -61,7 +61,7 @@ def diffusion_reaction_2d(
     u, batched = as_batched(u0, "u0", 2, dtype, device)  # (B, X, Y)
     v, _ = as_batched(v0, "v0", 2, u.dtype, u.device)
     if v.shape != u.shape:
-        raise ValueError(f"v0: expected the shape of u0 {tuple(u0.shape)}, got {tuple(v0.shape)}")
+        raise ValueError(f"v0: expected the shape of u0 {tuple(u.shape)}, got {tuple(v.shape)}")
     n_x, n_y = u.shape[-2:]
     dx, dy = (DOMAIN[1] - DOMAIN[0]) / n_x, (DOMAIN[1] - DOMAIN[0]) / n_y
     diff = torch.tensor([du, dv], dtype=u.dtype, device=u.device).reshape(1, 2, 1, 1)

@@ -47,8 +47,8 @@ def navier_stokes_2d(
     a torch tensor runs in its own dtype on its own device (``dtype``/``device`` override both).
     nu: kinematic viscosity. t_save: non-decreasing times >= 0 (0 gives w0 back).
     forcing: "fno", None, or a time-independent field (X, Y) or (B, X, Y).
-    dt: fixed step (shrunk to hit save times); None picks ``cfl * dx / |u|`` each step,
-    at most ``max_dt``. Returns numpy (T, X, Y) or (B, T, X, Y).
+    dt: fixed step (shrunk to hit save times); None takes ``cfl / (max|u|/dx + max|v|/dy)``
+    each step, at most ``max_dt``. Returns numpy (T, X, Y) or (B, T, X, Y).
     """
     if not nu >= 0:
         raise ValueError(f"nu: expected a viscosity >= 0, got {nu}")
@@ -66,7 +66,9 @@ def navier_stokes_2d(
     f_hat = _forcing_hat(forcing, w.shape, real, dev)  # (B or 1, X, Y//2+1) or None
     inv_dx = torch.tensor([n_x, n_y], dtype=real, device=dev)
     # ŵ -> (û, v̂, ∂x ŵ, ∂y ŵ) with û = i ky ψ̂, v̂ = −i kx ψ̂, ψ̂ = ŵ/|k|²
-    to_fields = 1j * torch.stack([dy_k * inv_k2, -dx_k * inv_k2, dx_k + 0 * ky, dy_k + 0 * kx])
+    to_fields = 1j * torch.stack(
+        [dy_k * inv_k2, -dx_k * inv_k2, dx_k.expand_as(k2), dy_k.expand_as(k2)]
+    )  # (4, X, Y//2+1)
 
     def rate(w_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fields = torch.fft.irfft2(w_hat[:, None] * to_fields, s=(n_x, n_y))  # (B, 4, X, Y)

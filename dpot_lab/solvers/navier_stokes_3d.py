@@ -39,8 +39,8 @@ def navier_stokes_3d(
     numpy (float64 on the CPU) or torch (its own dtype and device unless ``dtype``/``device``
     say otherwise); it is projected onto divergence-free fields first. nu: kinematic viscosity.
     t_save: non-decreasing times >= 0. forcing: None or a time-independent body force of the
-    shape of u0 (batched or not). dt: fixed step (shrunk to hit save times); None picks
-    ``cfl * dx / |u|`` each step, at most ``max_dt``.
+    shape of u0 (batched or not). dt: fixed step (shrunk to hit save times); None takes
+    ``cfl / Σ_d (max|u_d|/dx_d)`` each step, at most ``max_dt``.
     Returns numpy (T, 3, X, Y, Z) or (B, T, 3, X, Y, Z).
     """
     if not nu >= 0:
@@ -48,7 +48,8 @@ def navier_stokes_3d(
     times = check_save_times(t_save)
     u, batched = as_batched(u0, "u0", 4, dtype, device)  # (B, 3, X, Y, Z)
     if u.shape[1] != 3:
-        raise ValueError(f"u0: expected 3 velocity components first, got shape {tuple(u0.shape)}")
+        shape = tuple(u.shape[0 if batched else 1 :])
+        raise ValueError(f"u0: expected 3 velocity components first, got shape {shape}")
     size = tuple(u.shape[-3:])
     real, dev = u.dtype, u.device
     dims = (-3, -2, -1)
