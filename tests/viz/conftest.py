@@ -87,6 +87,9 @@ def viewer_url(viewer_files):
     port = _free_port()
     env = {**os.environ, "DPOT_LAB_DEMO_CHECKPOINT": str(viewer_files["checkpoint"])}
     env.setdefault("DPOT_LAB_CACHE", str(viewer_files["cache"]))
+    # one torch thread: beside pytest and Chromium on a small machine, more threads only contend
+    # (the demo's solver ran ~10x slower with two threads on a busy 2-core machine)
+    env.setdefault("OMP_NUM_THREADS", "1")
     panel = shutil.which("panel", path=str(Path(sys.executable).parent)) or "panel"
     cmd = [
         panel, "serve", str(ROOT / "apps" / "rollout_viewer.py"), "--address", "127.0.0.1",
