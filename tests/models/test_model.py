@@ -217,22 +217,20 @@ def test_preset_parameter_counts_match_the_paper(name):
 
 @pytest.mark.parametrize("name", ["nano", "micro"])
 def test_cpu_presets_train(name):
+    """One Adam step on a fixed sample lowers the loss on it."""
     torch.manual_seed(0)
     model = create_model(name)
     cfg = model.config
-    x = torch.randn(2, *cfg.img_size, cfg.in_timesteps, cfg.in_channels)
+    x = torch.randn(1, *cfg.img_size, cfg.in_timesteps, cfg.in_channels)
     target = x[..., -1:, :].flip(1)  # a fixed map to learn
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(3):
-        y = model(x)
-        assert y.shape == (2, *cfg.img_size, 1, cfg.in_channels)
-        loss = F.mse_loss(y, target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < losses[0]
+    y = model(x)
+    assert y.shape == (1, *cfg.img_size, 1, cfg.in_channels)
+    loss = F.mse_loss(y, target)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        assert F.mse_loss(model(x), target) < loss
 
 
 # --------------------------------------------------------------------------- precision, compile
