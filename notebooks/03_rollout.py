@@ -1,0 +1,221 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Roll out a model and look at what it predicts
+#
+# A DPOT predicts the next frame from the last `t_in`; fed its own predictions it rolls a
+# trajectory out as far as asked. This notebook rolls a checkpoint out on held-out trajectories
+# of several PDEs and compares it with the truth:
+#
+# 1. tables of L2RE (the paper's metric) and VRMSE (The Well's) per source and field;
+# 2. how the error grows with the rollout step, against the persistence baseline;
+# 3. energy spectra: which scales the model keeps and which it smooths away;
+# 4. truth | prediction | error, frame by frame, with a player — the view of the rollout app;
+# 5. the rollout exported to netCDF.
+#
+# `QUICK = True` (or `DPOT_LAB_QUICK=1`) keeps every size small.
+
+# %% tags=["parameters"]
+import os
+
+QUICK = os.environ.get("DPOT_LAB_QUICK", "0") not in ("", "0")  # small sizes, well under a minute
+OUT_DIR = "../runs/notebooks"  # exported rollouts (and a quick model, if one is trained) go here
+CHECKPOINT = None  # ours or a DPOT release file; None: the demo checkpoint, else train a quick one
+DATA = None  # {name: path} of trajectory files to evaluate; None: held-out sets generated here
+STEPS = None  # rollout steps; None: 8 in quick mode, else every frame after the input
+
+# %%
+from pathlib import Path
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import xarray as xr
+
+import dpot_lab as dl
+from dpot_lab.data.generate import generate_cached
+
+hv.extension("bokeh", logo=False, inline=True)  # BokehJS from the kernel: works offline
+pn.extension(inline=True)
+out = Path(OUT_DIR) / "rollout"
+out.mkdir(parents=True, exist_ok=True)
+
+# %% [markdown]
+# ## The model
+#
+# `dl.load_checkpoint` reads our checkpoints (the demo one ships with dpot-lab;
+# `01_pretrain.ipynb` writes others); `dl.load_official` reads the DPOT release's files.
+
+# %%
+if CHECKPOINT is None and dl.viz.demo_checkpoint().is_file():
+    CHECKPOINT = dl.viz.demo_checkpoint()
+if CHECKPOINT is None:  # no demo checkpoint in this install: train a quick model (a minute)
+    quick = dl.train.TrainConfig.from_yaml("../configs/notebook_pretrain_quick.yaml")
+    quick = quick.replace(**{"steps": 60, "eval.every": 0})
+    trainer = dl.train.Trainer(quick, run_dir=out / "quick_model", overwrite=True)
+    trainer.fit()
+    CHECKPOINT = dl.save_checkpoint(out / "quick_model.pt", trainer.model)
+
+try:
+    model = dl.load_checkpoint(CHECKPOINT)
+except ValueError:  # not one of ours: a DPOT release file
+    model = dl.load_official(CHECKPOINT)
+model.eval()
+t_in = model.config.in_timesteps
+steps = STEPS or (8 if QUICK else None)
+print(f"{CHECKPOINT}\n{model}")
+
+# %% [markdown]
+# ## The data
+#
+# Held-out trajectories from dpot-lab's solvers (seeds that no training set here uses), or your
+# own files through `DATA`. Each is a lazily read `xarray.Dataset`; a rollout starts from the
+# first `t_in` frames of every trajectory.
+
+# %%
+if DATA is None:
+    n_frames = t_in + (steps or 20)
+    size = dict(n_samples=4, resolution=32) if QUICK else dict(n_samples=32, resolution=64)
+    specs = {
+        "ns2d": dict(generate="ns2d", nu=1e-3, n_frames=n_frames),
+        "diffusion_reaction": dict(generate="diffusion_reaction", n_frames=n_frames, t_final=1.5),
+        "shallow_water": dict(generate="shallow_water", n_frames=n_frames, t_end=0.5),
+    }
+    DATA = {name: generate_cached(dict(spec, seed=900 + i, **size))
+            for i, (name, spec) in enumerate(specs.items())}  # fmt: skip
+data = {name: dl.open_dataset(path) for name, path in DATA.items()}
+pd.DataFrame({name: {"fields": ", ".join(ds.data_vars), **ds.sizes} for name, ds in data.items()}).T
+
+# %%
+preds = {name: dl.rollout(model, ds, t_in=t_in, steps=steps) for name, ds in data.items()}
+preds["ns2d" if "ns2d" in preds else next(iter(preds))]
+
+# %% [markdown]
+# ## 1. Scores per source and field
+#
+# `dl.metrics` works on Datasets: one variable per field, reduced over the named dimensions.
+# L2RE = ‖prediction − truth‖ / ‖truth‖ over all rollout frames and the grid, per trajectory;
+# VRMSE = RMSE / standard deviation of the truth, per frame (predicting the mean scores 1).
+# Persistence repeats the last input frame: a model must beat it to be of any use.
+
+
+# %%
+def score_table(metric) -> pd.DataFrame:
+    """Mean of ``metric`` over trajectories (and frames) -> rows: sources, columns: fields."""
+    rows = {}
+    for name, ds in data.items():
+        pred = preds[name]
+        still = dl.metrics.persistence(ds, t_in=t_in, steps=pred.sizes["time"])
+        for label, p in (("model", pred), ("persistence", still)):
+            score = metric(p, ds)
+            rows[(name, label)] = score.mean().to_pandas()
+    table = pd.DataFrame(rows).T
+    return table.assign(mean=table.mean(axis=1))
+
+
+l2re = score_table(dl.metrics.l2re)
+vrmse = score_table(dl.metrics.vrmse)
+pd.concat({"L2RE": l2re, "VRMSE": vrmse}, axis=1).style.format("{:.4f}", na_rep="")
+
+# %% [markdown]
+# ## 2. Error growth
+#
+# The relative L2 error of each frame (over the grid), averaged over trajectories and fields:
+# errors compound as predictions are fed back.
+
+
+# %%
+def growth(pred: xr.Dataset, truth: xr.Dataset) -> np.ndarray:
+    """Per-step relative L2 error averaged over samples and fields -> (steps,)."""
+    err = dl.metrics.per_step_error(pred, truth).mean("sample").to_array("field").mean("field")
+    return err.values
+
+
+curves = []
+for name, ds in data.items():
+    pred = preds[name]
+    still = dl.metrics.persistence(ds, t_in=t_in, steps=pred.sizes["time"])
+    k = np.arange(1, pred.sizes["time"] + 1)
+    curves += [
+        hv.Curve((k, growth(pred, ds)), "rollout step", "relative L2 error", label=name),
+        hv.Curve((k, growth(still, ds)), "rollout step", "relative L2 error",
+                 label=f"{name} (persistence)").opts(line_dash="dashed"),
+    ]  # fmt: skip
+hv.Overlay(curves).opts(
+    hv.opts.Curve(line_width=2, tools=["hover"]),
+    hv.opts.Overlay(title="error growth (dashed: persistence)", frame_width=520,
+                    frame_height=300, show_grid=True, legend_position="right"),
+)  # fmt: skip
+
+# %% [markdown]
+# ## 3. Energy spectra
+#
+# Radially averaged E(k) of truth and prediction at the last rollout frame, averaged over
+# trajectories. A prediction that drops below the truth at high k has smoothed the small scales.
+
+# %%
+spectra = []
+for name, ds in data.items():
+    pred = preds[name]
+    field = next(iter(pred.data_vars))
+    last = pred[field].isel(time=-1)
+    truth = ds[field].sel(time=last.time)
+    for label, da in (("truth", truth), ("prediction", last)):
+        e = dl.metrics.energy_spectrum(da.load()).mean("sample")
+        spectra.append(
+            hv.Curve(
+                (e.k.values[1:], e.values[1:]), "k", "E(k)", label=f"{name} {field} {label}"
+            ).opts(line_dash="solid" if label == "truth" else "dashed")
+        )
+hv.Overlay(spectra).opts(
+    hv.opts.Overlay(title="energy spectra at the last frame (dashed: prediction)", logx=True,
+                    logy=True, frame_width=520, frame_height=300, show_grid=True,
+                    legend_position="right"),
+)  # fmt: skip
+
+# %% [markdown]
+# ## 4. Frame by frame
+#
+# The rollout viewer of `panel serve apps/rollout_viewer.py`, here in the notebook on the first
+# source: pick a sample and a field, press play. The error panel has its own symmetric colour
+# scale; the curve marks the current frame.
+
+# %%
+first = next(iter(DATA))
+viewer = dl.viz.RolloutViewer(checkpoint=CHECKPOINT, data=DATA[first])
+viewer.load()
+pn.Column(
+    pn.Row(viewer.sample, viewer.field, viewer.cmap),
+    pn.Row(viewer.player, viewer.status),
+    viewer.scores,
+    viewer.images,
+    pn.Row(viewer.curves, viewer.spectra),
+)
+
+# %% [markdown]
+# ## 5. Export
+#
+# The rollout is a Dataset like the input (same fields, dimensions and coordinates, `time`
+# continuing the input's, plus `diverged_at` per trajectory), so it exports as it is. netCDF-4
+# opens in xarray, ParaView, ncview and most analysis tools.
+
+# %%
+for name, pred in preds.items():
+    path = dl.data.to_netcdf(pred, out / f"rollout_{name}.nc")
+    back = xr.open_dataset(path, engine="h5netcdf")
+    xr.testing.assert_allclose(back.load(), pred)
+    print(f"{path}: {dict(back.sizes)}, fields {list(back.data_vars)}")
