@@ -35,7 +35,7 @@ import os
 
 QUICK = os.environ.get("DPOT_LAB_QUICK", "0") not in ("", "0")  # tiny sizes, about a minute
 OUT_DIR = "../runs/notebooks"  # checkpoints and run directories go here
-CHECKPOINT = None  # a pre-trained checkpoint (ours or a DPOT release .pth); None: pre-train here
+CHECKPOINT = None  # ours or a DPOT release file; None: 01_pretrain's, else pre-train one here
 FRACTIONS = [0.1, 0.3, 1.0]  # shares of the fine-tuning trajectories
 SEED = 0
 
@@ -57,7 +57,7 @@ out.mkdir(parents=True, exist_ok=True)
 
 # Sizes: quick (a CPU, about a minute) or full (a GPU; a CPU takes hours).
 S = dict(
-    pretrain_steps=200 if QUICK else 20_000,
+    pretrain_steps=200 if QUICK else 2_000,
     cns=dict(n_frames=12, t_end=0.2, kind="turb", mach=0.3) if QUICK else dict(n_frames=21),
     cns_resolution=16 if QUICK else 64,
     n_train=20 if QUICK else 400,
@@ -75,12 +75,15 @@ S = dict(
 # %% [markdown]
 # ## 1. The pre-trained model
 #
-# With `CHECKPOINT = None` a small model is pre-trained here with the quick configuration of
-# `01_pretrain.ipynb` (`configs/notebook_pretrain_quick.yaml`) on 16² grids: enough to learn
-# how smooth fields move, in a few hundred steps. `dl.load_checkpoint` reads our checkpoints;
-# `dl.load_official` reads the DPOT release's `.pth` files (give `CHECKPOINT` either).
+# `CHECKPOINT` may be one of ours or a DPOT release file. Without one, the full run takes the
+# checkpoint `01_pretrain.ipynb` wrote (`OUT_DIR/pretrained.pt`); quick mode, or a missing file,
+# pre-trains a small model here with the quick configuration of `01_pretrain.ipynb`
+# (`configs/notebook_pretrain_quick.yaml`: Navier–Stokes and diffusion–reaction) on 16² grids,
+# enough to learn how smooth fields move.
 
 # %%
+if CHECKPOINT is None and not QUICK and (Path(OUT_DIR) / "pretrained.pt").is_file():
+    CHECKPOINT = Path(OUT_DIR) / "pretrained.pt"
 if CHECKPOINT is None:
     pretrain = dl.train.TrainConfig.from_yaml("../configs/notebook_pretrain_quick.yaml").replace(
         **{"steps": S["pretrain_steps"], "data.resolution": 16, "eval.every": 0, "seed": SEED}
