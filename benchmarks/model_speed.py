@@ -3,8 +3,9 @@
 Prints one table: train-step throughput (forward + backward + Adam step), inference throughput,
 peak memory and parameter count, for our model and for ``release_transcription.ReleaseDPOTNet``
 at the same size, with our speed-up. Each throughput is the best of ``--repeats`` rounds of
-``--steps`` timed steps (after ``--warmup`` untimed ones); the two models alternate within a
-round, so a busy machine slows both alike.
+``--steps`` timed steps (after ``--warmup`` untimed ones). The two models alternate within a
+round, and the speed-up is the median over rounds of the ratio within a round, so that a machine
+whose load changes between rounds still compares the two fairly.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over the timed steps (weights, gradients
 and optimizer state included). On CPU the growth of the peak resident set (VmHWM) over one step
@@ -13,7 +14,7 @@ in a child process whose glibc returns every freed block of 64 KiB or more to th
 (MALLOC_MMAP_THRESHOLD_), so that the resident set follows the live tensors.
 
     python benchmarks/model_speed.py                          # Ti, 64², batch 4, fp32, CPU
-    python benchmarks/model_speed.py --threads 1 --repeats 5  # steadier on a shared machine
+    python benchmarks/model_speed.py --threads 1 --repeats 9  # steadier on a shared machine
     python benchmarks/model_speed.py --dtype bf16 --compile --device cuda --resolution 128
 """
 
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -64,7 +66,7 @@ class Runner:
         self.step_model = torch.compile(self.model) if args.compile else self.model
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)
         self.bf16 = args.dtype == "bf16"
-        self.best = dict.fromkeys(KINDS, 0.0)
+        self.rates = {kind: [] for kind in KINDS}  # samples/s of each round
 
     def _autocast(self):
         bf16 = torch.autocast(self.device.type, dtype=torch.bfloat16)
@@ -97,12 +99,11 @@ class Runner:
         self.sync()
 
     def time(self, kind: str, steps: int, warmup: int) -> None:
-        """Keep the best samples/s over calls."""
+        """Record the samples/s of one round."""
         self.run(kind, warmup)
         start = time.perf_counter()
         self.run(kind, steps)
-        rate = steps * self.x.shape[0] / (time.perf_counter() - start)
-        self.best[kind] = max(self.best[kind], rate)
+        self.rates[kind].append(steps * self.x.shape[0] / (time.perf_counter() - start))
 
     def cuda_peak_mib(self, kind: str, steps: int) -> float:
         torch.cuda.reset_peak_memory_stats(self.device)
@@ -140,28 +141,32 @@ def cpu_memory_in_child(which: str, kind: str, argv: list[str]) -> float | None:
 
 
 # --------------------------------------------------------------------------- table
-def table(names: list[str], params, rates, memory) -> str:
+def table(names: list[str], params: list[int], rates: list[dict], memory: list[dict]) -> str:
+    """Markdown table; ``rates[i][kind]`` lists model i's samples/s per round."""
+
     def num(v, fmt):
         return "n/a" if v is None else format(v, fmt)
 
-    def ratio(a, b, suffix=""):
-        return "" if not a or not b else f"{a / b:.2f}×{suffix}"
+    def speed_up(kind):  # median over rounds of ours / release within the round
+        pairs = zip(rates[0][kind], rates[1][kind], strict=True)
+        return f"{statistics.median(a / b for a, b in pairs):.2f}× speed-up"
 
     two = len(names) > 1
-    head = ["measure", *names] + (["ours ÷ release"] if two else [])
+    head = ["measure", *names] + (["ours vs release"] if two else [])
     rows = [
         ["parameters", *(f"{p / 1e6:.2f}M" for p in params)],
-        ["train step, samples/s", *(num(r["train"], ",.2f") for r in rates)],
-        ["inference, samples/s", *(num(r["infer"], ",.2f") for r in rates)],
+        ["train step, samples/s", *(f"{max(r['train']):,.2f}" for r in rates)],
+        ["inference, samples/s", *(f"{max(r['infer']):,.2f}" for r in rates)],
         ["train peak memory, MiB", *(num(m["train"], ",.0f") for m in memory)],
         ["inference peak memory, MiB", *(num(m["infer"], ",.0f") for m in memory)],
     ]
     if two:
         rows[0].append("")
-        for row, key in ((rows[1], "train"), (rows[2], "infer")):
-            row.append(ratio(rates[0][key], rates[1][key], " speed-up"))
-        for row, key in ((rows[3], "train"), (rows[4], "infer")):
-            row.append(ratio(memory[0][key], memory[1][key]))
+        rows[1].append(speed_up("train"))
+        rows[2].append(speed_up("infer"))
+        for row, kind in ((rows[3], "train"), (rows[4], "infer")):
+            a, b = memory[0][kind], memory[1][kind]
+            row.append(f"{a / b:.2f}× memory" if a and b else "")
     widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
     fmt = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
@@ -179,9 +184,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="torch.compile both models")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch's default)")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per round")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; the best is reported")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds (best rate, median ratio)")
     parser.add_argument(
         "--baseline",
         action=argparse.BooleanOptionalAction,
@@ -204,9 +209,9 @@ def main(argv: list[str] | None = None) -> None:
 
     which = ["ours", "release"] if args.baseline else ["ours"]
     runners = [Runner(w, args) for w in which]
-    for _ in range(args.repeats):
+    for i in range(args.repeats):
         for kind in KINDS:
-            for r in runners:
+            for r in runners[:: 1 if i % 2 == 0 else -1]:  # who goes first alternates
                 r.time(kind, args.steps, args.warmup)
     if args.device == "cuda":
         memory = [{k: r.cuda_peak_mib(k, 2) for k in KINDS} for r in runners]
@@ -220,10 +225,11 @@ def main(argv: list[str] | None = None) -> None:
         f"DPOT-{args.preset}, {args.resolution}×{args.resolution}, batch {args.batch}, "
         f"C={args.channels}, T_in={args.t_in}, {args.dtype}{' autocast' * (args.dtype == 'bf16')}"
         f", {'torch.compile' if args.compile else 'eager'}, {args.device} ({where}); "
-        f"samples/s: best of {args.repeats} rounds × {args.steps} steps; memory: {mem_note}"
+        f"samples/s: best of {args.repeats} rounds × {args.steps} steps; speed-up: median of "
+        f"the per-round ratios; memory: {mem_note}"
     )
     names = [MODELS[w] for w in which]
-    print(table(names, [r.params for r in runners], [r.best for r in runners], memory))
+    print(table(names, [r.params for r in runners], [r.rates for r in runners], memory))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -23,19 +22,12 @@ from torch import nn
 from dpot_lab.models import load_official
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = next(
-    (
-        p
-        for p in (
-            Path(os.environ.get("DPOT_FIXTURES", "/nonexistent")),
-            ROOT.parent / "shared" / "fixtures" / "official_dpot",
-            ROOT / "shared" / "fixtures" / "official_dpot",
-            Path("/work/shared/fixtures/official_dpot"),
-        )
-        if p.is_dir()
-    ),
-    None,
-)
+FIXTURE_PLACES = [  # beside the checkout, inside it, or the workplace's copy
+    ROOT.parent / "shared" / "fixtures" / "official_dpot",
+    ROOT / "shared" / "fixtures" / "official_dpot",
+    Path("/work/shared/fixtures/official_dpot"),
+]
+FIXTURES = next((p for p in FIXTURE_PLACES if p.is_dir()), None)
 FIXTURE_NAMES = ["dpot2d_full_spectrum", "dpot2d_truncated_modes_normalized", "dpot3d"]
 # Constructor keywords the weights determine (everything but modes, temporal_modes and act).
 INFERABLE = [
