@@ -43,6 +43,7 @@ import h5py
 import holoviews as hv
 import numpy as np
 import pandas as pd
+import torch
 import xarray as xr
 
 import dpot_lab as dl
@@ -50,6 +51,7 @@ import dpot_lab as dl
 hv.extension("bokeh", logo=False, inline=True)  # BokehJS from the kernel: works offline
 out = Path(OUT_DIR) / "data_tour"
 out.mkdir(parents=True, exist_ok=True)
+solver = {"device": "cuda"} if torch.cuda.is_available() else {}  # solvers run on a GPU if any
 
 # %% [markdown]
 # ## 1. Generate a corpus with the built-in solvers
@@ -66,17 +68,18 @@ pd.DataFrame(
 
 # %%
 n = 3 if QUICK else 32
+big = 128 if solver else 64  # the PDEBench grid on a GPU, half of it on a CPU
 corpus_specs = {
     "ns2d": dict(n_samples=n, resolution=32 if QUICK else 64, nu=1e-3, n_frames=12, dt_save=0.5),
-    "diffusion_reaction": dict(n_samples=n, resolution=32 if QUICK else 128, n_frames=21,
+    "diffusion_reaction": dict(n_samples=n, resolution=32 if QUICK else big, n_frames=21,
                                t_final=2.0),
-    "shallow_water": dict(n_samples=n, resolution=32 if QUICK else 128, n_frames=21, t_end=1.0),
-    "cns2d": dict(n_samples=n, resolution=16 if QUICK else 128, n_frames=11,
+    "shallow_water": dict(n_samples=n, resolution=32 if QUICK else big, n_frames=21, t_end=1.0),
+    "cns2d": dict(n_samples=n, resolution=16 if QUICK else big, n_frames=11,
                   t_end=0.1 if QUICK else 1.0, kind="turb", mach=0.3),
     "ns3d": dict(n_samples=2 if QUICK else 16, resolution=16 if QUICK else 32, n_frames=6),
 }  # fmt: skip
 paths = {
-    name: dl.generate(name, out / f"{name}.h5", seed=SEED, **spec)
+    name: dl.generate(name, out / f"{name}.h5", seed=SEED, **spec, **solver)
     for name, spec in corpus_specs.items()
 }
 

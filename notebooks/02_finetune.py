@@ -54,6 +54,7 @@ from dpot_lab.train.trainer import source_model_config
 hv.extension("bokeh", logo=False, inline=True)  # BokehJS from the kernel: works offline
 out = Path(OUT_DIR) / "finetune"
 out.mkdir(parents=True, exist_ok=True)
+solver = {"device": "cuda"} if torch.cuda.is_available() else {}  # solvers run on a GPU if any
 
 # Sizes: quick (a CPU, about a minute) or full (a GPU; a CPU takes hours).
 S = dict(
@@ -103,7 +104,7 @@ print(f"{CHECKPOINT}:\n{pretrained_config}")
 # velocities). The test trajectories come from other seeds than the training ones.
 
 # %%
-cns_spec = dict(generate="cns2d", resolution=S["cns_resolution"], **S["cns"])
+cns_spec = dict(generate="cns2d", resolution=S["cns_resolution"], **S["cns"], **solver)
 cns_train = dl.open_dataset(generate_cached(dict(cns_spec, n_samples=S["n_train"], seed=SEED + 10)))
 cns_test = dl.open_dataset(generate_cached(dict(cns_spec, n_samples=S["n_test"], seed=SEED + 11)))
 if QUICK:  # small enough to hold in memory: windows are then cut without file reads
@@ -228,7 +229,7 @@ if QUICK:
 # from the checkpoint's architecture.
 
 # %%
-ns3d_spec = dict(generate="ns3d", seed=SEED + 20, **S["ns3d"])
+ns3d_spec = dict(generate="ns3d", seed=SEED + 20, **S["ns3d"], **solver)
 ns3d_path = generate_cached(ns3d_spec)
 n_test_3d = max(1, S["ns3d"]["n_samples"] // 5)
 config_3d = {

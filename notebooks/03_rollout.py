@@ -44,6 +44,7 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
+import torch
 import xarray as xr
 
 import dpot_lab as dl
@@ -53,6 +54,7 @@ hv.extension("bokeh", logo=False, inline=True)  # BokehJS from the kernel: works
 pn.extension(inline=True)
 out = Path(OUT_DIR) / "rollout"
 out.mkdir(parents=True, exist_ok=True)
+solver = {"device": "cuda"} if torch.cuda.is_available() else {}  # solvers run on a GPU if any
 
 # %% [markdown]
 # ## The model
@@ -95,7 +97,7 @@ if DATA is None:
         "diffusion_reaction": dict(generate="diffusion_reaction", n_frames=n_frames, t_final=1.5),
         "shallow_water": dict(generate="shallow_water", n_frames=n_frames, t_end=0.5),
     }
-    DATA = {name: generate_cached(dict(spec, seed=900 + i, **size))
+    DATA = {name: generate_cached(dict(spec, seed=900 + i, **size, **solver))
             for i, (name, spec) in enumerate(specs.items())}  # fmt: skip
 data = {name: dl.open_dataset(path) for name, path in DATA.items()}
 pd.DataFrame({name: {"fields": ", ".join(ds.data_vars), **ds.sizes} for name, ds in data.items()}).T

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import holoviews as hv
 import pandas as pd
+import torch
 import xarray as xr
 
 import dpot_lab as dl
@@ -49,6 +50,7 @@ import dpot_lab as dl
 hv.extension("bokeh", logo=False, inline=True)  # BokehJS from the kernel: works offline
 out = Path(OUT_DIR) / "3d"
 out.mkdir(parents=True, exist_ok=True)
+solver = {"device": "cuda"} if torch.cuda.is_available() else {}  # solvers run on a GPU if any
 
 S = dict(
     n_samples=6 if QUICK else 200,
@@ -75,6 +77,7 @@ path = dl.generate(
     resolution=S["resolution"],
     seed=SEED,
     n_frames=S["n_frames"],
+    **solver,
 )
 ds = dl.open_dataset(path)
 ds
