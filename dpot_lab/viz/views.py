@@ -17,7 +17,7 @@ import xarray as xr
 
 from dpot_lab.evaluate import metrics
 
-hv.extension("bokeh", logo=False)
+hv.renderer("bokeh")  # load the Bokeh backend and its options without notebook output or CDN JS
 
 ERROR_CMAP = "RdBu_r"
 FrameArg = int | hv.streams.Stream | None
