@@ -24,8 +24,8 @@ from dpot_lab.solvers import (
     navier_stokes_2d,
     navier_stokes_3d,
 )
+from dpot_lab.solvers.grid import cell_centres
 from dpot_lab.solvers.initial import diffusion_reaction_initial, passot_pouquet_spectrum
-from dpot_lab.solvers.spectral import cell_centres
 
 SOURCE_FORMAT = "dpot-lab"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}

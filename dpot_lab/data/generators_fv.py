@@ -20,9 +20,9 @@ import torch
 import xarray as xr
 
 from dpot_lab.solvers.compressible_ns import cns_random_initial, compressible_ns_2d
+from dpot_lab.solvers.grid import cell_centres
 from dpot_lab.solvers.shallow_water import (
     DEFAULT_DOMAIN,
-    cell_centres,
     dam_break_initial,
     random_dam_radius,
     shallow_water_2d,

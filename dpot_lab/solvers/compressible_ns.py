@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from dpot_lab.solvers.shallow_water import integrate_ssprk2, limited_slope
+from dpot_lab.solvers.finite_volume import integrate_ssprk2, limited_slope
 from dpot_lab.solvers.stepping import as_batched, check_save_times
 
 Domain = tuple[tuple[float, float], tuple[float, float]]

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from dpot_lab.solvers.spectral import cell_centres, wavenumbers
+from dpot_lab.solvers.grid import cell_centres
+from dpot_lab.solvers.spectral import wavenumbers
 from dpot_lab.solvers.stepping import as_batched, check_save_times, integrate
 
 ArrayLike = np.ndarray | torch.Tensor

@@ -20,23 +20,18 @@ radius in [0.3, 0.7] centred at the origin and h = 1 outside, at rest, 101 frame
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from dpot_lab.solvers.finite_volume import integrate_ssprk2, limited_slope
+from dpot_lab.solvers.grid import cell_centres
 from dpot_lab.solvers.stepping import as_batched, check_save_times
 
 Domain = tuple[tuple[float, float], tuple[float, float]]
 DEFAULT_DOMAIN: Domain = ((-2.5, 2.5), (-2.5, 2.5))
 LIMITERS = ("minmod", "mc")
-
-
-def cell_centres(n: int, lo: float, hi: float) -> np.ndarray:
-    """(n,) centres of n equal cells on [lo, hi], mirror-symmetric about the midpoint to the bit."""
-    dx = (hi - lo) / n
-    return 0.5 * (lo + hi) + (np.arange(n) - 0.5 * (n - 1)) * dx
 
 
 def dam_break_initial(
@@ -210,58 +205,9 @@ def _faces(p: torch.Tensor, dim: int, limiter: str) -> tuple[torch.Tensor, torch
     return left, right
 
 
-def limited_slope(a: torch.Tensor, b: torch.Tensor, limiter: str) -> torch.Tensor:
-    """Limited slope from the backward and forward differences a, b, symmetric in a and b:
-    "minmod" = minmod(a, b), "mc" (monotonized central) = minmod(2a, 2b, (a + b)/2)."""
-    signs = torch.sign(a) + torch.sign(b)  # ±2 where the signs agree, else 0 or ±1
-    smallest = torch.minimum(a.abs(), b.abs())  # 0 when a sign is 0
-    if limiter == "minmod":
-        return 0.5 * signs * smallest
-    return signs * torch.minimum(smallest, 0.25 * (a + b).abs())
-
-
 def _index(dim: int, s: slice) -> tuple:
     """Index tuple selecting ``s`` along the negative axis ``dim`` (-2 = x, -1 = y)."""
     return (..., s) if dim == -1 else (..., s, slice(None))
 
 
-def integrate_ssprk2(
-    state: torch.Tensor,
-    rate: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-    t_save: list[float],
-    progress: bool = False,
-    name: str = "time",
-) -> torch.Tensor:
-    """SSP-RK2 (Heun, a convex combination of two Euler steps) from t = 0 through ``t_save``.
-
-    state (B, C, X, Y); ``rate(state)`` gives d state/dt and the largest stable step (B,). Each
-    sample takes its own steps (shortened so that every save time is hit exactly); a sample that
-    has arrived waits with step 0. Returns frames (B, T, C, X, Y).
-    """
-    t = torch.zeros(state.shape[0], dtype=state.dtype, device=state.device)  # (B,)
-    frames = []
-    with tqdm(total=t_save[-1], disable=not progress, desc=name, unit="t") as bar:
-        for target in t_save:
-            while True:
-                remaining = target - t
-                active = remaining > 0
-                if not bool(active.any()):
-                    break
-                d1, dt_max = rate(state)
-                steps = torch.ceil(remaining / dt_max).clamp(min=1.0)
-                dt = torch.where(active, remaining / steps, 0.0)
-                stage = state + dt[:, None, None, None] * d1
-                d2, _ = rate(stage)
-                state = 0.5 * (state + stage + dt[:, None, None, None] * d2)
-                t = torch.where(active & (steps == 1), target, t + dt)
-            if not bool(torch.isfinite(state).all()):
-                raise FloatingPointError(f"{name}: the solution is no longer finite at t={target}")
-            frames.append(state)
-            bar.update(target - bar.n)
-    return torch.stack(frames, dim=1)
-
-
-__all__ = [
-    "cell_centres", "dam_break_initial", "integrate_ssprk2", "limited_slope", "random_dam_radius",
-    "shallow_water_2d",
-]  # fmt: skip
+__all__ = ["dam_break_initial", "random_dam_radius", "shallow_water_2d"]

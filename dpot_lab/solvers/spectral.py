@@ -1,16 +1,10 @@
-"""Periodic grids of the pseudo-spectral solvers: cell centres, wavenumbers, dealiasing."""
+"""Periodic grids of the pseudo-spectral solvers: wavenumbers and dealiasing."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
-
-
-def cell_centres(n: int, lower: float = 0.0, upper: float = 1.0) -> np.ndarray:
-    """Centres (n,) of n equal cells that split [lower, upper]."""
-    return lower + (np.arange(n) + 0.5) * (upper - lower) / n
 
 
 def wavenumbers(

@@ -21,7 +21,7 @@ from dpot_lab.solvers import (
     navier_stokes_2d,
     navier_stokes_3d,
 )
-from dpot_lab.solvers.spectral import cell_centres
+from dpot_lab.solvers.grid import cell_centres
 
 generate_module = importlib.import_module("dpot_lab.data.generate")
 NS2D = dict(resolution=16, n_frames=2, dt_save=0.25)  # a few hundredths of a second per sample

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dpot_lab.solvers import fno_forcing, gaussian_random_field, navier_stokes_2d
-from dpot_lab.solvers.spectral import cell_centres
+from dpot_lab.solvers.grid import cell_centres
 
 
 @pytest.fixture(autouse=True, scope="module")

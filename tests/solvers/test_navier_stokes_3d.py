@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dpot_lab.solvers import divergence_free_velocity, navier_stokes_3d, passot_pouquet_spectrum
-from dpot_lab.solvers.spectral import cell_centres
+from dpot_lab.solvers.grid import cell_centres
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from dpot_lab.solvers.grid import cell_centres
 from dpot_lab.solvers.shallow_water import (
-    cell_centres,
     dam_break_initial,
     random_dam_radius,
     shallow_water_2d,
