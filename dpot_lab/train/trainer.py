@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -739,6 +740,7 @@ class Trainer:
         bar = tqdm(
             total=until, initial=self.step, desc=cfg.name, unit="step", dynamic_ncols=True,
             disable=not (self.dist.is_main and cfg.log.progress),
+            mininterval=0.1 if sys.stderr.isatty() else 10.0,  # a log file gets a line per 10 s
         )  # fmt: skip
         meter = _Meter()
         while self.step < until:
