@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from dpot_lab.atomic import atomic_path
 from dpot_lab.data.lazy import H5Array, close_files, lazy_variable, open_h5
 from dpot_lab.data.schema import plain
 
@@ -126,11 +126,8 @@ def save(ds: xr.Dataset, path: str | os.PathLike, *, compression: str | None = N
     path = Path(path)
     if not isinstance(ds, xr.Dataset):
         raise ValueError(f"{path}: save expects an xarray.Dataset, got {type(ds).__name__}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     total = sum(v.nbytes for v in ds.variables.values())
-    try:
+    with atomic_path(path) as tmp:
         with (
             h5py.File(tmp, "w", track_order=True) as f,
             tqdm(
@@ -148,10 +145,6 @@ def save(ds: xr.Dataset, path: str | os.PathLike, *, compression: str | None = N
             coords = f.create_group(_COORDS, track_order=True)
             for name, var in ds.coords.items():
                 _write_variable(coords, str(name), var.variable, path, None, bar.update)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     log.info("saved %s (%d variables, %.1f MB)", path, len(ds.variables), total / 1e6)
     return path
 
@@ -170,15 +163,8 @@ def to_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         chunks = _chunks(var.variable)
         if chunks:
             encoding[name] = {"chunksizes": chunks}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         out.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -31,7 +31,9 @@ def resize(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     return out.movedim(1, -1).reshape(b, *size, t, c).to(x.dtype)  # (B, *size, T, C)
 
 
-def pad_channels(x: torch.Tensor, channels: int, value: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_channels(
+    x: torch.Tensor, channels: int, value: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(..., C) -> (..., channels) padded with ``value`` (the release pads with 1), and the
     channel mask (channels,) that is True on the real channels."""
     c = x.shape[-1]

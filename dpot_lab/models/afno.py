@@ -1,4 +1,5 @@
-"""Fourier attention (AFNO): a block-diagonal complex MLP on the kept Fourier modes of a latent grid.
+"""Fourier attention (AFNO): a block-diagonal complex MLP on the kept Fourier modes of a latent
+grid.
 
 The latent is channels-last, ``(B, *spatial, D)`` with 2 or 3 spatial axes. The parameters keep the
 release's layout (index 0 = real, 1 = imaginary) so released weights load as they are; the compute
@@ -34,7 +35,7 @@ def _pack_complex_bias(b: torch.Tensor) -> torch.Tensor:
 
 
 def kept_index(n: int, modes: int, rule: str) -> tuple[slice, ...]:
-    """Slices of a full-FFT axis of length n that the rule keeps (one slice, or low and high parts)."""
+    """Slices of a full-FFT axis of length n that the rule keeps (one, or low and high parts)."""
     if rule == "release":
         return (slice(0, min(modes, n)),)
     if 2 * modes - 1 >= n:
@@ -80,9 +81,13 @@ class FourierMixing(nn.Module):
         """Complex block MLP on a spectrum (..., D) complex64 -> same shape."""
         lead, nb, bs = z.shape[:-1], self.n_blocks, self.block_size
         x = torch.view_as_real(z).reshape(-1, nb, 2 * bs).transpose(0, 1)  # (nb, M, 2bs)
-        h = torch.baddbmm(_pack_complex_bias(self.b1).unsqueeze(1), x, _pack_complex_weight(self.w1))
+        h = torch.baddbmm(
+            _pack_complex_bias(self.b1).unsqueeze(1), x, _pack_complex_weight(self.w1)
+        )
         h = self.act(h)  # GELU on real and imaginary parts separately
-        y = torch.baddbmm(_pack_complex_bias(self.b2).unsqueeze(1), h, _pack_complex_weight(self.w2))
+        y = torch.baddbmm(
+            _pack_complex_bias(self.b2).unsqueeze(1), h, _pack_complex_weight(self.w2)
+        )
         y = y.float().transpose(0, 1).reshape(*lead, nb, bs, 2)  # (..., nb, bs, 2)
         return torch.view_as_complex(y.contiguous()).reshape(*lead, nb * bs)
 

@@ -1,27 +1,30 @@
-"""Our checkpoint format: config + weights + metadata, written atomically, loaded without running code.
+"""Our checkpoint format: config + weights + metadata, written atomically, loaded without
+running code.
 
-A file is a plain dict ``{"format": "dpot-lab", "version": 1, "config": {...}, "model": state_dict,
-"metadata": {...}, **extra}``; ``extra`` holds what a trainer adds (optimizer, scheduler, RNG states).
+A file is a plain dict ``{"format": "dpot-lab", "version": 1, "config": {...}, "model":
+state_dict, "metadata": {...}, **extra}``; ``extra`` holds what a trainer adds (optimizer,
+scheduler, RNG states).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from dpot_lab.atomic import atomic_path
 from dpot_lab.models.dpot import DPOT, DPOTConfig, build_model
 
 FORMAT, VERSION = "dpot-lab", 1
 
 
 def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load`` with ``weights_only=True``; clear errors for missing, corrupt or unsafe files."""
+    """``torch.load`` with ``weights_only=True``; clear errors for missing, corrupt or unsafe
+    files."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -39,21 +42,11 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """Write ``obj`` with ``torch.save`` to a temp file beside ``path``, fsync, then rename over it:
-    a crash mid-write leaves the previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``obj`` with ``torch.save`` to a temp file beside ``path``, then rename it over
+    ``path``: a crash mid-write leaves the previous file intact."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -106,8 +99,14 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """The whole checkpoint dict, validated as ours."""
     ckpt = safe_load(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        hint = " (a DPOT release file? use dl.load_official)" if isinstance(ckpt, dict) and "model" in ckpt else ""
-        raise ValueError(f"{path} is not a dpot-lab checkpoint: no 'format': '{FORMAT}' entry{hint}")
+        hint = (
+            " (a DPOT release file? use dl.load_official)"
+            if isinstance(ckpt, dict) and "model" in ckpt
+            else ""
+        )
+        raise ValueError(
+            f"{path} is not a dpot-lab checkpoint: no 'format': '{FORMAT}' entry{hint}"
+        )
     for key in ("config", "model"):
         if key not in ckpt:
             raise ValueError(f"checkpoint {path} has no '{key}' entry")

@@ -65,13 +65,17 @@ class DPOTConfig:
         if any(s % self.patch_size for s in size):
             raise ValueError(f"img_size {size} is not divisible by patch_size {self.patch_size}")
         if self.embed_dim % 8:
-            raise ValueError(f"embed_dim {self.embed_dim} must be divisible by 8 (GroupNorm groups)")
+            raise ValueError(
+                f"embed_dim {self.embed_dim} must be divisible by 8 (GroupNorm groups)"
+            )
         if self.time_agg not in TIME_AGGREGATIONS:
             raise ValueError(f"time_agg must be one of {TIME_AGGREGATIONS}, got {self.time_agg!r}")
         if self.mode_rule not in MODE_RULES:
             raise ValueError(f"mode_rule must be one of {MODE_RULES}, got {self.mode_rule!r}")
         if self.normalize and self.out_channels != self.in_channels:
-            raise ValueError("normalize=True needs out_channels == in_channels (output is de-normalised)")
+            raise ValueError(
+                "normalize=True needs out_channels == in_channels (output is de-normalised)"
+            )
         if self.embed_hidden is None:
             self.embed_hidden = self.in_channels * self.patch_size + self.n_spatial + 1
 
@@ -193,7 +197,9 @@ class Block(nn.Module):
             d, cfg.n_blocks, cfg.modes, cfg.n_spatial, cfg.modes_z, cfg.mode_rule, cfg.act
         )
         self.norm2 = nn.GroupNorm(8, d)
-        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_dim), activation(cfg.act), nn.Linear(cfg.mlp_dim, d))
+        self.mlp = nn.Sequential(
+            nn.Linear(d, cfg.mlp_dim), activation(cfg.act), nn.Linear(cfg.mlp_dim, d)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.filter(_group_norm(x, self.norm1))
@@ -201,7 +207,8 @@ class Block(nn.Module):
 
 
 class OutputHead(nn.Module):
-    """Transposed patch convolution, then two position-wise layers: (B, *S/p, D) -> (B, *S, T_out, C).
+    """Transposed patch convolution, then two position-wise layers:
+    (B, *S/p, D) -> (B, *S, T_out, C).
 
     The position-wise layers run before the pixels are put in grid order, so only the narrow final
     tensor (C·T_out wide) is permuted.
@@ -241,7 +248,9 @@ class DPOT(nn.Module):
         if config is not None and overrides:
             cfg = DPOTConfig.from_dict({**cfg.to_dict(), **overrides})
         if cfg.n_spatial != self.n_spatial:
-            raise ValueError(f"{type(self).__name__} needs n_spatial={self.n_spatial}, got {cfg.n_spatial}")
+            raise ValueError(
+                f"{type(self).__name__} needs n_spatial={self.n_spatial}, got {cfg.n_spatial}"
+            )
         self.config = cfg
         d = cfg.embed_dim
         self.patch_embed = PatchEmbed(cfg)
@@ -265,16 +274,20 @@ class DPOT(nn.Module):
 
     # ---------------------------------------------------------------- checks
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise ValueError naming expected and received shapes when ``x`` does not fit the model."""
+        """ValueError naming expected and received shapes when ``x`` does not fit the model."""
         cfg, n = self.config, self.n_spatial
         expected = f"(B, {', '.join('XYZ'[:n])}, T_in={cfg.in_timesteps}, C={cfg.in_channels})"
         if x.dim() != n + 3:
             raise ValueError(f"expected a {n + 3}-D input {expected}, got shape {tuple(x.shape)}")
         *spatial, t, c = x.shape[1:]
         if c != cfg.in_channels:
-            raise ValueError(f"expected {cfg.in_channels} channels {expected}, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"expected {cfg.in_channels} channels {expected}, got shape {tuple(x.shape)}"
+            )
         if t != cfg.in_timesteps:
-            raise ValueError(f"expected T_in={cfg.in_timesteps} {expected}, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"expected T_in={cfg.in_timesteps} {expected}, got shape {tuple(x.shape)}"
+            )
         if any(s % cfg.patch_size for s in spatial):
             raise ValueError(
                 f"grid {tuple(spatial)} is not divisible by patch_size {cfg.patch_size}; "
@@ -300,7 +313,7 @@ class DPOT(nn.Module):
         return z + shift
 
     def forward(self, x: torch.Tensor, return_cls: bool = False):
-        """(B, *S, T_in, C) -> (B, *S, T_out, C); with ``return_cls`` also class logits (B, n_cls)."""
+        """(B, *S, T_in, C) -> (B, *S, T_out, C); with ``return_cls`` also logits (B, n_cls)."""
         self.check_input(x)
         cfg = self.config
         space_time = tuple(range(1, self.n_spatial + 2))

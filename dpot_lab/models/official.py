@@ -1,8 +1,9 @@
 """Load checkpoints of the DPOT release (``{'model': state_dict}``) into our model, same outputs.
 
 Sizes are read off the state dict; only what the weights cannot tell (``modes``, ``temporal_modes``,
-``act``, and the split of the output width into channels × timesteps when it is ambiguous) comes from
-the release's constructor keywords or the release's defaults, with a warning naming each default used.
+``act``, and the split of the output width into channels × timesteps when it is ambiguous) comes
+from the release's constructor keywords or the release's defaults, with a warning naming each
+default used.
 """
 
 from __future__ import annotations
@@ -40,11 +41,15 @@ def _state_dict_of(obj: Any, source: str) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{source}: expected a release checkpoint {{'model': state_dict}} or a state dict")
+        raise ValueError(
+            f"{source}: expected a release checkpoint {{'model': state_dict}} or a state dict"
+        )
     return {k.removeprefix("module."): v for k, v in obj.items()}  # DDP-saved files
 
 
-def infer_release_config(state: dict[str, torch.Tensor], source: str = "state dict") -> tuple[dict, list[str]]:
+def infer_release_config(
+    state: dict[str, torch.Tensor], source: str = "state dict"
+) -> tuple[dict, list[str]]:
     """Release constructor keywords read off a release state dict, and the ones it cannot tell."""
     for key in ("pos_embed", "patch_embed.proj.0.weight", "time_agg_layer.w", "out_layer.4.weight"):
         if key not in state:
@@ -138,9 +143,14 @@ def load_official(path_or_state_dict: str | os.PathLike | dict, **release_kwargs
         source, obj = "state dict", path_or_state_dict
     unknown_kw = sorted(set(release_kwargs) - RELEASE_KWARGS)
     if unknown_kw:
-        raise ValueError(f"unknown release keywords {unknown_kw}; accepted: {sorted(RELEASE_KWARGS)}")
+        raise ValueError(
+            f"unknown release keywords {unknown_kw}; accepted: {sorted(RELEASE_KWARGS)}"
+        )
     if release_kwargs.get("mixing_type", "afno") != "afno":
-        raise ValueError(f"only mixing_type='afno' exists in released DPOT weights, got {release_kwargs['mixing_type']!r}")
+        raise ValueError(
+            "only mixing_type='afno' exists in released DPOT weights, "
+            f"got {release_kwargs['mixing_type']!r}"
+        )
     state = _state_dict_of(obj, source)
     inferred, not_inferred = infer_release_config(state, source)
     out_width = inferred.pop("_out_width")
@@ -149,13 +159,23 @@ def load_official(path_or_state_dict: str | os.PathLike | dict, **release_kwargs
     conflicts = []
     for key, value in release_kwargs.items():
         if key in inferred and key not in ("out_channels", "out_timesteps"):
-            same = _norm_size(value, n_spatial) == _norm_size(inferred[key], n_spatial) if key == "img_size" else value == inferred[key]
+            same = (
+                _norm_size(value, n_spatial) == _norm_size(inferred[key], n_spatial)
+                if key == "img_size"
+                else value == inferred[key]
+            )
             if not same:
                 conflicts.append(f"{key}: given {value!r}, weights say {inferred[key]!r}")
     if conflicts:
-        raise ValueError(f"release keywords disagree with the weights in {source}: " + "; ".join(conflicts))
+        raise ValueError(
+            f"release keywords disagree with the weights in {source}: " + "; ".join(conflicts)
+        )
 
-    kw = {**NOT_IN_WEIGHTS, **inferred, **{k: v for k, v in release_kwargs.items() if k != "mixing_type"}}
+    kw = {
+        **NOT_IN_WEIGHTS,
+        **inferred,
+        **{k: v for k, v in release_kwargs.items() if k != "mixing_type"},
+    }
     if "out_channels" in release_kwargs and "out_timesteps" not in release_kwargs:
         kw["out_timesteps"] = out_width // kw["out_channels"]
     if "out_timesteps" in release_kwargs and "out_channels" not in release_kwargs:
@@ -166,8 +186,12 @@ def load_official(path_or_state_dict: str | os.PathLike | dict, **release_kwargs
             f"out_channels × out_timesteps = {kw.get('out_channels')} × {kw.get('out_timesteps')}; "
             "pass out_channels and out_timesteps"
         )
-    guessed = [k for k in not_inferred if k not in release_kwargs
-               and not (k.startswith("out_channels") and {"out_channels", "out_timesteps"} & set(release_kwargs))]  # fmt: skip
+    split_given = bool({"out_channels", "out_timesteps"} & set(release_kwargs))
+    guessed = [
+        k
+        for k in not_inferred
+        if k not in release_kwargs and not (k.startswith("out_channels") and split_given)
+    ]
     if guessed:
         used = {k: kw.get(k, 8 if k == "temporal_modes" else None) for k in guessed}
         warnings.warn(

@@ -23,7 +23,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def create_model(name: str, **overrides: Any) -> DPOT:
-    """A model from a preset name, any ``DPOTConfig`` field overridden (``n_spatial=3`` gives 3D)."""
+    """A model from a preset name, any ``DPOTConfig`` field overridden (``n_spatial=3``: 3D)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
     return build_model(DPOTConfig(**{**PRESETS[name], **overrides}))
