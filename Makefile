@@ -25,8 +25,15 @@ browser:
 test: venv browser
 	$(PY) -m pytest -q
 
+# The rollout viewer on the shipped demo model; demo data is generated on first use (seconds).
 demo: venv
 	$(PY) -m dpot_lab.cli demo --port $(PORT)
+
+# Re-train the shipped demo model (about 10 minutes on 2 CPU cores) and keep its weights only.
+demo-checkpoint: venv
+	rm -rf runs/demo-checkpoint
+	OMP_NUM_THREADS=1 $(PY) -m dpot_lab.cli pretrain configs/tiny_cpu.yaml --out runs/demo-checkpoint
+	$(PY) -m dpot_lab.cli export runs/demo-checkpoint/checkpoints/best.pt dpot_lab/assets/demo.pt
 
 lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ip 127.0.0.1 $(ROOT_FLAG)

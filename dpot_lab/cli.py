@@ -138,9 +138,33 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import dpot_lab as dl
+    from dpot_lab.models.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(args.checkpoint)
+    model = dl.load_checkpoint(args.checkpoint)
+    meta = {**ckpt.get("metadata", {}), "exported_from": str(args.checkpoint)}
+    if "step" in ckpt:
+        meta["step"] = int(ckpt["step"])
+    if "trainer_state" in ckpt:
+        meta["best_val_l2re"] = float(ckpt["trainer_state"]["best"])
+    path = dl.save_checkpoint(args.out, model, metadata=meta)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, weights and config only)")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from dpot_lab.viz import serve_demo
+
+    serve_demo(port=args.port, address=args.address)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dpot-lab", description="DPOT workbench: train, fine-tune, evaluate, generate data."
+        prog="dpot-lab",
+        description="DPOT workbench: train, fine-tune, evaluate, generate data, view rollouts.",
     )
     parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -173,6 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--param", type=_parse_param, action="append", help="solver parameter key=value")
     p.set_defaults(func=_generate)
+
+    p = sub.add_parser("export", help="copy a run checkpoint as weights + config + metadata only")
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("demo", help="serve the rollout viewer on the shipped demo model and data")
+    p.add_argument("--port", type=int, default=5006)
+    p.add_argument("--address", default="127.0.0.1")
+    p.set_defaults(func=_demo)
     return parser
 
 
