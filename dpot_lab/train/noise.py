@@ -9,6 +9,7 @@ uninterrupted ones, without carrying generator state.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,11 +38,11 @@ def gaussian(
 def noise_sigma(x: torch.Tensor, kind: str) -> torch.Tensor:
     """σ of x (B, *S, T, C) per sample and channel, shaped (B, 1, ..., 1, C) to broadcast."""
     dims = tuple(range(1, x.dim() - 1))
-    sq = x.float().square()
+    norm = torch.linalg.vector_norm(x.float(), dim=dims, keepdim=True)
     if kind == "norm":
-        return sq.sum(dims, keepdim=True).sqrt()
+        return norm
     if kind == "rms":
-        return sq.mean(dims, keepdim=True).sqrt()
+        return norm / math.sqrt(math.prod(x.shape[1:-1]))
     raise ValueError(f"noise kind must be one of {NOISE_KINDS}, got {kind!r}")
 
 
@@ -56,7 +57,10 @@ def add_noise(
     is False (padding) stay exact. ``keys``: one seed per sample (else the global torch RNG)."""
     if scale == 0:
         return x
-    sigma = noise_sigma(x, kind)  # (B, 1.., C)
+    size = scale * noise_sigma(x, kind)  # (B, 1.., C)
+    if channel_mask is not None:
+        m = channel_mask.to(x.device)
+        size = size * m.view(-1 if m.dim() == 2 else 1, *(1,) * (x.dim() - 2), m.shape[-1])
     if keys is None:
         eps = torch.randn(x.shape, device=x.device)
     else:
@@ -65,13 +69,4 @@ def add_noise(
                 f"need one noise key per sample: {x.shape[0]} samples, {len(keys)} keys"
             )
         eps = gaussian(tuple(x.shape[1:]), keys, x.device)
-    step = scale * sigma * eps
-    if channel_mask is not None:
-        m = channel_mask.to(x.device)
-        m = (
-            m.view(1, *(1,) * (x.dim() - 2), -1)
-            if m.dim() == 1
-            else m.view(m.shape[0], *(1,) * (x.dim() - 2), -1)
-        )
-        step = step * m
-    return (x.float() + step).to(x.dtype)
+    return torch.addcmul(x.float(), eps, size).to(x.dtype)  # one pass: x + eps·size

@@ -71,32 +71,46 @@ def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
 
 
-class _SkipSampler(Sampler):
-    """The first ``skip`` indices of ``sampler`` left out (a resume inside an epoch)."""
+class _Epochs(Dataset):
+    """The items of a mixture over consecutive epochs: index ``e·N + i`` is item i of epoch e.
 
-    def __init__(self, sampler: Sampler, skip: int):
-        self.sampler, self.skip = sampler, skip
+    One DataLoader (and one set of worker processes) then serves the whole run, instead of
+    new workers for every epoch; items depend on (seed, epoch, index) only, so they are the same.
+    """
 
-    def __iter__(self) -> Iterator[int]:
-        for i, index in enumerate(self.sampler):
-            if i >= self.skip:
-                yield index
+    def __init__(self, mixture: Dataset):
+        self.mixture, self.n = mixture, len(mixture)
 
     def __len__(self) -> int:
-        return max(len(self.sampler) - self.skip, 0)
+        return self.n
+
+    def __getitem__(self, index: int) -> dict:
+        epoch, i = divmod(index, self.n)
+        if self.mixture.epoch != epoch:
+            self.mixture.set_epoch(epoch)
+        return self.mixture[i]
 
 
-def _skip_batches(loader: DataLoader, n: int) -> DataLoader:
-    """``loader`` without its first ``n`` batches, which are never read."""
-    return DataLoader(
-        loader.dataset,
-        batch_size=loader.batch_size,
-        sampler=_SkipSampler(loader.sampler, n * loader.batch_size),
-        num_workers=loader.num_workers,
-        drop_last=loader.drop_last,
-        collate_fn=loader.collate_fn,
-        pin_memory=loader.pin_memory,
-    )
+class _EpochBatches(Sampler):
+    """Batches of ``_Epochs`` indices from (epoch, batch) on, each epoch in the order that the
+    mixture's own sampler (from ``make_loader``: shuffled by seed and epoch, sharded over ranks)
+    gives; the last incomplete batch of an epoch is dropped, as ``make_loader`` does."""
+
+    def __init__(self, mixture: Dataset, sampler: Sampler, batch_size: int, epoch: int, batch: int):
+        self.mixture, self.sampler, self.batch_size = mixture, sampler, batch_size
+        self.epoch, self.batch = epoch, batch
+
+    def per_epoch(self) -> int:
+        return len(self.sampler) // self.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, skip, n, bs = self.epoch, self.batch, len(self.mixture), self.batch_size
+        while True:
+            self.mixture.set_epoch(epoch)  # the sampler shuffles by the mixture's epoch
+            order = list(self.sampler)
+            for b in range(skip, len(order) // bs):
+                yield [epoch * n + i for i in order[b * bs : (b + 1) * bs]]
+            epoch, skip = epoch + 1, 0
 
 
 class _Meter:
@@ -246,7 +260,7 @@ class Trainer:
         cache = self.config.data.cache_dir
         specs = [s for s in sources if isinstance(s, dict)]
         if specs:
-            from dpot_lab.data.generate import generate_cached
+            from dpot_lab.data.generation import generate_cached
 
             if self.dist.is_main:  # rank 0 generates, the others then find the cache
                 for spec in specs:
@@ -323,8 +337,11 @@ class Trainer:
         else:
             groups = [{"params": list(self.model.parameters()), "lr": o.lr}]
         cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-        fused = {"fused": True} if self.device.type == "cuda" else {}
-        return cls(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, **fused)
+        kwargs = dict(lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        try:  # the fused kernel (CUDA, and CPU in recent torch) is several times faster
+            return cls(groups, fused=True, **kwargs)
+        except (RuntimeError, TypeError):
+            return cls(groups, **kwargs)
 
     # ------------------------------------------------------------------ events and logs
     def _emit(self, event: dict) -> None:
@@ -352,10 +369,12 @@ class Trainer:
         path.write_text("".join(ln + "\n" for ln in kept))
 
     # ------------------------------------------------------------------ data
-    def _loader(self) -> DataLoader:
+    def _batch_stream(self) -> Iterator[dict]:
+        """Micro-batches forever, epoch after epoch, from the saved (epoch, batch) position;
+        ``self.epoch`` and ``self.batch_in_epoch`` count what has been consumed."""
         from dpot_lab.data.mixture import make_loader
 
-        return make_loader(
+        loader = make_loader(
             self.train_data,
             batch_size=self.micro_batch,
             num_workers=self.config.data.num_workers,
@@ -365,25 +384,26 @@ class Trainer:
             drop_last=True,
             pin_memory=self.device.type == "cuda",
         )
-
-    def _batch_stream(self) -> Iterator[dict]:
-        """Micro-batches forever, epoch after epoch, from the saved (epoch, batch) position."""
-        while True:
-            self.train_data.set_epoch(self.epoch)
-            loader, skip = self._loader(), self.batch_in_epoch
-            if skip:
-                loader = _skip_batches(loader, skip)
-            n = 0
-            for batch in loader:
-                n += 1
-                self.batch_in_epoch += 1
-                yield batch
-            if n == 0 and skip == 0:
-                raise ValueError(
-                    f"the training data has {len(self.train_data)} windows per epoch, fewer than "
-                    f"one micro-batch of {self.micro_batch} per process"
-                )
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        batches = _EpochBatches(
+            self.train_data, loader.sampler, self.micro_batch, self.epoch, self.batch_in_epoch
+        )
+        if batches.per_epoch() == 0:
+            raise ValueError(
+                f"the training data has {len(self.train_data)} windows per epoch, fewer than "
+                f"one micro-batch of {self.micro_batch} per process"
+            )
+        epochs = DataLoader(
+            _Epochs(self.train_data),
+            batch_sampler=batches,
+            num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+        )
+        for batch in epochs:
+            self.batch_in_epoch += 1
+            if self.batch_in_epoch == batches.per_epoch():
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            yield batch
 
     def _to_device(self, batch: dict) -> tuple[torch.Tensor, ...]:
         x = batch["x"].to(self.device, non_blocking=True)  # (B, *S, t_in, C)
@@ -630,8 +650,8 @@ class Trainer:
     def state_extra(self) -> dict:
         """Everything besides the weights that ``resume`` needs, as checkpoint entries."""
         data_state = {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
-        if hasattr(self.train_data, "state_dict"):
-            data_state["mixture"] = self.train_data.state_dict()
+        if hasattr(self.train_data, "state_dict"):  # its epoch runs ahead while batches prefetch
+            data_state["mixture"] = {**self.train_data.state_dict(), "epoch": self.epoch}
         return {
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),

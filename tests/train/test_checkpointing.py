@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -77,7 +78,9 @@ def test_sigkill_while_writing_leaves_previous_checkpoint_loadable(tmp_path):
             model.pos_embed.fill_(7.0)
         ckpts.save(2, model, {{"step": 2}})
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     try:
         deadline = time.time() + 60
         while not flag.exists():

@@ -4,6 +4,7 @@ channel handling and exact resume after SIGKILL."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -155,7 +156,8 @@ def test_resume_after_sigkill_is_bitwise_exact(adv1, tmp_path):
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     cli = [sys.executable, "-m", "dpot_lab.cli", "-q", "pretrain", str(path), "--out"]
-    subprocess.run([*cli, str(tmp_path / "straight")], check=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*cli, str(tmp_path / "straight")], check=True, env=env)
     killer = textwrap.dedent(f"""
         import os, signal
         from dpot_lab.train import Trainer
@@ -164,10 +166,10 @@ def test_resume_after_sigkill_is_bitwise_exact(adv1, tmp_path):
                 os.kill(os.getpid(), signal.SIGKILL)
         Trainer({str(path)!r}, callbacks=[kill], run_dir={str(tmp_path / "killed")!r}).fit()
     """)
-    killed = subprocess.run([sys.executable, "-c", killer])
+    killed = subprocess.run([sys.executable, "-c", killer], env=env)
     assert killed.returncode == -9
     assert max(r["step"] for r in _records(tmp_path / "killed")) == 6
-    subprocess.run([*cli, str(tmp_path / "killed"), "--resume"], check=True)
+    subprocess.run([*cli, str(tmp_path / "killed"), "--resume"], check=True, env=env)
     a = dl.models.read_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = dl.models.read_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")
     assert a["step"] == b["step"] == 8
