@@ -72,7 +72,7 @@ big = 128 if solver else 64  # the PDEBench grid on a GPU, half of it on a CPU
 corpus_specs = {
     "ns2d": dict(n_samples=n, resolution=32 if QUICK else 64, nu=1e-3, n_frames=12, dt_save=0.5),
     "diffusion_reaction": dict(n_samples=n, resolution=32 if QUICK else big, n_frames=21,
-                               t_final=2.0),
+                               t_end=2.0),
     "shallow_water": dict(n_samples=n, resolution=32 if QUICK else big, n_frames=21, t_end=1.0),
     "cns2d": dict(n_samples=n, resolution=16 if QUICK else big, n_frames=11,
                   t_end=0.1 if QUICK else 1.0, kind="turb", mach=0.3),

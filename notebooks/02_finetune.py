@@ -48,7 +48,7 @@ import torch
 from tqdm.auto import tqdm
 
 import dpot_lab as dl
-from dpot_lab.data.generate import generate_cached
+from dpot_lab.data.generation import generate_cached
 from dpot_lab.train.trainer import source_model_config
 
 hv.extension("bokeh", logo=False, inline=True)  # BokehJS from the kernel: works offline

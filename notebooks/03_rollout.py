@@ -48,7 +48,7 @@ import torch
 import xarray as xr
 
 import dpot_lab as dl
-from dpot_lab.data.generate import generate_cached
+from dpot_lab.data.generation import generate_cached
 
 hv.extension("bokeh", logo=False, inline=True)  # BokehJS from the kernel: works offline
 pn.extension(inline=True)
@@ -94,7 +94,7 @@ if DATA is None:
     size = dict(n_samples=4, resolution=32) if QUICK else dict(n_samples=32, resolution=64)
     specs = {
         "ns2d": dict(generate="ns2d", nu=1e-3, n_frames=n_frames),
-        "diffusion_reaction": dict(generate="diffusion_reaction", n_frames=n_frames, t_final=1.5),
+        "diffusion_reaction": dict(generate="diffusion_reaction", n_frames=n_frames, t_end=1.5),
         "shallow_water": dict(generate="shallow_water", n_frames=n_frames, t_end=0.5),
     }
     DATA = {name: generate_cached(dict(spec, seed=900 + i, **size, **solver))

@@ -218,7 +218,7 @@ def test_private_uses_are_found():
     )
     assert len(private_uses(refused)) == 5
     accepted = (
-        "import dpot_lab as dl\nfrom dpot_lab.data.generate import generate_cached\n"
+        "import dpot_lab as dl\nfrom dpot_lab.data.generation import generate_cached\n"
         "dl.data.Mixture\nm.__class__\n"
     )
     assert private_uses(accepted) == []

@@ -1,4 +1,4 @@
-"""Packaging: environment.yml agrees with pyproject.toml; the public surface is importable cheaply."""
+"""Packaging: environment.yml agrees with pyproject.toml; the public surface imports cheaply."""
 
 import re
 import subprocess
@@ -44,7 +44,8 @@ def test_import_is_light():
     """`import dpot_lab` must not pull in Panel, HoloViews or the data stack."""
     code = (
         "import sys, dpot_lab as dl; "
-        "heavy = [m for m in ('panel', 'holoviews', 'bokeh', 'h5py', 'xarray') if m in sys.modules]; "
+        "mods = ('panel', 'holoviews', 'bokeh', 'h5py', 'xarray'); "
+        "heavy = [m for m in mods if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -54,8 +55,9 @@ def test_import_is_light():
 def test_public_surface():
     import dpot_lab as dl
 
-    for name in ("DPOTConfig", "DPOT", "DPOT3D", "create_model", "load_official",
-                 "save_checkpoint", "load_checkpoint", "open_dataset", "generate", "rollout"):  # fmt: skip
+    names = ("DPOTConfig", "DPOT", "DPOT3D", "create_model", "load_official", "save_checkpoint",
+             "load_checkpoint", "open_dataset", "generate", "rollout")  # fmt: skip
+    for name in names:
         assert callable(getattr(dl, name)), name
     for sub in ("data", "solvers", "train", "metrics", "viz"):
         assert getattr(dl, sub).__name__.startswith("dpot_lab."), sub

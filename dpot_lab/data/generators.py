@@ -79,17 +79,17 @@ def make_diffusion_reaction(
     dv: float = 5e-3,
     k: float = 5e-3,
     n_frames: int = 101,
-    t_final: float = 5.0,
+    t_end: float = 5.0,
     dtype: str = "float64",
     device: str = "cpu",
 ) -> xr.Dataset:
     """PDEBench FitzHugh–Nagumo diffusion–reaction on [−1, 1]² from N(0, 1) noise. ``u``, ``v``
-    (sample, time, x, y) at n_frames equally spaced times from 0 to t_final (0 included)."""
+    (sample, time, x, y) at n_frames equally spaced times from 0 to t_end (0 included)."""
     _check_counts(n_samples, seed_seqs, n_frames)
     pairs = [diffusion_reaction_initial(np.random.default_rng(s), 1, resolution) for s in seed_seqs]
     u0 = torch.as_tensor(np.concatenate([p[0] for p in pairs]), dtype=_dtype(dtype), device=device)
     v0 = torch.as_tensor(np.concatenate([p[1] for p in pairs]), dtype=_dtype(dtype), device=device)
-    times = np.linspace(0.0, t_final, n_frames)
+    times = np.linspace(0.0, t_end, n_frames)
     uv = diffusion_reaction_2d(u0, v0, times, du=du, dv=dv, k=k).astype(np.float32)  # (B,T,2,X,Y)
     dims = ("sample", "time", "x", "y")
     return xr.Dataset(

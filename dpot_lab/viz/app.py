@@ -22,7 +22,7 @@ import xarray as xr
 import yaml
 from torch import nn
 
-from dpot_lab.data.generate import generate_cached
+from dpot_lab.data.generation import generate_cached
 from dpot_lab.data.open import open_dataset
 from dpot_lab.evaluate import metrics
 from dpot_lab.evaluate.rollout import field_layout, rollout

@@ -95,7 +95,7 @@ def test_bad_parameters_are_named(make):
 
 
 def test_registered_with_dl_generate(tmp_path):
-    from dpot_lab.data.generate import generate
+    from dpot_lab.data.generation import generate
     from dpot_lab.data.open import open_dataset
 
     kwargs = {"n_frames": 2, "t_end": 0.05}

@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_config
 
 import dpot_lab as dl
-from dpot_lab.data.generate import generate_cached
+from dpot_lab.data.generation import generate_cached
 from dpot_lab.train import Trainer
 
 TINY = {"embed_dim": 32, "depth": 1, "modes": 4, "mlp_ratio": 1, "out_layer_dim": 16}

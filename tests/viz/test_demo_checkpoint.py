@@ -1,11 +1,11 @@
-"""The shipped demo model earns its place: 10-step rollouts beat persistence 2x on every demo set."""
+"""The shipped demo model earns its place: 10-step rollouts beat persistence 2x on each demo set."""
 
 import pytest
 import torch
 import yaml
 
 import dpot_lab as dl
-from dpot_lab.data.generate import generate_cached
+from dpot_lab.data.generation import generate_cached
 from dpot_lab.viz import DEMO_CHECKPOINT, DEMO_DATA
 
 STEPS = 10

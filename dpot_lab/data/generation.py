@@ -2,7 +2,7 @@
 ``generate_cached``: the same, made once per spec in a cache folder and reused afterwards.
 
     dl.generate("ns2d", "ns2d.h5", n_samples=64, nu=1e-4, n_frames=30)
-    dl.data.generate.generate_cached({"generate": "ns2d", "n_samples": 64, "nu": 1e-3})
+    dl.data.generation.generate_cached({"generate": "ns2d", "n_samples": 64, "nu": 1e-3})
 
 Sample i always comes from ``np.random.SeedSequence(seed).spawn(n_samples)[i]``, so a file
 depends on the seed and the parameters, not on the batch size.
@@ -16,8 +16,6 @@ import inspect
 import json
 import logging
 import os
-import sys
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,14 +214,3 @@ def _check_params(
             f"accepted: {', '.join(accepted)}"
         )
 
-
-class _CallableModule(types.ModuleType):
-    """Importing this module rebinds ``dpot_lab.data.generate`` to the module itself, which
-    hides the function that ``dl.generate`` and ``dl.data.generate`` name; calling the module
-    calls the function, so both names work in any import order."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Path:
-        return generate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
