@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ast
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -213,8 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a sub-command; user errors print one line and return 2."""
     args = build_parser().parse_args(argv)
+    quiet = args.quiet or os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 reports
     logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
+        level=logging.WARNING if quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:

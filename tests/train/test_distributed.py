@@ -62,6 +62,30 @@ def test_activation_checkpointing_keeps_gradients_and_state_names(adv1, tmp_path
         torch.testing.assert_close(grads[0][n], grads[1][n], rtol=1e-5, atol=1e-7)
 
 
+def _saved_bytes(depth: int, checkpointed: bool) -> int:
+    """Bytes the forward pass keeps for the backward pass."""
+    torch.manual_seed(0)
+    model = dl.create_model("nano", embed_dim=64, depth=depth, img_size=32, in_timesteps=4, modes=4)
+    if checkpointed:
+        assert distributed.enable_activation_checkpointing(model) == depth
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(torch.randn(2, 32, 32, 4, 4))
+    return total
+
+
+def test_activation_checkpointing_keeps_only_each_blocks_input():
+    per_two_blocks = _saved_bytes(4, True) - _saved_bytes(2, True)
+    assert per_two_blocks == 2 * (2 * 4 * 4 * 64 * 4)  # 2 blocks x input (B, 4, 4, D) float32
+    assert _saved_bytes(4, False) - _saved_bytes(2, False) > 10 * per_two_blocks
+
+
 def test_global_batch_must_divide_over_ranks(adv1, tmp_path, monkeypatch):
     monkeypatch.setattr(distributed, "setup", lambda *a: distributed.DistInfo(rank=0, world_size=3))
     with pytest.raises(ConfigError, match="global batch 4 must divide into 3 processes"):
