@@ -18,15 +18,6 @@ TINY = {"preset": "nano", "embed_dim": 32, "depth": 1, "modes": 4, "mlp_ratio": 
         "out_layer_dim": 16}  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread (restored after): much faster for tiny models on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def ns_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("cli") / "ns.h5"

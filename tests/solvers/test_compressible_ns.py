@@ -13,15 +13,6 @@ GAMMA = 5.0 / 3.0
 K = 2 * np.pi  # wavenumber of one wave across the unit box
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These grids are small: one thread is faster than two (and the CPU is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def totals(out: np.ndarray) -> np.ndarray:
     """(T, 4) totals of mass, x and y momentum and energy from (T, 4, X, Y) (vx, vy, ρ, p)."""
     vx, vy, rho, p = (out[:, c] for c in range(4))

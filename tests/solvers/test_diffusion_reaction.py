@@ -5,19 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from dpot_lab.solvers import diffusion_reaction_2d, diffusion_reaction_initial
 from dpot_lab.solvers.grid import cell_centres
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small grids run fastest on one thread, above all on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def grid(n: int) -> tuple[np.ndarray, np.ndarray]:

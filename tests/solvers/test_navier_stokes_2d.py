@@ -11,15 +11,6 @@ from dpot_lab.solvers import fno_forcing, gaussian_random_field, navier_stokes_2
 from dpot_lab.solvers.grid import cell_centres
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small FFTs run fastest on one thread, above all on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def grid(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Cell-centre coordinates x (n, 1), y (1, n) of the unit square."""
     c = cell_centres(n)

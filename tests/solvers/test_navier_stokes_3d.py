@@ -5,19 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from dpot_lab.solvers import divergence_free_velocity, navier_stokes_3d, passot_pouquet_spectrum
 from dpot_lab.solvers.grid import cell_centres
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small FFTs run fastest on one thread, above all on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def mesh(n: int) -> list[np.ndarray]:

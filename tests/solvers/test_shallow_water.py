@@ -15,15 +15,6 @@ from dpot_lab.solvers.shallow_water import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These grids are small: one thread is faster than two (and the CPU is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def grid(n: int) -> tuple[np.ndarray, np.ndarray]:
     x = cell_centres(n, -2.5, 2.5)
     return x[:, None], x[None, :]

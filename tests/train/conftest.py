@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
 import dpot_lab as dl
@@ -36,16 +35,6 @@ def advected_fields(
         coords={"time": np.arange(n_time, dtype=float), "x": grid, "y": grid},
         attrs={"pde": "advection", "source_format": "synthetic"},
     )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread while a training test runs (restored after): on a busy 2-core machine
-    two threads spin against each other and make these small models several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,15 @@
+"""Suite-wide fixtures."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread per test module (restored after): the models, grids and FFTs here are
+    small, and on a 2-core machine two threads spin against each other and run several times
+    slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
