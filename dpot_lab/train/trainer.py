@@ -62,11 +62,6 @@ def _to_cpu(obj: Any) -> Any:
     return copy.deepcopy(obj)
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    return getattr(model, "module", model)  # DDP
-
-
 def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
 
