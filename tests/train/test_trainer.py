@@ -141,6 +141,7 @@ def test_channels_fewer_are_masked_more_are_an_error(adv1, adv3, tmp_path):
         Trainer(tiny_config([adv3]), run_dir=tmp_path / "bad")
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the unpickler on garbage bytes
 def test_resume_from_missing_or_corrupt_checkpoint_is_a_clear_error(adv1, tmp_path):
     with pytest.raises(FileNotFoundError, match="cannot resume"):
         Trainer(tiny_config([adv1]), run_dir=tmp_path, resume=True)
