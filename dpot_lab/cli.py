@@ -5,7 +5,7 @@
     dpot-lab evaluate runs/tiny/checkpoints/best.pt --data a.h5 b.h5 [--horizon 10] [--last 8]
     dpot-lab generate ns2d --out ns.h5 --n-samples 32 --resolution 64 --seed 0 --param nu=1e-3
 
-The same entry point runs under torchrun (one process per GPU, DDP)::
+The same entry point runs under torchrun (one process per GPU; DDP or FSDP as the config says)::
 
     torchrun --standalone --nproc_per_node=2 -m dpot_lab.cli pretrain CONFIG --out RUN_DIR
 """

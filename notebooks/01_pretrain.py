@@ -219,8 +219,9 @@ print(f"wrote {checkpoint}; the reloaded model predicts the same: {same}")
 # %% [markdown]
 # The same run outside the notebook, from the configuration the trainer wrote into the run
 # directory. `dpot-lab pretrain` runs it on one GPU; under `torchrun` each process takes one GPU
-# (DDP; the global `batch_size` is split between them). Across nodes, start the same command on
-# every node with its own `--node_rank`.
+# (DDP, or FSDP with `distributed.strategy: fsdp` for the L and H sizes; the global `batch_size`
+# is split between them). Across nodes, start the same command on every node with its own
+# `--node_rank`.
 
 # %%
 cfg_file = run_dir / "config.yaml"

@@ -72,15 +72,21 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
 
 
 def save_checkpoint(
-    path: str | os.PathLike, model: DPOT, metadata: dict | None = None, **extra: Any
+    path: str | os.PathLike,
+    model: DPOT,
+    metadata: dict | None = None,
+    state: dict[str, torch.Tensor] | None = None,
+    **extra: Any,
 ) -> Path:
     """Save ``model`` (config, weights) plus ``metadata`` and any ``extra`` entries, atomically.
 
-    Refuses to write non-finite weights, so a diverged run never replaces a good checkpoint.
+    ``state``: the weights to write instead of ``model.state_dict()`` (e.g. gathered from FSDP
+    shards). Refuses to write non-finite weights, so a diverged run never replaces a good one.
     """
     model = getattr(model, "module", model)  # DDP / compiled wrappers
     model = getattr(model, "_orig_mod", model)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = model.state_dict() if state is None else state
+    state = {k: v.detach().cpu() for k, v in state.items()}
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise ValueError(f"refusing to write {path}: non-finite weights in {bad[:5]}")

@@ -74,12 +74,14 @@ class RunCheckpoints:
         /,
         metadata: dict | None = None,
         best: bool = False,
+        state: dict[str, torch.Tensor] | None = None,
         **extra: Any,
     ) -> Path:
         """Write ``step_<step>.pt``, point ``last.pt`` (and ``best.pt`` when ``best``) at it and
-        drop step files beyond the newest ``keep``. Raises ValueError on non-finite weights."""
+        drop step files beyond the newest ``keep``. Raises ValueError on non-finite weights.
+        ``state``: the weights to write instead of ``model.state_dict()`` (gathered ones)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = save_checkpoint(self.dir / f"step_{step:08d}.pt", model, metadata, **extra)
+        path = save_checkpoint(self.dir / f"step_{step:08d}.pt", model, metadata, state, **extra)
         _replace_with_link(path, self.last)
         if best:
             _replace_with_link(path, self.best)

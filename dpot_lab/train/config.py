@@ -145,9 +145,10 @@ class SafetyConfig:
 
 @dataclass
 class DistributedConfig:
-    """Under torchrun: DDP (gloo on CPU, NCCL on CUDA); activation checkpointing of the blocks."""
+    """Under torchrun: DDP or FSDP (gloo on CPU, NCCL on CUDA); activation checkpointing."""
 
     backend: Literal["auto", "gloo", "nccl"] = "auto"
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # fsdp: weights, grads and Adam state sharded
     activation_checkpointing: bool = False
 
 

@@ -1,4 +1,5 @@
-"""Process groups for ``torchrun`` (DDP: gloo on CPU, NCCL on CUDA); activation checkpointing.
+"""Process groups for ``torchrun`` (gloo on CPU, NCCL on CUDA), DDP or FSDP, and the state of
+a model and optimizer gathered for checkpoints or kept per rank for rollback.
 
 One entry point serves every launch::
 
@@ -11,10 +12,13 @@ One entry point serves every launch::
     torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \\
         -m dpot_lab.cli pretrain configs/pretrain_L.yaml --out runs/l
 
-The large sizes (L, H) use DDP with activation checkpointing of every block
-(``distributed.activation_checkpointing: true``): weights, gradients and Adam state of H (1.03B
-parameters, ~16 GB in fp32) fit one 80 GB GPU, and recomputing the blocks in the backward pass
-removes most activation memory. FSDP is not used.
+``distributed.strategy: ddp`` replicates the model on every rank (Ti/S/M). The large sizes (L, H)
+use ``strategy: fsdp``: FSDP2 (``fully_shard`` of each block, then of the whole model) splits
+weights, gradients and Adam state over the ranks (H, 1.03B parameters: ~16 GB in fp32 on one GPU,
+~2 GB each on 8), gathering a block's weights only while it runs; with
+``activation_checkpointing: true`` the blocks are recomputed in the backward pass instead of
+keeping their activations. Checkpoints hold the full, unsharded state in either case, keyed by
+parameter name, so a run saved on 8 GPUs with FSDP resumes on one GPU, and the other way round.
 """
 
 from __future__ import annotations
@@ -22,11 +26,22 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.utils.checkpoint import checkpoint
 
 log = logging.getLogger(__name__)
@@ -83,13 +98,111 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def wrap_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
-    """DistributedDataParallel around ``model`` when there are several processes."""
+def parallelize(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.Module:
+    """The module to train with when there are several processes; ``model`` itself otherwise.
+
+    ``ddp``: a DistributedDataParallel wrapper (``model`` keeps full weights). ``fsdp``: ``model``
+    is sharded in place (its parameters become DTensors) and returned; build the optimizer after.
+    """
     if not info.distributed:
         return model
+    if strategy == "fsdp":
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh(info.device.type, (info.world_size,))
+        for block in getattr(model, "blocks", []):
+            fully_shard(block, mesh=mesh)
+        return fully_shard(model, mesh=mesh)
+    if strategy != "ddp":
+        raise ValueError(f"distributed.strategy: expected 'ddp' or 'fsdp', got {strategy!r}")
     ids = [info.device.index] if info.device.type == "cuda" else None
     unused = hasattr(model, "cls_head")  # the class head takes no part in the loss
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
+
+
+@contextmanager
+def local_gradients(parallel: nn.Module, active: bool = True) -> Iterator[None]:
+    """When ``active``: backward passes accumulate gradients on this rank without reducing them
+    (DDP ``no_sync``, FSDP ``set_requires_gradient_sync(False)``), for all but the last
+    micro-batch of an accumulated step."""
+    if not active:
+        yield
+    elif hasattr(parallel, "no_sync"):
+        with parallel.no_sync():
+            yield
+    elif hasattr(parallel, "set_requires_gradient_sync"):
+        parallel.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            parallel.set_requires_gradient_sync(True)
+    else:
+        yield
+
+
+# ---------------------------------------------------------------------- sharded tensors
+def local(t: torch.Tensor) -> torch.Tensor:
+    """This rank's part of ``t`` (the tensor itself unless FSDP sharded it)."""
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+def full(t: torch.Tensor) -> torch.Tensor:
+    """The whole of ``t``, gathered from every rank when FSDP sharded it (collective)."""
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def shard_like(whole: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``whole`` placed and sharded as ``like`` is (every rank passes the same ``whole``)."""
+    if isinstance(like, DTensor):
+        return distribute_tensor(whole.to(like.device), like.device_mesh, like.placements)
+    return whole.to(like.device)
+
+
+def local_copy(obj: Any) -> Any:
+    """Nested containers with every tensor replaced by a CPU copy of this rank's part."""
+    if isinstance(obj, torch.Tensor):
+        return local(obj).detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: local_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(local_copy(v) for v in obj)
+    return obj
+
+
+@torch.no_grad()
+def copy_into(live: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> None:
+    """Write ``local_copy``'d tensors back into ``live`` ones (this rank's parts), in place."""
+    for k, v in live.items():
+        local(v).copy_(saved[k])
+
+
+# ---------------------------------------------------------------------- checkpoint state
+_FULL = StateDictOptions(full_state_dict=True)
+_FULL_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The full weights on the CPU, keyed by name (collective; complete on the main rank)."""
+    return get_model_state_dict(model, options=_FULL_CPU)
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load full weights (the same on every rank) into a plain, DDP'd or FSDP-sharded model."""
+    set_model_state_dict(model, state, options=_FULL)
+
+
+def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The full optimizer state on the CPU, keyed by parameter name (collective)."""
+    return get_optimizer_state_dict(model, optimizer, options=_FULL_CPU)
+
+
+def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load what ``optimizer_state`` gave, or a plain ``optimizer.state_dict()`` (by index)."""
+    if any(isinstance(p, int) for g in state["param_groups"] for p in g["params"]):
+        optimizer.load_state_dict(state)
+    else:
+        set_optimizer_state_dict(model, optimizer, state, options=_FULL)
 
 
 def all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:

@@ -19,7 +19,6 @@ reads them; the optimizer, schedule, RNG and data position ride along for ``resu
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -51,17 +50,6 @@ Callback = Callable[[dict], Any]
 
 
 # ---------------------------------------------------------------------- helpers
-def _to_cpu(obj: Any) -> Any:
-    """A deep copy of nested containers with every tensor cloned to the CPU."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return copy.deepcopy(obj)
-
-
 def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
 
@@ -205,6 +193,8 @@ class Trainer:
         self.model.to(self.device)
         if cfg.distributed.activation_checkpointing:
             distributed.enable_activation_checkpointing(self.model)
+        # DDP wraps the model; FSDP shards it in place, so the optimizer comes after
+        self.parallel = distributed.parallelize(self.model, self.dist, cfg.distributed.strategy)
         self.source_names: list[str] = list(getattr(train_data, "source_names", []))
         self.train_data = train_data if train_data is not None else self._train_mixture()
         self.test_data = test_data if test_data is not None else self._test_sets()
@@ -225,8 +215,7 @@ class Trainer:
         if resume_state is not None:
             self._load_state(resume_state)
         self._snapshot = self._take_snapshot()
-        ddp = distributed.wrap_ddp(self.model, self.dist)
-        self.train_model = torch.compile(ddp) if cfg.compile else ddp
+        self.train_model = torch.compile(self.parallel) if cfg.compile else self.parallel
         self._batches: Iterator[dict] | None = None
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -452,7 +441,8 @@ class Trainer:
     def _grad_norm(self) -> torch.Tensor:
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = self.config.optim.clip_grad  # None: the norm is only measured
-        return torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
+        return distributed.full(norm)  # FSDP: the norm over every rank's shards
 
     def train_step(self) -> dict:
         """One optimizer step (or a skipped one); returns its record."""
@@ -466,12 +456,7 @@ class Trainer:
             x, y, cm, gm = self._to_device(next(self._batches))
             # place in the global batch under the distributed sampler's interleaving
             positions = [rank + world * (m * self.micro_batch + i) for i in range(x.shape[0])]
-            sync = (
-                self.train_model.no_sync()
-                if self.dist.distributed and m + 1 < accum and hasattr(self.train_model, "no_sync")
-                else nullcontext()
-            )
-            with sync:
+            with distributed.local_gradients(self.parallel, active=m + 1 < accum):
                 with self._autocast():
                     loss = self.rollout_loss(self.train_model, x, y, cm, gm, positions)
                 (loss / accum).backward()
@@ -497,7 +482,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ safety
     def _take_snapshot(self) -> dict:
-        return _to_cpu(
+        """CPU copies of this rank's weights, optimizer state and EMA (its shards under FSDP)."""
+        return distributed.local_copy(
             {
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
@@ -507,11 +493,19 @@ class Trainer:
         )
 
     def _restore_snapshot(self) -> None:
-        snap = self._snapshot
-        self.model.load_state_dict(snap["model"])
-        self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
+        """Put the snapshot back in place (no communication: each rank restores its part)."""
+        snap, opt = self._snapshot, self.optimizer
+        distributed.copy_into(self.model.state_dict(), snap["model"])
+        params = [p for group in opt.param_groups for p in group["params"]]
+        for i, p in enumerate(params):  # the state dict numbers parameters in this order
+            if i in snap["optimizer"]["state"]:
+                distributed.copy_into(opt.state[p], snap["optimizer"]["state"][i])
+            else:  # no step had been taken then
+                opt.state.pop(p, None)
+        for group, saved in zip(opt.param_groups, snap["optimizer"]["param_groups"], strict=True):
+            group.update({k: v for k, v in saved.items() if k != "params"})
         if self.ema is not None:
-            self.ema = {k: v.to(self.device) for k, v in snap["ema"].items()}
+            distributed.copy_into(self.ema, snap["ema"])
 
     def _rollback(self) -> None:
         s = self.config.safety
@@ -538,7 +532,10 @@ class Trainer:
         )  # fmt: skip
 
     def weights_finite(self) -> bool:
-        return _all_finite(list(self.model.state_dict().values()))
+        """Whether every weight is finite, on every rank (collective)."""
+        mine = _all_finite([distributed.local(v) for v in self.model.state_dict().values()])
+        bad = distributed.all_reduce(torch.tensor(float(not mine), device=self.device))
+        return bad.item() == 0
 
     # ------------------------------------------------------------------ EMA
     @torch.no_grad()
@@ -552,18 +549,23 @@ class Trainer:
             else:
                 self.ema[k].copy_(v)
 
+    def _full_ema(self) -> dict[str, torch.Tensor]:
+        """The EMA weights, whole, on the CPU (collective under FSDP)."""
+        return {k: distributed.full(v).cpu() for k, v in self.ema.items()}
+
     @contextmanager
     def _eval_weights(self):
         """The EMA weights in the model for the duration (when EMA is on)."""
         if self.ema is None:
             yield
             return
-        saved = {k: v.clone() for k, v in self.model.state_dict().items()}
-        self.model.load_state_dict(self.ema)
+        live = self.model.state_dict()
+        saved = {k: distributed.local(v).clone() for k, v in live.items()}
+        distributed.copy_into(live, {k: distributed.local(v) for k, v in self.ema.items()})
         try:
             yield
         finally:
-            self.model.load_state_dict(saved)
+            distributed.copy_into(live, saved)
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -585,10 +587,15 @@ class Trainer:
         with self._eval_weights():
             for name, ds in self.test_data.items():
                 n = len(ds) if max_samples is None else min(len(ds), max_samples)
-                part = Subset(ds, list(range(rank, n, world)))
+                mine = list(range(rank, n, world))
+                count = len(mine)  # the samples this rank scores; every rank runs as many
+                mine += [0] * (-(-n // world) - count)  # batches (FSDP gathers in each one)
                 sums = torch.zeros(3, dtype=torch.float64, device=self.device)
-                for batch in DataLoader(part, batch_size=cfg.eval.batch_size):
+                seen = 0
+                for batch in DataLoader(Subset(ds, mine), batch_size=cfg.eval.batch_size):
                     traj = batch["x"].to(self.device)  # (B, *S, T, C)
+                    keep = torch.arange(seen, seen + traj.shape[0], device=self.device) < count
+                    seen += traj.shape[0]
                     cm, gm = (
                         batch["channel_mask"].to(self.device),
                         batch["grid_mask"].to(self.device),
@@ -604,9 +611,9 @@ class Trainer:
                             self.model, traj[..., :t_in, :], steps, cm[0], cfg.data.pad_value
                         )
                     still = traj[..., t_in - 1 : t_in, :].expand_as(truth)
-                    sums[0] += relative_l2(pred.float(), truth, cm, gm).sum().double()
-                    sums[1] += relative_l2(still, truth, cm, gm).sum().double()
-                    sums[2] += truth.shape[0]
+                    sums[0] += (relative_l2(pred.float(), truth, cm, gm) * keep).sum().double()
+                    sums[1] += (relative_l2(still, truth, cm, gm) * keep).sum().double()
+                    sums[2] += keep.sum()
                 distributed.all_reduce(sums)
                 s = sums.tolist()
                 if s[2] > 0:
@@ -643,12 +650,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_extra(self) -> dict:
-        """Everything besides the weights that ``resume`` needs, as checkpoint entries."""
+        """Everything besides the weights that ``resume`` needs, as checkpoint entries (collective:
+        the optimizer state and EMA are gathered to the main rank)."""
         data_state = {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
         if hasattr(self.train_data, "state_dict"):  # its epoch runs ahead while batches prefetch
             data_state["mixture"] = {**self.train_data.state_dict(), "epoch": self.epoch}
         return {
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": distributed.optimizer_state(self.model, self.optimizer),
             "schedule": self.schedule.state_dict(),
             "step": self.step,
             "rng": rng_state(),
@@ -660,11 +668,13 @@ class Trainer:
                 "rollbacks": self.rollbacks,
                 "bad_streak": self.bad_streak,
             },  # fmt: skip
-            **({"ema": self.ema} if self.ema is not None else {}),
+            **({"ema": self._full_ema()} if self.ema is not None else {}),
         }
 
     def save_checkpoint(self, best: bool = False) -> Path | None:
-        """Write the step checkpoint, ``last.pt`` (and ``best.pt``) on the main rank."""
+        """Write the step checkpoint, ``last.pt`` (and ``best.pt``) on the main rank; every rank
+        calls it (the state is gathered from all of them)."""
+        weights, extra = distributed.model_state(self.model), self.state_extra()
         if not self.dist.is_main:
             return None
         metadata = {
@@ -673,7 +683,7 @@ class Trainer:
         }  # fmt: skip
         try:
             path = self.checkpoints.save(
-                self.step, self.model, metadata, best=best, **self.state_extra()
+                self.step, self.model, metadata, best=best, state=weights, **extra
             )
         except ValueError as err:  # non-finite weights: keep the previous checkpoints
             log.error("step %d: checkpoint not written: %s", self.step, err)
@@ -694,8 +704,8 @@ class Trainer:
             log.warning(
                 "resuming with a config that differs from the saved one in: %s", ", ".join(diff)
             )
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        distributed.load_model_state(self.model, ckpt["model"])
+        distributed.load_optimizer_state(self.model, self.optimizer, ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
         self.step = int(ckpt["step"])
         data_state = ckpt["data_state"]
@@ -709,7 +719,7 @@ class Trainer:
         self.best, self.skipped = float(t["best"]), int(t["skipped"])
         self.rollbacks, self.bad_streak = int(t["rollbacks"]), int(t["bad_streak"])
         if self.ema is not None and "ema" in ckpt:
-            self.ema = {k: v.to(self.device) for k, v in ckpt["ema"].items()}
+            self.ema = {k: distributed.shard_like(ckpt["ema"][k], v) for k, v in self.ema.items()}
         set_rng_state(ckpt["rng"])
         log.info(
             "resumed %s at step %d (epoch %d, batch %d)",

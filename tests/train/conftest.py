@@ -78,3 +78,21 @@ def tiny_config(sources: list, **changes) -> dict:
             node = node.setdefault(p, {})
         node[leaf] = value
     return cfg
+
+
+def check_rollback_restores(trainer) -> None:
+    """Snapshot after one step, train two more, restore: weights, EMA and optimizer state
+    (this rank's shards under FSDP) equal the snapshot exactly, and the weights had moved."""
+    import torch
+
+    trainer.fit(1)
+    snap = trainer._snapshot = trainer._take_snapshot()
+    trainer.fit(3)
+    moved = trainer._take_snapshot()
+    trainer._restore_snapshot()
+    now = trainer._take_snapshot()
+    assert any(not torch.equal(moved["model"][k], v) for k, v in snap["model"].items())
+    for part in (lambda s: s["model"], lambda s: s["ema"], lambda s: s["optimizer"]["state"]):
+        torch.testing.assert_close(part(now), part(snap), rtol=0, atol=0)
+    lrs = [[g["lr"] for g in s["optimizer"]["param_groups"]] for s in (now, snap)]
+    assert lrs[0] == lrs[1]

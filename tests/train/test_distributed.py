@@ -1,17 +1,20 @@
-"""torchrun on CPU (DDP over gloo) gives the loss curve of one process with the same global
-batch; activation checkpointing leaves gradients unchanged; the global batch must divide."""
+"""torchrun on CPU (DDP or FSDP over gloo) gives the loss curve of one process with the same
+global batch, and checkpoints resume across strategies and world sizes; activation checkpointing
+leaves gradients unchanged; the global batch must divide."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import tiny_config
+from conftest import check_rollback_restores, tiny_config
 
 import dpot_lab as dl
 from dpot_lab.train import Trainer, distributed
@@ -44,6 +47,89 @@ def test_torchrun_two_processes_match_one(adv1, tmp_path):
     b = dl.load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt").state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-5)
+
+
+def _pretrain(cfg_path, run_dir, ranks: int = 1, strategy: str = "ddp", resume: bool = False):
+    """``dpot-lab pretrain`` in one process, or under torchrun with ``ranks`` processes."""
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["distributed"] = {"strategy": strategy}
+    path = run_dir.parent / f"{run_dir.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    launch = [sys.executable]
+    if ranks > 1:
+        launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
+    args = ["-m", "dpot_lab.cli", "-q", "pretrain", str(path), "--out", str(run_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*launch, *args, *(["--resume"] if resume else [])], check=True, env=env)
+
+
+def _rewind(run_dir, to_dir, step: int) -> None:
+    """A copy of ``run_dir`` as it was after the checkpoint of ``step``."""
+    shutil.copytree(run_dir, to_dir)
+    ckpts = to_dir / "checkpoints"
+    for f in ckpts.iterdir():
+        if f.name not in (f"step_{step:08d}.pt",):
+            f.unlink()
+    shutil.copy(ckpts / f"step_{step:08d}.pt", ckpts / "last.pt")
+
+
+def test_fsdp_matches_one_process_and_resumes_across_strategies(adv1, tmp_path):
+    """FSDP over 2 ranks (EMA, 2 accumulated micro-batches) follows the single-process run; its
+    checkpoint resumes in one process and a single-process checkpoint resumes under FSDP."""
+    cfg = tiny_config(
+        [adv1], steps=4, ema=0.9,
+        **{"model.depth": 2, "optim.accumulate": 2, "checkpoint.every": 2,
+           "data.n_test": 5, "eval.batch_size": 2, "eval.every": 2},
+    )  # fmt: skip
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    _pretrain(cfg_path, tmp_path / "one")
+    _pretrain(cfg_path, tmp_path / "fsdp", ranks=2, strategy="fsdp")
+    (one, eval_one), (two, eval_two) = _losses(tmp_path / "one"), _losses(tmp_path / "fsdp")
+    assert len(one) == len(two) == 4 and len(eval_one) == len(eval_two) == 2
+    assert one == pytest.approx(two, rel=1e-4)
+    for a, b in zip(eval_one, eval_two, strict=True):  # 5 samples over 2 ranks
+        assert a["adv1"] == pytest.approx(b["adv1"], rel=1e-4)
+    saved = [dl.train.checkpointing.read_checkpoint(tmp_path / r / "checkpoints" / "last.pt")
+             for r in ("one", "fsdp")]  # fmt: skip
+    for part in ("model", "ema"):
+        assert saved[0][part].keys() == saved[1][part].keys()
+        for k in saved[0][part]:
+            torch.testing.assert_close(saved[0][part][k], saved[1][part][k], rtol=1e-3, atol=1e-5)
+    names = {
+        n for n, _ in dl.load_checkpoint(tmp_path / "one/checkpoints/last.pt").named_parameters()
+    }
+    assert saved[1]["optimizer"]["state"].keys() == names  # the whole state, by parameter name
+
+    _rewind(tmp_path / "fsdp", tmp_path / "fsdp_then_one", step=2)
+    _pretrain(cfg_path, tmp_path / "fsdp_then_one", resume=True)
+    _rewind(tmp_path / "one", tmp_path / "one_then_fsdp", step=2)
+    _pretrain(cfg_path, tmp_path / "one_then_fsdp", ranks=2, strategy="fsdp", resume=True)
+    for run in ("fsdp_then_one", "one_then_fsdp"):
+        resumed, evals = _losses(tmp_path / run)
+        assert resumed == pytest.approx(one, rel=1e-4), run
+        assert evals[-1]["adv1"] == pytest.approx(eval_one[-1]["adv1"], rel=1e-4), run
+
+
+_ROLLBACK_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from conftest import check_rollback_restores, tiny_config
+from dpot_lab.train import Trainer
+cfg = tiny_config([{data!r}], ema=0.9, **{{"model.depth": 2, "distributed.strategy": "fsdp"}})
+check_rollback_restores(Trainer(cfg, run_dir={out!r}))
+"""
+
+
+def test_rollback_restores_the_snapshot_exactly(adv1, tmp_path):
+    """One process, and each rank's shards under FSDP over 2 ranks."""
+    check_rollback_restores(Trainer(tiny_config([adv1], ema=0.9), run_dir=tmp_path / "one"))
+    script = tmp_path / "rollback.py"
+    tests = str(Path(__file__).parent)
+    script.write_text(_ROLLBACK_SCRIPT.format(tests=tests, data=str(adv1), out=str(tmp_path / "x")))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*torchrun, str(script)], check=True, env=env)
 
 
 def test_activation_checkpointing_keeps_gradients_and_state_names(adv1, tmp_path):
