@@ -94,13 +94,29 @@ def _drop_nonfinite(src: _Source) -> None:
     src.samples = np.intersect1d(src.samples, kept)
 
 
+def _per_source(value: Any, names: list[str], what: str, default: Any) -> list:
+    """One entry per source from a scalar (all alike), a list, or a dict by source name."""
+    if value is None or isinstance(value, (int, float)):
+        return [default if value is None else value] * len(names)
+    if isinstance(value, Mapping):
+        unknown = set(value) - set(names)
+        if unknown:
+            raise ValueError(f"{what} name unknown sources {sorted(unknown)}; sources: {names}")
+        return [value.get(n, default) for n in names]
+    values = list(value)
+    if len(values) != len(names):
+        raise ValueError(f"{what} has {len(values)} entries for {len(names)} sources {names}")
+    return values
+
+
 class Mixture(Dataset):
     """Windows ``x (X, Y[, Z], t_in, C)``, ``y (X, Y[, Z], t_out, C)`` from several PDE sources.
 
     ``sources``: paths, ``xr.Dataset``s, or a dict name -> either. ``weights``: repeats per
     trajectory per epoch (a list, or a dict by source name; default 1). ``resolution``: the
     model grid (an int for a square/cubic grid, or a tuple). ``split``: "train", "test" or
-    "all"; ``n_test`` (per source) overrides ``test_fraction``. ``mode="trajectory"`` yields
+    "all"; ``n_test`` (an int for every source, a list or a dict by name) overrides
+    ``test_fraction``. ``mode="trajectory"`` yields
     whole trajectories ``x (X, Y[, Z], T_k, C)`` for evaluation, each once (weights must be 1).
     ``check_finite``: "window" checks every window read and raises on NaN/inf, "skip" scans each
     source once here (:func:`~dpot_lab.data.schema.check_finite`) and drops trajectories that
@@ -121,7 +137,7 @@ class Mixture(Dataset):
         channels: int = 4,
         split: str = "train",
         test_fraction: float = 0.1,
-        n_test: int | None = None,
+        n_test: int | Sequence[int] | Mapping[str, int] | None = None,
         mode: str = "window",
         pad_value: float = 1.0,
         seed: int = 0,
@@ -144,7 +160,7 @@ class Mixture(Dataset):
         self.split, self.mode, self.pad_value = split, mode, float(pad_value)
         self.seed, self.epoch = int(seed), 0
         self.check_finite, self.keep_aspect = check_finite, bool(keep_aspect)
-        self._test_fraction, self._n_test = float(test_fraction), n_test
+        self._test_fraction = float(test_fraction)
 
         if isinstance(sources, Mapping):
             names, items = [str(k) for k in sources], list(sources.values())
@@ -159,8 +175,11 @@ class Mixture(Dataset):
         if not items:
             raise ValueError("sources is empty: expected at least one path or xr.Dataset")
         names = _unique_names(names)
-        ws = self._weights(weights, names)
-        self._sources = [self._inspect(*a) for a in zip(names, items, ws, strict=True)]
+        ws = _per_source(weights, names, "weights", default=1)
+        if any(int(w) != w or w < 0 for w in ws):
+            raise ValueError(f"weights {ws}: expected non-negative integers (repeats per epoch)")
+        tests = _per_source(n_test, names, "n_test", default=None)
+        self._sources = [self._inspect(*a) for a in zip(names, items, ws, tests, strict=True)]
         ranks = {len(s.native) for s in self._sources}
         if len(ranks) > 1:
             raise ValueError(
@@ -196,26 +215,7 @@ class Mixture(Dataset):
 
     # -- construction helpers -------------------------------------------------------------
 
-    @staticmethod
-    def _weights(weights: Sequence[int] | Mapping[str, int] | None, names: list[str]) -> list[int]:
-        if weights is None:
-            return [1] * len(names)
-        if isinstance(weights, Mapping):
-            unknown = set(weights) - set(names)
-            if unknown:
-                raise ValueError(
-                    f"weights name unknown sources {sorted(unknown)}; sources: {names}"
-                )
-            ws = [weights.get(n, 1) for n in names]
-        else:
-            ws = list(weights)
-            if len(ws) != len(names):
-                raise ValueError(f"weights has {len(ws)} entries for {len(names)} sources {names}")
-        if any(int(w) != w or w < 0 for w in ws):
-            raise ValueError(f"weights {ws}: expected non-negative integers (repeats per epoch)")
-        return [int(w) for w in ws]
-
-    def _inspect(self, name: str, item: SourceLike, weight: int) -> _Source:
+    def _inspect(self, name: str, item: SourceLike, weight: int, n_test: int | None) -> _Source:
         """Open one source, check it against the mixture's settings and describe it."""
         path = None if isinstance(item, xr.Dataset) else Path(item)
         ds = item if path is None else _open_file(path, name)
@@ -239,7 +239,6 @@ class Mixture(Dataset):
                 f"{label}: 'time' has {t_total} frames, fewer than t_in + t_out = "
                 f"{self.t_in} + {self.t_out}"
             )
-        n_test = self._n_test
         if n_test is None:
             n_test = round(self._test_fraction * n_samples)
         if not 0 <= n_test <= n_samples:
@@ -249,7 +248,7 @@ class Mixture(Dataset):
             "test": np.arange(n_samples - n_test, n_samples),
             "all": np.arange(n_samples),
         }[self.split]
-        return _Source(name, path, ds, variables, native, t_total, samples, weight)
+        return _Source(name, path, ds, variables, native, t_total, samples, int(weight))
 
     def _fit(self, native: tuple[int, ...]) -> tuple[int, ...]:
         """The part of the model grid a native grid is resized to."""

@@ -59,7 +59,8 @@ class DataConfig:
     weights: list[int] | None = None  # repeats per trajectory and epoch, one per source
     test_sources: list[str | dict[str, Any]] | None = None  # None: the test split of ``sources``
     test_fraction: float = 0.1  # the last trajectories of each source form its test split
-    n_test: int | None = None  # test trajectories per source (overrides test_fraction)
+    n_test: int | list[int] | None = None  # test trajectories, per source or one for all
+    # (overrides test_fraction)
     resolution: int | list[int] = 64
     t_in: int = 10
     channels: int = 4
@@ -302,6 +303,12 @@ class TrainConfig:
                 len(self.data.weights) == len(self.data.sources),
                 "data.weights",
                 f"one weight per source ({len(self.data.sources)}), got {len(self.data.weights)}",
+            )
+        if isinstance(self.data.n_test, list):
+            need(
+                len(self.data.n_test) == len(self.data.sources),
+                "data.n_test",
+                f"one count per source ({len(self.data.sources)}), got {len(self.data.n_test)}",
             )
         if self.model.preset is None:
             need(self.init_from is not None, "model.preset", "a preset name (null needs init_from)")

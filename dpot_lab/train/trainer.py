@@ -299,11 +299,13 @@ class Trainer:
         else:
             sources, split = getattr(self, "_named_sources", {}), "test"
         sets = {}
+        counts = d.n_test if isinstance(d.n_test, list) else [d.n_test] * len(sources)
+        n_test = dict(zip(sources, counts, strict=False))  # split "all" ignores them
         for name, src in sources.items():
             kwargs = dict(resolution=d.resolution, t_in=d.t_in, t_out=1, channels=d.channels)
             try:
                 sets[name] = Mixture(
-                    {name: src}, split=split, test_fraction=d.test_fraction, n_test=d.n_test,
+                    {name: src}, split=split, test_fraction=d.test_fraction, n_test=n_test[name],
                     mode="trajectory", pad_value=d.pad_value, **kwargs,
                 )  # fmt: skip
             except ValueError as err:

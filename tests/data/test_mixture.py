@@ -136,6 +136,12 @@ def test_split_is_by_trajectory():
         assert te == set(range(n - round(0.2 * n), n))  # the last samples are the test split
     fixed = Mixture(sources, resolution=16, split="test", n_test=3)
     assert [s.tolist() for s in fixed.samples_per_source] == [[7, 8, 9], [4, 5, 6]]
+    each = Mixture(sources, resolution=16, split="test", n_test=[2, 4])
+    assert [s.tolist() for s in each.samples_per_source] == [[8, 9], [3, 4, 5, 6]]
+    by_name = Mixture(sources, resolution=16, split="train", n_test={"b": 1})  # a: 10%
+    assert [len(s) for s in by_name.samples_per_source] == [9, 6]
+    with pytest.raises(ValueError, match=r"n_test has 1 entries for 2 sources"):
+        Mixture(sources, resolution=16, n_test=[1])
     traj = Mixture(sources, resolution=8, split="test", mode="trajectory", test_fraction=0.2)
     assert len(traj) == 2 + 1
     item = traj[0]

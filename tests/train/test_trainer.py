@@ -183,3 +183,9 @@ def test_resume_after_sigkill_is_bitwise_exact(adv1, tmp_path):
         for d in (tmp_path / "straight", tmp_path / "killed")
     ]
     assert losses[0] == losses[1] and len(losses[0]) == 8
+
+
+def test_test_split_size_per_source(adv1, tmp_path):
+    trainer = Trainer(tiny_config([adv1, adv1], **{"data.n_test": [2, 5]}), run_dir=tmp_path)
+    assert {k: len(v) for k, v in trainer.test_data.items()} == {"adv1": 2, "adv1_2": 5}
+    assert [len(s) for s in trainer.train_data.samples_per_source] == [22, 19]
