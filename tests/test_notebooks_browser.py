@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import chromium_launch_args, free_port
 
 from dpot_lab.train.config import TrainConfig
 
@@ -29,12 +29,6 @@ sync_api = pytest.importorskip("playwright.sync_api")
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "01_pretrain.ipynb"  # widgets, a progress bar and live plots in one notebook
 CONFIGS = ["notebook_pretrain_quick.yaml"]  # what the notebook reads from ../configs
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage",
-]  # fmt: skip
 ARTIFACTS = ROOT / "artifacts"
 RUN_TIMEOUT_S = 300  # a hang guard for the whole run, not a speed check
 
@@ -59,12 +53,6 @@ JS_LOSS_ROWS = """() => {
 JS_KERNEL = "() => window.jupyterapp.shell.currentWidget.sessionContext.kernelDisplayStatus"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -82,8 +70,7 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
 @pytest.fixture
 def lab(tmp_path):
     """JupyterLab on a copy of the notebook (quick mode); yields (url of the notebook, its dir)."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing: install Debian's chromium (make browser)")
+    chromium_launch_args()  # skips before JupyterLab starts when Chromium is missing
     work = tmp_path / "lab"
     (work / "notebooks").mkdir(parents=True)
     (work / "configs").mkdir()
@@ -109,7 +96,7 @@ def lab(tmp_path):
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
         "IPYTHONDIR": str(home / "ipython"),
     }
-    token, port = secrets.token_hex(16), _free_port()
+    token, port = secrets.token_hex(16), free_port()
     jupyter = Path(sys.executable).parent / "jupyter"
     cmd = [
         str(jupyter), "lab", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
@@ -155,7 +142,7 @@ def test_notebook_in_jupyterlab(lab):
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / f"notebook_{Path(NOTEBOOK).stem}.png"
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(**chromium_launch_args())
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)

@@ -3,7 +3,6 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,33 +13,19 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from browser import chromium_launch_args, free_port
 
 import dpot_lab as dl
 from dpot_lab.viz import DEMO_CHECKPOINT
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage",
-]  # fmt: skip
 SERVER_START_S = 120
 
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     """pytest-playwright launches the system Chromium (never a downloaded one)."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
-    return {**browser_type_launch_args, "executable_path": CHROMIUM, "headless": True,
-            "args": CHROMIUM_ARGS}  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return {**browser_type_launch_args, **chromium_launch_args()}
 
 
 def _trajectories(fields: list[str], n=2, t=16, shape=(48, 40), seed=0) -> xr.Dataset:
@@ -84,7 +69,7 @@ def viewer_files(tmp_path_factory) -> dict[str, Path]:
 def viewer_url(viewer_files):
     """URL of `panel serve apps/rollout_viewer.py --args --data-dir DATA` (demo data cached in a
     temp folder unless $DPOT_LAB_CACHE is set); the server is stopped afterwards."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DPOT_LAB_DEMO_CHECKPOINT": str(viewer_files["checkpoint"])}
     env.setdefault("DPOT_LAB_CACHE", str(viewer_files["cache"]))
     # one torch thread: beside pytest and Chromium on a small machine, more threads only contend
