@@ -10,6 +10,7 @@ depends on the seed and the parameters, not on the batch size.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib
 import inspect
@@ -162,6 +163,12 @@ def generate_cached(spec: dict[str, Any], cache_dir: str | os.PathLike | None = 
     ("batch_size" and "progress" may be given; they do not change the file). The file lives in
     ``cache_dir``, else ``$DPOT_LAB_CACHE``, else ``~/.cache/dpot-lab/data``, named by a hash
     of the spec; it is written atomically, so a crash never leaves a half-written file.
+
+    Processes that ask for the same file at once (notebooks, torchrun ranks on nodes that share
+    the folder; its file system must support ``flock``, as local ones and NFS do) take turns on
+    an advisory lock on ``<file>.lock`` beside it: one generates, the others wait, then use its
+    file. The lock file stays behind, empty and harmless: removing it would let a newcomer lock
+    a fresh one while a waiting process still holds the removed one.
     """
     spec = dict(spec)
     for key in ("generate", "n_samples"):
@@ -187,8 +194,18 @@ def generate_cached(spec: dict[str, Any], cache_dir: str | os.PathLike | None = 
     if path.exists():
         log.info("using cached %s", path)
         return path
-    log.info("generating %s", path)
-    return generate(entry.name, path, n_samples, resolution, seed, **run, **spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:  # released on close or exit
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process to generate %s", path)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():  # the other process made it while we waited
+            log.info("using cached %s", path)
+            return path
+        log.info("generating %s", path)
+        return generate(entry.name, path, n_samples, resolution, seed, **run, **spec)
 
 
 def _entry(pde: str, where: str) -> Generator:
@@ -213,4 +230,3 @@ def _check_params(
             f"{where}: generate({entry.name!r}): unknown parameter(s) {', '.join(unknown)}; "
             f"accepted: {', '.join(accepted)}"
         )
-

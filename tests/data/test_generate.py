@@ -3,8 +3,11 @@ seed, whatever the batch size; the cache reuses a file per spec."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
+import logging
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -172,3 +175,54 @@ def test_generate_cached_makes_once_and_reuses(tmp_path, monkeypatch):
     assert not list((tmp_path / "cache").glob("*.tmp"))  # written atomically, nothing left over
     with pytest.raises(ValueError, match="n_samples"):
         generate_cached({"generate": "ns2d"})
+
+
+def _generate_cached_in_child(spec, cache_dir, start, waiting, results) -> None:
+    """One of two processes that call ``generate_cached(spec, cache_dir)`` together, after
+    ``start`` (a Barrier); puts (path, sha256 of the file, times it generated, log messages) on
+    ``results``. A generating process holds on until the other logs that it waits (``waiting``,
+    an Event; 10 s at most), so the two overlap however the processes are scheduled."""
+    torch.set_num_threads(1)
+    GENERATORS[spec["generate"]].load()  # imported before the start, so that both start together
+    messages, calls = [], []
+
+    class Record(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+            if messages[-1].startswith("waiting for another process to generate"):
+                waiting.set()
+
+    def held_generate(*args, **kwargs):
+        calls.append(args)
+        waiting.wait(timeout=10)
+        return generate(*args, **kwargs)
+
+    logger = logging.getLogger(generate_module.__name__)
+    logger.addHandler(Record())
+    logger.setLevel(logging.INFO)
+    generate_module.generate = held_generate
+    start.wait(timeout=60)
+    path = generate_cached(spec, cache_dir)
+    results.put((path, hashlib.sha256(path.read_bytes()).hexdigest(), len(calls), messages))
+
+
+def test_generate_cached_generates_once_when_two_processes_ask_at_once(tmp_path):
+    spec = {"generate": "ns2d", "n_samples": 1, "seed": 0, "progress": False, **NS2D}
+    ctx = multiprocessing.get_context("spawn")
+    start, waiting, results = ctx.Barrier(2), ctx.Event(), ctx.Queue()
+    args = (spec, tmp_path / "cache", start, waiting, results)
+    procs = [ctx.Process(target=_generate_cached_in_child, args=args) for _ in range(2)]
+    for p in procs:
+        p.start()
+    try:  # a child that fails prints its traceback to the captured stderr
+        got = [results.get(timeout=60) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+    waiter, maker = sorted(got, key=lambda r: r[2])  # by the times each generated
+    assert (waiter[2], maker[2]) == (0, 1), f"generated {waiter[2] + maker[2]} times, not once"
+    assert waiter[0] == maker[0] and waiter[0].exists()
+    assert waiter[1] == maker[1]  # the same bytes
+    assert any(m.startswith("waiting for another process to generate") for m in waiter[3])
