@@ -30,15 +30,6 @@ generate_module = importlib.import_module("dpot_lab.data.generation")
 NS2D = dict(resolution=16, n_frames=2, dt_save=0.25)  # a few hundredths of a second per sample
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small FFTs run fastest on one thread, above all on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def read(path, name: str) -> np.ndarray:
     """A field of a native file as a numpy array, read back through h5py directly."""
     import h5py
