@@ -1,6 +1,7 @@
 """Readers for peer formats: shapes, names, axis order, coordinates and values exactly as the
 files were written (conftest's writers), and clear errors for bad input."""
 
+import re
 import sys
 
 import h5py
@@ -9,7 +10,7 @@ import pytest
 import xarray as xr
 
 from dpot_lab.data.open import detect_format, open_dataset
-from dpot_lab.data.schema import field_names
+from dpot_lab.data.schema import check_finite, field_names
 
 
 def assert_coded(ds, layouts, channels):
@@ -204,3 +205,135 @@ def test_engine_opens_peer_formats(tmp_path, layouts):
     ds = xr.open_dataset(path, engine="dpot_lab", drop_variables=["buo_y"])
     assert "buo_y" not in ds and field_names(ds) == ["density", "vx", "vy"]
     assert_coded(ds, layouts, {"vx": 1})
+
+
+def h5(path, arrays, userblock_size=None):
+    """A file holding ``arrays`` ({key: array}) and nothing else."""
+    with h5py.File(path, "w", userblock_size=userblock_size) as f:
+        for key, value in arrays.items():
+            f[key] = value
+    return path
+
+
+def rewritten(path, drop, add=None):
+    """``path`` with the datasets in ``drop`` deleted and those in ``add`` written instead."""
+    with h5py.File(path, "r+") as f:
+        for key in drop:
+            del f[key]
+        for key, value in (add or {}).items():
+            f[key] = value
+    return path
+
+
+def write_mat(path, arrays):
+    """A MATLAB v5 file holding ``arrays``."""
+    from scipy.io import savemat
+
+    savemat(path, arrays)
+    return path
+
+
+def zeros(*shape):
+    """float32 zeros (a placeholder for data whose values do not matter)."""
+    return np.zeros(shape, np.float32)
+
+
+BAD = {  # name -> (writer of a broken file in a folder, what the error must say)
+    "groups_data_without_channels": (
+        lambda p, lay: h5(p / "2D_diff-react_NA_NA.h5", {"0000/data": zeros(5, 8)}),
+        r"'0000/data' has shape \(5, 8\), expected \(T, X\[, Y, Z\], C\)",
+    ),
+    "groups_sample_without_data": (
+        lambda p, lay: rewritten(lay.write_pdebench_groups(p / "dr.h5"), ["0001/data"]),
+        r"sample group\(s\) \['0001'\] have no 'data' like '0000'",
+    ),
+    "cfd_without_vy": (
+        lambda p, lay: rewritten(lay.write_pdebench_cfd(p / "2D_CFD_Rand.hdf5"), ["Vy"]),
+        r"no \['Vy'\]; a 2D compressible NS file has \['density', 'Vx', 'Vy', 'pressure'\]",
+    ),
+    "cfd_without_space": (
+        lambda p, lay: h5(p / "cfd.hdf5", {k: zeros(3, 5) for k in ("density", "Vx", "pressure")}),
+        r"'density' has shape \(3, 5\), expected \(N, T, X\[, Y, Z\]\)",
+    ),
+    "incompressible_velocity_3_components": (
+        lambda p, lay: h5(p / "ns.h5", {"velocity": zeros(3, 5, 8, 6, 3)}),
+        r"'velocity' has shape \(3, 5, 8, 6, 3\), expected \(B, T, X, Y, 2\)",
+    ),
+    "incompressible_force_with_time": (
+        lambda p, lay: h5(
+            p / "ns.h5", {"velocity": zeros(3, 5, 8, 6, 2), "force": zeros(3, 5, 8, 6, 2)}
+        ),
+        r"'force' has shape \(3, 5, 8, 6, 2\), expected \(B, X, Y, 2\), no T axis",
+    ),
+    "incompressible_particles_without_channel": (
+        lambda p, lay: h5(
+            p / "ns.h5", {"velocity": zeros(3, 5, 8, 6, 2), "particles": zeros(3, 5, 8, 6)}
+        ),
+        r"'particles' has shape \(3, 5, 8, 6\), expected \(B, T, X, Y, 1\)",
+    ),
+    "tensor_without_space": (
+        lambda p, lay: h5(p / "1D_Burgers_Sols_Nu0.01.hdf5", {"tensor": zeros(3, 5)}),
+        r"'tensor' has shape \(3, 5\), expected \(N, T, X\[, Y, Z\]\)",
+    ),
+    "pdearena_without_y": (
+        lambda p, lay: h5(p / "arena.h5", {"train/u": zeros(3, 5, 8), "train/vx": zeros(3, 5, 8)}),
+        r"'train/u' has shape \(3, 5, 8\), expected \(N, T, X, Y\)",
+    ),
+    "fno_v73_u_3d": (
+        lambda p, lay: h5(p / "ns.mat", {"u": zeros(5, 6, 8)}, userblock_size=512),
+        r"fno \(missing .*4-D 'u'; 'u' has shape \(5, 6, 8\)\)",
+    ),
+    "fno_v5_without_u": (
+        lambda p, lay: write_mat(p / "ns.mat", {"a": zeros(3, 8, 6)}),
+        r"expected a 4-D 'u' \(N, X, Y, T\) in the \.mat file; no 'u'",
+    ),
+    "well_field_listed_not_stored": (
+        lambda p, lay: rewritten(lay.write_well(p / "well.hdf5"), ["t0_fields/pressure"]),
+        r"'/t0_fields' lists 'pressure' in its field_names, but has no dataset",
+    ),
+    "well_field_without_y": (
+        lambda p, lay: rewritten(
+            lay.write_well(p / "well.hdf5"),
+            ["t0_fields/pressure"],
+            {"t0_fields/pressure": zeros(3, 5, 8)},
+        ),
+        r"'/t0_fields/pressure' has shape \(3, 5, 8\), "
+        r"expected axes \('sample', 'time', 'x', 'y'\)",
+    ),
+    "well_time_grid_one_too_long": (
+        lambda p, lay: rewritten(
+            lay.write_well(p / "well.hdf5"), ["dimensions/time"], {"dimensions/time": zeros(6)}
+        ),
+        r"conflicting sizes for dimension 'time'",
+    ),
+    "dpot_data_3d": (
+        lambda p, lay: h5(p / "data_0.hdf5", {"data": zeros(3, 4, 5)}),
+        r"dpot_unified \(missing dataset 'data' .*; 'data' has shape \(3, 4, 5\)\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_names_file_field_and_what_was_expected(tmp_path, layouts, case):
+    write, says = BAD[case]
+    path = write(tmp_path, layouts)
+    with pytest.raises(ValueError) as err:
+        open_dataset(path)
+    message = str(err.value)
+    assert message.startswith(str(path.resolve())) and re.search(says, message), message
+
+
+def test_check_finite_names_the_sample_of_a_failed_simulation(tmp_path, layouts):
+    path = layouts.write_pdebench_groups(tmp_path / "2D_diff-react_NA_NA.h5")
+    with h5py.File(path, "r+") as f:
+        f["0001/data"][3, 2, 1, 1] = np.nan  # (T, X, Y, C): sample 1, frame 3, field 'v'
+    ds = open_dataset(path)
+    with pytest.raises(
+        ValueError, match=r"^non-finite values \(NaN/Inf\): 'v' at sample 1 frame 3$"
+    ):
+        check_finite(ds)
+    with pytest.warns(
+        UserWarning, match=r"dropped 1 of 3 samples with NaN/Inf \(sample indices \[1\]\)"
+    ):
+        kept = check_finite(ds, skip=True)
+    np.testing.assert_array_equal(kept.u.values, layouts.expected(ds.u)[[0, 2]])

@@ -22,9 +22,11 @@ log = logging.getLogger(__name__)
 
 def detect(f: h5py.File) -> tuple[bool, str]:
     """Is ``f`` in DPOT's unified layout? -> (ok, what is missing)."""
-    if "data" in f and isinstance(f["data"], h5py.Dataset) and 4 <= f["data"].ndim <= 6:
+    data = f.get("data")
+    if isinstance(data, h5py.Dataset) and 4 <= data.ndim <= 6:
         return True, ""
-    return False, "dataset 'data' (X, Y, T, C) or (N, X, Y, T, C)"
+    found = f"; 'data' has shape {data.shape}" if isinstance(data, h5py.Dataset) else ""
+    return False, f"dataset 'data' (X, Y, T, C) or (N, X, Y, T, C){found}"
 
 
 def sort_files(paths: Sequence[Path]) -> list[Path]:

@@ -28,9 +28,11 @@ V5_HEADER = b"MATLAB 5.0 MAT-file"
 def detect(f: h5py.File) -> tuple[bool, str]:
     """Is ``f`` an FNO v7.3 ``.mat`` file? -> (ok, what is missing)."""
     is_mat = f.userblock_size >= 128 or str(f.filename).lower().endswith(".mat")
-    if "u" in f and isinstance(f["u"], h5py.Dataset) and f["u"].ndim == 4 and is_mat:
+    u = f.get("u")
+    if isinstance(u, h5py.Dataset) and u.ndim == 4 and is_mat:
         return True, ""
-    return False, "a MATLAB v7.3 file (.mat or 512-byte header) with 4-D 'u'"
+    found = f"; 'u' has shape {u.shape}" if isinstance(u, h5py.Dataset) else ""
+    return False, f"a MATLAB v7.3 file (.mat or 512-byte header) with 4-D 'u'{found}"
 
 
 def is_v5(path: str | os.PathLike) -> bool:
@@ -88,7 +90,8 @@ def _open_v5(path: Path) -> xr.Dataset:
         ) from exc
     mat = loadmat(path)
     if "u" not in mat or np.ndim(mat["u"]) != 4:
-        raise ValueError(f"{path}: expected a 4-D 'u' (N, X, Y, T) in the .mat file")
+        found = f"'u' has shape {np.shape(mat['u'])}" if "u" in mat else "no 'u'"
+        raise ValueError(f"{path}: expected a 4-D 'u' (N, X, Y, T) in the .mat file; {found}")
     u = mat["u"]  # (N, X, Y, T)
     data_vars = {"vorticity": (("sample", "time", "x", "y"), u.transpose(0, 3, 1, 2))}
     if "a" in mat:

@@ -51,6 +51,8 @@ def open(
         raise ValueError(f"{path}: no split '{split}'; the file has {present}")
     g = f[split]
     shape = g["u"].shape  # (N, T, X, Y)
+    if len(shape) != 4:
+        raise ValueError(f"{path}: '{split}/u' has shape {shape}, expected (N, T, X, Y)")
     dims = ("sample", "time", "x", "y")
     data_vars = {}
     for key, name in _FIELDS.items():

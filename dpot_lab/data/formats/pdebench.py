@@ -3,9 +3,9 @@
 - per-sample groups (``.h5``: diffusion-reaction, shallow water, diffusion-sorption): groups
   ``'0000'``, ``'0001'``, … each with ``data`` (T, X[, Y], C), ``grid/x``, ``grid/y``, ``grid/t``
   and a YAML ``config`` attr;
-- top-level arrays (``.hdf5``): compressible NS ``density``/``Vx``/``Vy``[/``Vz``]/``pressure``
-  (N, T, X[, Y, Z]); incompressible NS ``velocity`` (B, T, X, Y, 2), ``particles``
-  (B, T, X, Y, 1), ``force`` (B, X, Y, 2), ``t`` (B, T); 1D ``tensor`` (N, T, X).
+- top-level arrays (``.hdf5``): compressible NS ``density``, ``Vx``[/``Vy``/``Vz``: one per
+  spatial dim], ``pressure`` (N, T, X[, Y, Z]); incompressible NS ``velocity`` (B, T, X, Y, 2),
+  ``particles`` (B, T, X, Y, 1), ``force`` (B, X, Y, 2), ``t`` (B, T); 1D ``tensor`` (N, T, X).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ _GROUP_PDES = (
 )
 # Without a telling file name, a 2D groups file is named by its channel count.
 _BY_CHANNELS = {2: ("diffusion_reaction", ("u", "v")), 1: ("shallow_water", ("h",))}
-_CFD = {"density": "density", "Vx": "vx", "Vy": "vy", "Vz": "vz", "pressure": "pressure"}
 
 
 def _groups(f: h5py.File) -> list[str]:
@@ -91,8 +90,15 @@ def open(path: str | os.PathLike, fields: list[str] | None = None) -> xr.Dataset
 
 def _open_groups(path: Path, f: h5py.File, fields: list[str] | None) -> xr.Dataset:
     groups = _groups(f)
+    empty = [k for k in f if k.isdigit() and k not in groups]
+    if empty:
+        raise ValueError(f"{path}: sample group(s) {empty[:5]} have no 'data' like '{groups[0]}'")
     first = f[groups[0]]
     shape = first["data"].shape  # (T, *S, C)
+    if not 3 <= len(shape) <= 5:
+        raise ValueError(
+            f"{path}: '{groups[0]}/data' has shape {shape}, expected (T, X[, Y, Z], C)"
+        )
     n_space, n_channels = len(shape) - 2, shape[-1]
     space = SPATIAL[:n_space]
     pde, names, note = _group_names(path, n_space, n_channels, fields)
@@ -166,20 +172,34 @@ def _space_coords(path: Path, f: h5py.File, space: tuple[str, ...], sizes) -> di
 
 def _open_cfd(path: Path, f: h5py.File) -> xr.Dataset:
     shape = f["density"].shape  # (N, T, *S)
+    if not 3 <= len(shape) <= 5:
+        raise ValueError(f"{path}: 'density' has shape {shape}, expected (N, T, X[, Y, Z])")
     space = SPATIAL[: len(shape) - 2]
+    keys = ("density", *(f"V{d}" for d in space), "pressure")  # one velocity per spatial dim
+    missing = [k for k in keys if k not in f]
+    if missing:
+        raise ValueError(
+            f"{path}: no {missing}; a {len(space)}D compressible NS file has {list(keys)}, "
+            f"each (N, T, {', '.join(d.upper() for d in space)}) like 'density'"
+        )
     data_vars = {}
-    for key, name in _CFD.items():
-        if key in f:
-            if f[key].shape != shape:
-                raise ValueError(
-                    f"{path}: '{key}' has shape {f[key].shape}, expected {shape} like 'density'"
-                )
-            data_vars[name] = lazy_variable(("sample", "time", *space), H5Array([(path, key)]))
+    for key in keys:
+        if f[key].shape != shape:
+            raise ValueError(
+                f"{path}: '{key}' has shape {f[key].shape}, expected {shape} like 'density'"
+            )
+        data_vars[key.lower()] = lazy_variable(("sample", "time", *space), H5Array([(path, key)]))
     coords = _space_coords(path, f, space, shape[2:])
     if "t-coordinate" in f:
         coords["time"] = frame_coord(path, "t-coordinate", f["t-coordinate"][()], shape[1])
     attrs = {**plain_attrs(f), "pde": "compressible_navier_stokes"}
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def _check_shape(path: Path, f: h5py.File, key: str, shape: tuple, axes: str) -> None:
+    """Raise naming ``key`` unless ``f[key]`` has ``shape`` (``axes``: its axes, in words)."""
+    if f[key].shape != shape:
+        raise ValueError(f"{path}: '{key}' has shape {f[key].shape}, expected {axes} = {shape}")
 
 
 def _open_incompressible(path: Path, f: h5py.File) -> xr.Dataset:
@@ -192,8 +212,10 @@ def _open_incompressible(path: Path, f: h5py.File) -> xr.Dataset:
         for c, name in enumerate(("vx", "vy"))
     }
     if "particles" in f:
+        _check_shape(path, f, "particles", (*shape[:4], 1), "(B, T, X, Y, 1)")
         data_vars["particles"] = lazy_variable(dims, H5Array([(path, "particles")], fixed={4: 0}))
     if "force" in f:
+        _check_shape(path, f, "force", (shape[0], *shape[2:]), "(B, X, Y, 2), no T axis")
         for c, name in enumerate(("force_x", "force_y")):
             array = H5Array([(path, "force")], fixed={3: c})  # (B, X, Y, 2) -> (B, X, Y)
             data_vars[name] = lazy_variable(("sample", "x", "y"), array)

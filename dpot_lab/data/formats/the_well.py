@@ -92,7 +92,7 @@ def open(path: str | os.PathLike) -> xr.Dataset:
 
     if "scalars" in f:
         for name in _names(f["scalars"]):
-            dset = f["scalars"][name]
+            dset = _listed(path, f["scalars"], name)
             lead = _lead(dset, default_sample=False, default_time=False)
             if not lead:
                 attrs.setdefault(name, plain(dset[()]))
@@ -106,7 +106,20 @@ def open(path: str | os.PathLike) -> xr.Dataset:
         bc_dims = [bc_dims] if isinstance(bc_dims, str) else bc_dims
         attrs[f"bc_{name}"] = f"{kind}:" + ",".join(rename.get(str(d), str(d)) for d in bc_dims)
     log.info("%s: The Well '%s', %d variables", path, attrs["pde"], len(data_vars))
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    try:
+        return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    except ValueError as exc:  # e.g. 'dimensions/time' or a scalar disagrees with the fields on T
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _listed(path: Path, group: h5py.Group, name: str) -> h5py.Dataset:
+    """The dataset ``name`` that ``group``'s ``field_names`` lists."""
+    if not isinstance(group.get(name), h5py.Dataset):
+        raise ValueError(
+            f"{path}: '{group.name}' lists '{name}' in its field_names, but has no dataset "
+            f"'{group.name}/{name}'"
+        )
+    return group[name]
 
 
 def _lead(dset: h5py.Dataset, default_sample: bool, default_time: bool) -> tuple[str, ...]:
@@ -120,7 +133,7 @@ def _field(
     path: Path, group: h5py.Group, name: str, order: int, names: list[str], rename: dict
 ) -> dict[str, xr.Variable]:
     """The variables of one field: itself (order 0) or one per vector/tensor component."""
-    dset = group[name]
+    dset = _listed(path, group, name)
     lead = _lead(dset, default_sample=True, default_time=True)
     varying = plain(dset.attrs.get("dim_varying", [True] * len(names)))
     varying = [bool(v) for v in (varying if isinstance(varying, list) else [varying])]
