@@ -1,6 +1,7 @@
 """Readers for peer formats: shapes, names, axis order, coordinates and values exactly as the
 files were written (conftest's writers), and clear errors for bad input."""
 
+import itertools
 import re
 import sys
 
@@ -155,6 +156,99 @@ def test_the_well_constant_fields_tensors_and_bcs(tmp_path, layouts):
     assert_coded(ds, layouts, {"obstacle": 0, "inflow": 0, "profile": 0, "energy": 0})
     assert ds.attrs["bc_y_wall"] == "wall:y" and ds.attrs["Re"] == 100.0
     np.testing.assert_array_equal(ds.time, np.arange(5) * 0.5)
+
+
+def write_well_3d(path):
+    """A 3D Well file with what the 2D ones lack: an empty ``field_names``, a constant vector
+    field listed before the time-varying one, a tensor field without B axis, a time grid that
+    varies per sample, space grids that vary per sample or per frame, bc_type in any case.
+    -> the arrays written, by name."""
+    n, t, x, y, z = 2, 4, 5, 3, 6
+    rng = np.random.default_rng(0)
+    arrays = {
+        "time": np.cumsum(rng.random((n, t)), axis=1),  # (B, T)
+        "x": np.arange(x, dtype=float),
+        "y": rng.random((n, y)),  # (B, Y)
+        "z": rng.random((t, z)),  # (T, Z)
+        "gravity": rng.random((x, y, z, 3)),  # neither sample- nor time-varying
+        "velocity": rng.random((n, t, x, y, z, 3)),
+        "stress": rng.random((t, x, y, z, 3, 3)),  # the same in every sample
+        "forcing": rng.random(n),  # a per-sample scalar
+    }
+    with h5py.File(path, "w") as f:
+        f.attrs.update(
+            {
+                "dataset_name": "toy_convection",
+                "grid_type": "cartesian",
+                "n_spatial_dims": 3,
+                "n_trajectories": n,
+                "simulation_parameters": ["Ra"],
+                "Ra": 1e6,
+            }
+        )
+        d = f.create_group("dimensions")
+        d.attrs["spatial_dims"] = ["x", "y", "z"]
+        for key, sample, time in (("time", True, True), ("x", 0, 0), ("y", 1, 0), ("z", 0, 1)):
+            d[key] = arrays[key].astype(np.float32)
+            d[key].attrs.update({"sample_varying": bool(sample), "time_varying": bool(time)})
+        for name, kind in (("x_periodic", "PERIODIC"), ("y_wall", "Wall"), ("z_open", "open")):
+            bc = f.create_group(f"boundary_conditions/{name}")
+            bc.attrs.update(
+                {"associated_dims": [name[0]], "associated_fields": [], "bc_type": kind}
+            )
+            bc["mask"] = np.ones(5, dtype=bool)
+            bc["values"] = np.zeros(5, dtype=np.float32)
+        sc = f.create_group("scalars")
+        sc.attrs["field_names"] = ["Ra", "forcing"]
+        sc["Ra"], sc["forcing"] = np.float32(1e6), arrays["forcing"].astype(np.float32)
+        sc["Ra"].attrs.update({"sample_varying": False, "time_varying": False})
+        sc["forcing"].attrs.update({"sample_varying": True, "time_varying": False})
+        f.create_group("t0_fields").attrs["field_names"] = []
+        for group, names, flags in (
+            ("t1_fields", ("gravity", "velocity"), ((False, False), (True, True))),
+            ("t2_fields", ("stress",), ((False, True),)),
+        ):
+            f.create_group(group).attrs["field_names"] = list(names)
+            for name, (sample, time) in zip(names, flags, strict=True):
+                f[group][name] = arrays[name].astype(np.float32)
+                f[group][name].attrs.update(
+                    {"sample_varying": sample, "time_varying": time, "dim_varying": [True] * 3}
+                )
+    return {k: v.astype(np.float32) for k, v in arrays.items()}
+
+
+def test_the_well_3d_vectors_tensors_and_varying_grids(tmp_path):
+    path = tmp_path / "toy_convection.hdf5"
+    arrays = write_well_3d(path)
+    ds = open_dataset(path)
+    assert dict(ds.sizes) == {"sample": 2, "time": 4, "x": 5, "y": 3, "z": 6}  # in this order
+    assert list(ds.sizes) == ["sample", "time", "x", "y", "z"]
+    assert field_names(ds) == ["velocity_x", "velocity_y", "velocity_z"]
+    for i, axis in enumerate("xyz"):
+        np.testing.assert_array_equal(ds[f"velocity_{axis}"].values, arrays["velocity"][..., i])
+        np.testing.assert_array_equal(ds[f"gravity_{axis}"].values, arrays["gravity"][..., i])
+    assert ds.gravity_z.dims == ("x", "y", "z") and ds.stress_zx.dims == ("time", "x", "y", "z")
+    for (i, a), (j, b) in itertools.product(enumerate("xyz"), repeat=2):
+        np.testing.assert_array_equal(ds[f"stress_{a}{b}"].values, arrays["stress"][..., i, j])
+    np.testing.assert_array_equal(ds.x, arrays["x"])
+    for name, dims, key in (
+        ("time_per_sample", ("sample", "time"), "time"),
+        ("y_per_sample", ("sample", "y"), "y"),
+        ("z_per_time", ("time", "z"), "z"),
+        ("forcing", ("sample",), "forcing"),
+    ):
+        assert ds[name].dims == dims
+        np.testing.assert_array_equal(ds[name].values, arrays[key])
+    assert {k: v for k, v in ds.attrs.items() if k.startswith("bc_")} == {
+        "bc_x_periodic": "periodic:x",
+        "bc_y_wall": "wall:y",
+        "bc_z_open": "open:z",
+    }
+    assert (ds.attrs["pde"], ds.attrs["n_spatial_dims"], ds.attrs["Ra"]) == (
+        "toy_convection",
+        3,
+        1e6,
+    )
 
 
 @pytest.mark.parametrize("per_sample", [True, False])

@@ -106,6 +106,9 @@ def open(path: str | os.PathLike) -> xr.Dataset:
         bc_dims = [bc_dims] if isinstance(bc_dims, str) else bc_dims
         attrs[f"bc_{name}"] = f"{kind}:" + ",".join(rename.get(str(d), str(d)) for d in bc_dims)
     log.info("%s: The Well '%s', %d variables", path, attrs["pde"], len(data_vars))
+    # Variables with the most axes (the fields) first, so that the Dataset's dims read
+    # (sample, time, x, y[, z]) even when a constant field or a per-sample grid is listed first.
+    data_vars = dict(sorted(data_vars.items(), key=lambda item: -item[1].ndim))
     try:
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)
     except ValueError as exc:  # e.g. 'dimensions/time' or a scalar disagrees with the fields on T
