@@ -97,21 +97,23 @@ def fno_arrays():
     return u, a, np.linspace(1, T, T)[None, :]
 
 
-def write_fno_v73(path):
+def write_fno_v73(path, keys=("u", "a", "t")):
     """MATLAB v7.3: HDF5 after a 512-byte header, axes reversed (h5py sees u as (T, Y, X, N))."""
-    u, a, t = fno_arrays()
+    arrays = dict(zip(("u", "a", "t"), fno_arrays(), strict=True))
     with h5py.File(path, "w", userblock_size=512) as f:
-        f["u"], f["a"], f["t"] = u.T, a.T, t.T  # .T reverses all axes, like MATLAB's writer
+        for key in keys:
+            f[key] = arrays[key].T  # .T reverses all axes, like MATLAB's writer
     with open(path, "r+b") as fh:
         fh.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: test HDF5 schema 1.00 .")
     return path
 
 
-def write_fno_v5(path):
+def write_fno_v5(path, keys=("u", "a", "t")):
+    """MATLAB v5 through scipy: arrays in MATLAB's own order."""
     from scipy.io import savemat
 
-    u, a, t = fno_arrays()
-    savemat(path, {"u": u, "a": a, "t": t})
+    arrays = dict(zip(("u", "a", "t"), fno_arrays(), strict=True))
+    savemat(path, {key: arrays[key] for key in keys})
     return path
 
 

@@ -46,8 +46,15 @@ def test_pdebench_groups_names_by_channels_and_fields(tmp_path, layouts):
         open_dataset(odd, fields=["a", "b"])
 
 
-def test_pdebench_compressible_ns(tmp_path, layouts):
-    ds = open_dataset(layouts.write_pdebench_cfd(tmp_path / "2D_CFD_Rand_M0.1_Eta0.01_Train.hdf5"))
+@pytest.mark.parametrize(
+    "name",
+    [
+        "2D_CFD_Rand_M0.1_Eta0.01_Zeta0.01_periodic_128_Train.hdf5",
+        "2D_CFD_Turb_M1.0_Eta1e-08_Zeta1e-08_periodic_512_Train.hdf5",
+    ],
+)
+def test_pdebench_compressible_ns(tmp_path, layouts, name):
+    ds = open_dataset(layouts.write_pdebench_cfd(tmp_path / name))
     assert field_names(ds) == ["density", "vx", "vy", "pressure"]
     assert_coded(ds, layouts, {"density": 0, "vx": 1, "vy": 2, "pressure": 3})
     np.testing.assert_array_equal(ds.time, np.linspace(0, 1, 6)[:5])  # T+1 entries -> first T
@@ -103,6 +110,17 @@ def test_fno_v5_through_scipy(tmp_path, layouts, monkeypatch):
     assert str(path.name) in str(err.value)
 
 
+@pytest.mark.parametrize("keys", [("u", "t"), ("u",)])
+@pytest.mark.parametrize("version", ["v73", "v5"])
+def test_fno_without_initial_vorticity_or_times(tmp_path, layouts, version, keys):
+    write = layouts.write_fno_v73 if version == "v73" else layouts.write_fno_v5
+    ds = open_dataset(write(tmp_path / "NavierStokes_V1e-4_N3_T5.mat", keys=keys))
+    assert list(ds.data_vars) == ["vorticity"] and ds.attrs["nu"] == 1e-4
+    assert dict(ds.sizes) == {"sample": 3, "time": 5, "x": 8, "y": 6}
+    assert_coded(ds, layouts, {"vorticity": 0})
+    assert ("time" in ds.coords) == ("t" in keys)
+
+
 def test_pdearena_float64_to_float32_and_split(tmp_path, layouts):
     path = layouts.write_pdearena(tmp_path / "NavierStokes2D_valid_1_0.50000.h5", ("valid", "test"))
     ds = open_dataset(path)
@@ -116,6 +134,21 @@ def test_pdearena_float64_to_float32_and_split(tmp_path, layouts):
     assert open_dataset(path, split="test").attrs["split"] == "test"
     with pytest.raises(ValueError, match="no split 'train'"):
         open_dataset(path, split="train")
+
+
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_pdearena_each_split_keeps_float64_and_per_sample_grids(tmp_path, layouts, split):
+    path = layouts.write_pdearena(tmp_path / f"NavierStokes2D_{split}_7_0.50000_32.h5", (split,))
+    with h5py.File(path, "r+") as f:
+        x = f[f"{split}/x"][()]  # (N, X)
+        x[1] += 0.5  # sample 1 on a shifted grid
+        f[f"{split}/x"][...] = x
+    ds = open_dataset(path, dtype=None)
+    assert ds.attrs["split"] == split and ds.density.dtype == np.float64
+    assert_coded(ds, layouts, {"density": 0, "vx": 1, "vy": 2})
+    assert "x" not in ds.coords and ds.x_per_sample.dims == ("sample", "x")
+    np.testing.assert_array_equal(ds.x_per_sample, x)
+    np.testing.assert_array_equal(ds.time, np.linspace(18, 102, 5))
 
 
 def test_the_well_dummy_file_has_all_fields(tmp_path):
