@@ -127,6 +127,7 @@ def _open(path, files: list[Path], per_sample: bool, format: str | None, kw: dic
         name = format or detect_format(files[0])
         source, target = str(files[0]), files[0]
     ds = _call(name, target, kw)
+    ds.encoding["source"] = source  # as xarray's open_dataset does; error messages name it
     validate(ds, source)
     log.info("opened %s as %s: %s", source, name, dict(ds.sizes))
     return ds

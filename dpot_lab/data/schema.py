@@ -142,7 +142,8 @@ def check_finite(ds: xr.Dataset, skip: bool = False) -> xr.Dataset:
     unskippable = [n for n, hits in found.items() if any(s is None for s, _ in hits)]
     if not skip or unskippable:
         why = f" ('{unskippable[0]}' has no sample axis to drop)" if skip else ""
-        raise ValueError(f"non-finite values (NaN/Inf){why}: {report}")
+        where_from = f"{ds.encoding['source']}: " if "source" in ds.encoding else ""
+        raise ValueError(f"{where_from}non-finite values (NaN/Inf){why}: {report}")
     dropped = sorted({s for hits in found.values() for s, _ in hits if s is not None})
     warnings.warn(
         f"check_finite dropped {len(dropped)} of {n_samples} samples with NaN/Inf "

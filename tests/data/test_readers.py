@@ -189,6 +189,10 @@ def test_the_well_constant_fields_tensors_and_bcs(tmp_path, layouts):
     assert_coded(ds, layouts, {"obstacle": 0, "inflow": 0, "profile": 0, "energy": 0})
     assert ds.attrs["bc_y_wall"] == "wall:y" and ds.attrs["Re"] == 100.0
     np.testing.assert_array_equal(ds.time, np.arange(5) * 0.5)
+    with h5py.File(layouts.write_well(tmp_path / "no_tensors.hdf5"), "r+") as f:
+        del f["t2_fields"]  # a writer that leaves out an empty field group
+    no_t2 = open_dataset(tmp_path / "no_tensors.hdf5")
+    assert field_names(no_t2) == ["pressure", "velocity_x", "velocity_y"]
 
 
 def write_well_3d(path):
@@ -456,7 +460,8 @@ def test_check_finite_names_the_sample_of_a_failed_simulation(tmp_path, layouts)
         f["0001/data"][3, 2, 1, 1] = np.nan  # (T, X, Y, C): sample 1, frame 3, field 'v'
     ds = open_dataset(path)
     with pytest.raises(
-        ValueError, match=r"^non-finite values \(NaN/Inf\): 'v' at sample 1 frame 3$"
+        ValueError,
+        match=r"diff-react_NA_NA.h5: non-finite values \(NaN/Inf\): 'v' at sample 1 frame 3$",
     ):
         check_finite(ds)
     with pytest.warns(

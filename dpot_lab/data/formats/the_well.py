@@ -29,14 +29,15 @@ from dpot_lab.data.schema import plain
 
 log = logging.getLogger(__name__)
 
-GROUPS = ("dimensions", "t0_fields", "t1_fields", "t2_fields")
+FIELD_GROUPS = ("t0_fields", "t1_fields", "t2_fields")
 
 
 def detect(f: h5py.File) -> tuple[bool, str]:
-    """Is ``f`` a file of The Well? -> (ok, what is missing)."""
-    missing = [g for g in GROUPS if g not in f]
-    if not missing:
+    """Is ``f`` a file of The Well? -> (ok, what is missing). ``dimensions/`` and at least one
+    of the field groups are needed; a missing field group reads as one with no fields."""
+    if "dimensions" in f and any(g in f for g in FIELD_GROUPS):
         return True, ""
+    missing = [g for g in ("dimensions", *FIELD_GROUPS) if g not in f]
     return False, "groups " + ", ".join(f"'{g}/'" for g in missing)
 
 
@@ -85,9 +86,9 @@ def open(path: str | os.PathLike) -> xr.Dataset:
         else:
             data_vars[f"{dim}_per_{'_'.join(lead)}"] = xr.Variable((*lead, dim), values)
 
-    for order, group_name in enumerate(("t0_fields", "t1_fields", "t2_fields")):
-        group = f[group_name]
-        for name in _names(group):
+    for order, group_name in enumerate(FIELD_GROUPS):
+        group = f.get(group_name)
+        for name in _names(group) if group is not None else []:
             data_vars.update(_field(path, group, name, order, names, rename))
 
     if "scalars" in f:
