@@ -193,6 +193,15 @@ def test_the_well_constant_fields_tensors_and_bcs(tmp_path, layouts):
         del f["t2_fields"]  # a writer that leaves out an empty field group
     no_t2 = open_dataset(tmp_path / "no_tensors.hdf5")
     assert field_names(no_t2) == ["pressure", "velocity_x", "velocity_y"]
+    with h5py.File(layouts.write_well(tmp_path / "kept_axis.hdf5"), "r+") as f:
+        profile = f["t0_fields/profile"][()]  # (B, T, X): y does not vary
+        attrs = dict(f["t0_fields/profile"].attrs)
+        del f["t0_fields/profile"]
+        f["t0_fields"].create_dataset("profile", data=profile[..., None])  # y kept, size 1
+        f["t0_fields/profile"].attrs.update(attrs)
+    kept = open_dataset(tmp_path / "kept_axis.hdf5").profile
+    assert kept.dims == ("sample", "time", "x")
+    np.testing.assert_array_equal(kept.values, profile)
 
 
 def write_well_3d(path):

@@ -142,20 +142,27 @@ def _field(
     varying = plain(dset.attrs.get("dim_varying", [True] * len(names)))
     varying = [bool(v) for v in (varying if isinstance(varying, list) else [varying])]
     space = tuple(rename[n] for n, v in zip(names, varying, strict=True) if v)
-    n_axes = len(lead) + len(space)
+    # a dim that does not vary is left out of the stored array, or kept with size 1: pinned
+    kept = dset.ndim == len(lead) + len(names) + order and len(space) < len(names)
+    pinned = {len(lead) + i: 0 for i, v in enumerate(varying) if not v} if kept else {}
+    n_axes = len(lead) + (len(names) if kept else len(space))
     expected = (*lead, *space) + ("D",) * order
-    if dset.ndim != n_axes + order or any(n != len(names) for n in dset.shape[n_axes:]):
+    if (
+        dset.ndim != n_axes + order
+        or any(n != len(names) for n in dset.shape[n_axes:])
+        or any(dset.shape[a] != 1 for a in pinned)
+    ):
         raise ValueError(
             f"{path}: field '{group.name}/{name}' has shape {dset.shape}, expected axes "
-            f"{expected} with D = {len(names)}"
+            f"{expected} with D = {len(names)} (a dim that does not vary left out or of size 1)"
         )
     key = f"{group.name}/{name}"
     if order == 0:
-        return {name: lazy_variable((*lead, *space), H5Array([(path, key)]))}
+        return {name: lazy_variable((*lead, *space), H5Array([(path, key)], fixed=pinned))}
     out = {}
     axes = SPATIAL[: len(names)]
     for comp in itertools.product(range(len(names)), repeat=order):
-        fixed = {n_axes + i: c for i, c in enumerate(comp)}
+        fixed = {**pinned, **{n_axes + i: c for i, c in enumerate(comp)}}
         suffix = "".join(axes[c] for c in comp)
         out[f"{name}_{suffix}"] = lazy_variable(
             (*lead, *space), H5Array([(path, key)], fixed=fixed)
