@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from dpot_lab.atomic import atomic_path
 from dpot_lab.data.lazy import H5Array, close_files, lazy_variable, open_h5
-from dpot_lab.data.schema import plain
+from dpot_lab.data.schema import plain, validate
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,7 @@ def save(ds: xr.Dataset, path: str | os.PathLike, *, compression: str | None = N
     ``path``. Lazily backed inputs are streamed a block of samples at a time.
     """
     path = Path(path)
-    if not isinstance(ds, xr.Dataset):
-        raise ValueError(f"{path}: save expects an xarray.Dataset, got {type(ds).__name__}")
+    validate(ds, f"{path}: save")  # never write a file that open_dataset would refuse
     total = sum(v.nbytes for v in ds.variables.values())
     with atomic_path(path) as tmp:
         with (

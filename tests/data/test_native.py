@@ -70,6 +70,9 @@ def test_save_replaces_atomically_and_cleans_up(tmp_path):
     xr.testing.assert_identical(open_dataset(path), ds)  # the good file is untouched
     with pytest.raises(ValueError, match="attr 'extra'"):
         native.save(ds.assign_attrs(extra={"nested": 1}), path)
+    no_pde = ds.drop_attrs().assign_attrs(source_format="dpot_lab")  # open_dataset refuses it
+    with pytest.raises(ValueError, match=r"set\.h5: save: not a dpot-lab dataset: attr 'pde'"):
+        native.save(no_pde, path)
     # saving over a file that is open for reading works; the old lazy view then refuses to
     # read the new file as if it were the old one
     opened = open_dataset(path)
