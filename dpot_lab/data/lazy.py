@@ -163,10 +163,11 @@ class H5Array(BackendArray):
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
         return indexing.explicit_indexing_adapter(
-            key, self.shape, indexing.IndexingSupport.OUTER, self._getitem
+            key, self.shape, indexing.IndexingSupport.OUTER, self.read
         )
 
-    def _getitem(self, key: tuple) -> np.ndarray:
+    def read(self, key: tuple) -> np.ndarray:
+        """The array under an outer-indexing ``key`` (one entry per axis: int, slice, array)."""
         if not self.stacked:
             return self._read(self.sources[0], key)
         first, rest = key[0], key[1:]
@@ -224,3 +225,13 @@ def lazy_variable(dims: Sequence[str], array: H5Array, attrs: dict | None = None
     if len(dims) != array.ndim:
         raise ValueError(f"{array!r}: {len(dims)} dim names {tuple(dims)} for {array.ndim} axes")
     return xr.Variable(tuple(dims), indexing.LazilyIndexedArray(array), attrs)
+
+
+def backing_array(var: xr.Variable) -> H5Array | None:
+    """The ``H5Array`` that ``var`` presents as it is (not indexed, transposed or loaded since
+    ``lazy_variable`` made it), to read windows without xarray's indexing machinery; else None."""
+    data = getattr(var, "_data", None)
+    if not isinstance(data, indexing.LazilyIndexedArray) or not isinstance(data.array, H5Array):
+        return None
+    whole = all(k == slice(None) for k in data.key.tuple) and data.array.shape == var.shape
+    return data.array if whole else None

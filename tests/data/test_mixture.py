@@ -12,6 +12,7 @@ from torch.utils.data import DistributedSampler
 
 from dpot_lab.data import native
 from dpot_lab.data.mixture import Mixture, make_loader
+from dpot_lab.data.open import open_dataset
 
 
 def make_ds(n=6, t=14, shape=(16, 16), channels=1, pde="heat", seed=0) -> xr.Dataset:
@@ -206,6 +207,13 @@ def test_loader_workers_read_files_like_the_main_process(tmp_path):
     in_memory.set_epoch(1)
     for i in range(len(m)):
         assert torch.equal(in_memory[i]["x"], m[i]["x"])
+    assert all(array is not None for src in m._sources for array in src.arrays)  # direct reads
+    # a file opened and sliced by the user is read through xarray's indexing, to the same values
+    sliced = Mixture([open_dataset(paths[0]).isel(sample=slice(1, None))], resolution=32)
+    assert sliced._sources[0].arrays == (None,)
+    held = Mixture([a.isel(sample=slice(1, None))], resolution=32)
+    for i in range(len(held)):
+        assert torch.equal(sliced[i]["x"], held[i]["x"])
 
 
 def test_too_few_frames_or_too_many_channels_name_the_source():
