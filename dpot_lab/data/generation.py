@@ -17,7 +17,7 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,8 +110,9 @@ def generate(
     ``path`` in the native HDF5 format; returns the path.
 
     resolution: grid points per axis (None: the generator's default, 64 in 2D, 32 in 3D).
-    batch_size: trajectories solved together (None: the generator's default on the CPU, all of
-    them on another ``device``); it changes speed and memory, never the values.
+    batch_size: trajectories solved together, and all that is held in memory: each batch is
+    written to the file before the next is solved (None: the generator's default on the CPU, all
+    of them on another ``device``); it changes speed and memory, never the values.
     params: the generator's parameters (``nu=1e-4``, ``n_frames=30``, ``device="cuda"``, …);
     see ``dpot_lab.data.generators``.
     """
@@ -128,31 +129,21 @@ def generate(
         raise ValueError(f"{path}: batch_size: expected an integer >= 1, got {batch_size!r}")
 
     seed_seqs = np.random.SeedSequence(seed).spawn(n_samples)
-    parts = []
-    with tqdm(
-        total=n_samples, desc=f"generate {entry.name}", unit="traj", disable=not progress
-    ) as bar:
-        for start in range(0, n_samples, batch_size):
-            chunk = seed_seqs[start : start + batch_size]
-            parts.append(fn(len(chunk), resolution, chunk, **params))
-            bar.update(len(chunk))
-    if len(parts) == 1:
-        ds = parts[0]
-    else:  # batches share time and grid coords and attrs
-        ds = xr.concat(
-            parts,
-            dim="sample",
-            data_vars="minimal",
-            coords="minimal",
-            compat="override",
-            join="exact",
-            combine_attrs="override",
-        )
-    ds.attrs.update(seed=int(seed), generator=entry.name)
 
-    from dpot_lab.data.native import save
+    def batches() -> Iterator[xr.Dataset]:
+        with tqdm(
+            total=n_samples, desc=f"generate {entry.name}", unit="traj", disable=not progress
+        ) as bar:
+            for start in range(0, n_samples, batch_size):
+                chunk = seed_seqs[start : start + batch_size]
+                part = fn(len(chunk), resolution, chunk, **params)
+                part.attrs.update(seed=int(seed), generator=entry.name)
+                bar.update(len(chunk))
+                yield part
 
-    return save(ds, path)
+    from dpot_lab.data.native import save_parts
+
+    return save_parts(batches(), path, n_samples)  # one batch in memory at a time
 
 
 def generate_cached(spec: dict[str, Any], cache_dir: str | os.PathLike | None = None) -> Path:

@@ -12,9 +12,10 @@ Attrs come back as Python scalars and lists (a tuple or 1-D array attr reads bac
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 
@@ -63,56 +64,67 @@ def _read_attrs(source: h5py.HLObject) -> dict:
     return {k: plain(v) for k, v in source.attrs.items() if k not in (MARKER, _DIMS, _DTYPE)}
 
 
-def _chunks(var: xr.Variable) -> tuple[int, ...] | None:
+def _chunks(dims: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, ...] | None:
     """One frame per chunk: 1 along sample and time, the full extent elsewhere."""
-    if var.ndim == 0 or 0 in var.shape or not {"sample", "time"} & set(var.dims):
+    if not shape or 0 in shape or not {"sample", "time"} & set(dims):
         return None
-    return tuple(1 if d in ("sample", "time") else n for d, n in var.sizes.items())
+    return tuple(1 if d in ("sample", "time") else n for d, n in zip(dims, shape, strict=True))
 
 
-def _write_variable(
+def _create(
     group: h5py.Group,
     name: str,
     var: xr.Variable,
+    shape: tuple[int, ...],
     path: Path,
     compression: str | None,
-    bar: Callable[[int], None],
-) -> None:
-    """Write ``var`` under ``group/name``, a block of samples at a time (lazy inputs stream)."""
+) -> h5py.Dataset:
+    """An empty dataset ``group/name`` shaped ``shape`` for ``var``'s dtype, dims and attrs."""
     where = f"{path}: variable '{name}'"
     if "/" in name or name == _COORDS:
         raise ValueError(f"{where}: the name must not contain '/' or be '{_COORDS}'")
     kind = var.dtype.kind
     if kind not in "biufcUmM":
         raise ValueError(f"{where}: dtype {var.dtype} cannot be stored; expected numbers or text")
-    if kind in "U":
-        dset = group.create_dataset(name, data=var.values.astype(object), dtype=h5py.string_dtype())
-    elif kind in "mM":
-        dset = group.create_dataset(name, data=var.values.view("int64"))
+    chunks = _chunks(var.dims, shape) if kind not in "UmM" else None
+    dtype = {"U": h5py.string_dtype(), "m": "int64", "M": "int64"}.get(kind, var.dtype)
+    dset = group.create_dataset(
+        name,
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        compression=compression if chunks else None,
+        track_order=True,
+    )
+    if kind in "mM":
         dset.attrs[_DTYPE] = str(var.dtype)
-    else:
-        chunks = _chunks(var)
-        dset = group.create_dataset(
-            name,
-            shape=var.shape,
-            dtype=var.dtype,
-            chunks=chunks,
-            compression=compression if chunks else None,
-            track_order=True,
-        )
-        if var.ndim and var.size:
-            axis = var.dims.index("sample") if "sample" in var.dims else 0
-            per_index = var.nbytes // var.shape[axis]
-            block = max(1, _BLOCK_BYTES // max(per_index, 1))
-            for start in range(0, var.shape[axis], block):
-                part = slice(start, min(start + block, var.shape[axis]))
-                index = (slice(None),) * axis + (part,)
-                dset[index] = np.asarray(var.isel({var.dims[axis]: part}).values)
-                bar(int(per_index * (part.stop - part.start)))
-        elif var.ndim == 0:
-            dset[()] = var.values
     dset.attrs[_DIMS] = [str(d) for d in var.dims]
     _write_attrs(dset, var.attrs, where)
+    return dset
+
+
+def _fill(dset: h5py.Dataset, var: xr.Variable, offset: int, bar: Callable[[int], None]) -> None:
+    """Write ``var`` into ``dset`` from ``offset`` along its sample axis (else its first axis),
+    a block of samples at a time, so lazily backed inputs stream."""
+    if var.ndim == 0:
+        dset[()] = _stored(var.values)
+        return
+    axis = var.dims.index("sample") if "sample" in var.dims else 0
+    n = var.shape[axis]
+    per_index = var.nbytes // max(n, 1)
+    block = max(1, _BLOCK_BYTES // max(per_index, 1))
+    for start in range(0, n, block):
+        part = slice(start, min(start + block, n))
+        values = _stored(np.asarray(var.isel({var.dims[axis]: part}).values))
+        dset[(slice(None),) * axis + (slice(offset + part.start, offset + part.stop),)] = values
+        bar(int(per_index * (part.stop - part.start)))
+
+
+def _stored(values: np.ndarray) -> np.ndarray:
+    """Values as h5py stores them: text as objects, datetimes and timedeltas as int64."""
+    if values.dtype.kind == "U":
+        return values.astype(object)
+    return values.view("int64") if values.dtype.kind in "mM" else values
 
 
 def save(ds: xr.Dataset, path: str | os.PathLike, *, compression: str | None = None) -> Path:
@@ -123,29 +135,69 @@ def save(ds: xr.Dataset, path: str | os.PathLike, *, compression: str | None = N
     folder and moved into place, so an interrupted save never leaves a half-written file at
     ``path``. Lazily backed inputs are streamed a block of samples at a time.
     """
+    return save_parts([ds], path, ds.sizes.get("sample", 0), compression=compression)
+
+
+def save_parts(
+    parts: Iterable[xr.Dataset],
+    path: str | os.PathLike,
+    n_samples: int,
+    *,
+    compression: str | None = None,
+) -> Path:
+    """Write datasets that follow each other along ``sample`` (``n_samples`` in all) as one
+    native file, holding one part in memory at a time; as ``save`` otherwise. Everything without
+    a sample axis (coordinates, attrs) comes from the first part; later parts must agree."""
     path = Path(path)
-    validate(ds, f"{path}: save")  # never write a file that open_dataset would refuse
-    total = sum(v.nbytes for v in ds.variables.values())
-    with atomic_path(path) as tmp:
-        with (
-            h5py.File(tmp, "w", track_order=True) as f,
-            tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                desc=f"save {path.name}",
-                disable=total < _PROGRESS_BYTES,
-            ) as bar,
-        ):
-            f.attrs[MARKER] = VERSION
-            _write_attrs(f, ds.attrs, str(path))
-            for name, var in ds.data_vars.items():
-                _write_variable(f, str(name), var.variable, path, compression, bar.update)
-            coords = f.create_group(_COORDS, track_order=True)
-            for name, var in ds.coords.items():
-                _write_variable(coords, str(name), var.variable, path, None, bar.update)
-    log.info("saved %s (%d variables, %.1f MB)", path, len(ds.variables), total / 1e6)
+    parts = iter(parts)
+    first = next(parts, None)
+    if first is None:
+        raise ValueError(f"{path}: nothing to save (no parts)")
+    projected = sum(v.nbytes for v in first.variables.values()) * n_samples
+    projected //= max(first.sizes.get("sample", 1), 1)
+    with (
+        atomic_path(path) as tmp,
+        h5py.File(tmp, "w", track_order=True) as f,
+        tqdm(total=projected, unit="B", unit_scale=True, desc=f"save {path.name}",
+             disable=projected < _PROGRESS_BYTES) as bar,
+    ):  # fmt: skip
+        start, dsets = 0, {}
+        for k, ds in enumerate(itertools.chain([first], parts)):
+            validate(ds, f"{path}: save")  # never write a file that open_dataset would refuse
+            if k == 0:
+                f.attrs[MARKER] = VERSION
+                _write_attrs(f, ds.attrs, str(path))
+                coords = f.create_group(_COORDS, track_order=True)
+                for group, items in ((f, ds.data_vars.items()), (coords, ds.coords.items())):
+                    for name, var in items:
+                        v = var.variable
+                        shape = tuple(n_samples if d == "sample" else n for d, n in v.sizes.items())
+                        dsets[name] = _create(group, str(name), v, shape, path, compression)
+            else:
+                _check_part(ds, first, path, k)
+            for name, dset in dsets.items():
+                var = ds[name].variable
+                if "sample" in var.dims or k == 0:
+                    _fill(dset, var, start if "sample" in var.dims else 0, bar.update)
+            start += ds.sizes.get("sample", 0)
+        if start != n_samples:
+            raise ValueError(f"{path}: the parts hold {start} samples, expected {n_samples}")
+    log.info("saved %s (%d variables, %d samples)", path, len(dsets), n_samples)
     return path
+
+
+def _check_part(ds: xr.Dataset, first: xr.Dataset, path: Path, k: int) -> None:
+    """ValueError unless part ``k`` has the first part's variables and sample-free values."""
+    if set(ds.variables) != set(first.variables):
+        raise ValueError(
+            f"{path}: part {k} has variables {sorted(map(str, ds.variables))}, the first part "
+            f"{sorted(map(str, first.variables))}"
+        )
+    for name, var in first.variables.items():
+        if "sample" not in var.dims and not var.equals(ds.variables[name]):
+            raise ValueError(f"{path}: part {k} differs from the first in '{name}'")
+        if var.dims != ds.variables[name].dims:
+            raise ValueError(f"{path}: part {k} has '{name}' with dims {ds.variables[name].dims}")
 
 
 def to_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
@@ -159,7 +211,7 @@ def to_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     out.attrs = {k: int(v) if isinstance(v, bool | np.bool_) else v for k, v in ds.attrs.items()}
     encoding = {}
     for name, var in out.data_vars.items():
-        chunks = _chunks(var.variable)
+        chunks = _chunks(var.dims, var.shape)
         if chunks:
             encoding[name] = {"chunksizes": chunks}
     with atomic_path(path) as tmp:

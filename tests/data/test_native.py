@@ -89,6 +89,26 @@ def test_save_streams_a_lazy_dataset(tmp_path):
     xr.testing.assert_identical(open_dataset(copy), ds.isel(sample=[2, 0]))
 
 
+def test_save_parts_writes_one_file_and_a_failure_loses_nothing(tmp_path):
+    ds = make_dataset()  # 3 samples, text and per-sample coordinates included
+    path = native.save_parts((ds.isel(sample=[k]) for k in range(3)), tmp_path / "parts.h5", 3)
+    xr.testing.assert_identical(open_dataset(path), ds)
+    good = path.read_bytes()
+
+    def crashing():  # a solver that fails after its first batch
+        yield ds.isel(sample=[0])
+        raise RuntimeError("solver blew up")
+
+    with pytest.raises(RuntimeError, match="solver blew up"):
+        native.save_parts(crashing(), path, n_samples=3)
+    moved = ds.isel(sample=[2]).assign_coords(time=ds.time + 1)
+    with pytest.raises(ValueError, match=r"parts\.h5: part 1 differs from the first in 'time'"):
+        native.save_parts([ds.isel(sample=[0, 1]), moved], path, n_samples=3)
+    with pytest.raises(ValueError, match=r"parts\.h5: the parts hold 2 samples, expected 3"):
+        native.save_parts([ds.isel(sample=[0, 1])], path, n_samples=3)
+    assert path.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["parts.h5"]
+
+
 def test_to_netcdf_exports_values_and_attrs(tmp_path):
     ds = make_dataset()
     path = native.to_netcdf(ds, tmp_path / "set.nc")
