@@ -6,9 +6,7 @@ solvers, training, evaluation, and the Panel/HoloViews views) loads on first att
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from dpot_lab.exports import lazy_names
 from dpot_lab.models import (
     DPOT,
     DPOT3D,
@@ -36,17 +34,7 @@ _FUNCTIONS = {
     "rollout": "dpot_lab.evaluate",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _SUBPACKAGES:
-        return importlib.import_module(_SUBPACKAGES[name])
-    if name in _FUNCTIONS:
-        return getattr(importlib.import_module(_FUNCTIONS[name]), name)
-    raise AttributeError(f"module 'dpot_lab' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_SUBPACKAGES, *_FUNCTIONS])
+__getattr__, __dir__ = lazy_names(__name__, _FUNCTIONS, modules=_SUBPACKAGES)
 
 
 __all__ = [

@@ -6,6 +6,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,3 +62,7 @@ def test_public_surface():
         assert callable(getattr(dl, name)), name
     for sub in ("data", "solvers", "train", "metrics", "viz"):
         assert getattr(dl, sub).__name__.startswith("dpot_lab."), sub
+    for package in (dl, dl.data, dl.train, dl.viz):  # lazily loaded names are listed and named
+        assert set(package.__all__) <= set(dir(package)), package.__name__
+        with pytest.raises(AttributeError, match=rf"module '{package.__name__}' has no attribute"):
+            package.no_such_name  # noqa: B018

@@ -3,8 +3,7 @@ and the training mixture. Names load on first use."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dpot_lab.exports import lazy_names
 
 _NAMES = {
     "open_dataset": "dpot_lab.data.open",
@@ -21,11 +20,7 @@ _NAMES = {
     "pad_channels": "dpot_lab.data.transforms",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _NAMES:
-        return getattr(importlib.import_module(_NAMES[name]), name)
-    raise AttributeError(f"module 'dpot_lab.data' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)
 
 
 __all__ = sorted(_NAMES)

@@ -4,8 +4,7 @@ Names load on first use."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dpot_lab.exports import lazy_names
 
 _NAMES = {
     "Trainer": "dpot_lab.train.trainer",
@@ -22,15 +21,7 @@ _NAMES = {
     "TransferReport": "dpot_lab.train.finetune",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _NAMES:
-        return getattr(importlib.import_module(_NAMES[name]), name)
-    raise AttributeError(f"module 'dpot_lab.train' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_NAMES])
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)
 
 
 __all__ = sorted(_NAMES)

@@ -3,10 +3,10 @@ of a name that needs them; the asset paths below need neither."""
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
-from typing import Any
+
+from dpot_lab.exports import lazy_names
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEMO_CHECKPOINT = ASSETS / "demo.pt"  # the shipped demo model (DPOT_LAB_DEMO_CHECKPOINT overrides)
@@ -30,11 +30,7 @@ _NAMES = {
     "serve_demo": "dpot_lab.viz.app",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _NAMES:
-        return getattr(importlib.import_module(_NAMES[name]), name)
-    raise AttributeError(f"module 'dpot_lab.viz' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)
 
 
 __all__ = ["ASSETS", "DEMO_CHECKPOINT", "DEMO_DATA", "demo_checkpoint", *_NAMES]

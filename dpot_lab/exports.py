@@ -1,0 +1,28 @@
+"""Names a package loads on first use (PEP 562), so that ``import dpot_lab`` stays cheap."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def lazy_names(
+    package: str, names: dict[str, str], modules: dict[str, str] | None = None
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for ``package``: ``names`` maps a name to the module that
+    defines it; ``modules`` maps a name to a module that is itself the value."""
+    modules = dict(modules or {})
+
+    def __getattr__(name: str) -> Any:
+        if name in modules:
+            return importlib.import_module(modules[name])
+        if name in names:
+            return getattr(importlib.import_module(names[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*vars(sys.modules[package]), *names, *modules})
+
+    return __getattr__, __dir__
