@@ -5,6 +5,7 @@ mistake names the file, the key path and the expected type::
 
     configs/x.yaml: optim.lr: expected float, got str 'fast'
     configs/x.yaml: unknown key 'optim.lrr' (known keys: accumulate, betas, ...)
+    configs/x.yaml: data.test_fraction: expected a fraction in [0, 1), got 1.0
 
 ``TrainConfig.from_yaml(path)``, ``TrainConfig.from_dict(d)`` and ``config.to_dict()`` round-trip.
 """
@@ -12,17 +13,22 @@ mistake names the file, the key path and the expected type::
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import os
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+import torch
 import yaml
 
-from dpot_lab.models.dpot import DPOTConfig
+from dpot_lab.models.afno import ACTIVATIONS, MODE_RULES
+from dpot_lab.models.dpot import TIME_AGGREGATIONS, DPOTConfig
 from dpot_lab.models.presets import PRESETS
 
 PARTS = ("embed", "blocks", "head")
@@ -33,6 +39,28 @@ DERIVED_MODEL_FIELDS = {
     "in_timesteps": "data.t_in",
     "out_timesteps": "t_out",
 }
+# Smallest value of each integer model override, and the choices of the named ones.
+MODEL_MINIMA = {
+    "patch_size": 1, "in_channels": 1, "out_channels": 1, "in_timesteps": 1, "out_timesteps": 1,
+    "embed_dim": 8, "depth": 1, "n_blocks": 1, "modes": 1, "modes_z": 1, "out_layer_dim": 1,
+    "n_cls": 0, "embed_hidden": 1,
+}  # fmt: skip
+MODEL_CHOICES = {
+    "act": sorted(ACTIVATIONS), "time_agg": list(TIME_AGGREGATIONS), "mode_rule": list(MODE_RULES),
+    "n_spatial": [2, 3],
+}  # fmt: skip
+# Range of every number that has one: "key op bound" (a null value, where allowed, is off).
+BOUNDS = (
+    "seed >= 0", "steps >= 1", "batch_size >= 1", "t_ar >= 1", "t_out >= 1",
+    "data.t_in >= 1", "data.channels >= 1", "data.num_workers >= 0", "noise.scale >= 0",
+    "optim.lr > 0", "optim.weight_decay >= 0", "optim.div_factor > 0",
+    "optim.final_div_factor > 0", "optim.clip_grad > 0", "optim.accumulate >= 1",
+    "eval.every >= 0", "eval.horizon >= 1", "eval.batch_size >= 1", "eval.max_samples >= 1",
+    "checkpoint.every >= 0", "checkpoint.keep >= 1", "safety.max_bad_steps >= 1",
+    "safety.snapshot_every >= 1", "safety.max_rollbacks >= 0", "log.every >= 1",
+)  # fmt: skip
+# Keys of a generator spec besides the generator's own parameters (see generate_cached).
+GENERATOR_KEYS = ("generate", "n_samples", "resolution", "seed", "batch_size", "progress")
 
 
 class ConfigError(ValueError):
@@ -186,6 +214,8 @@ class TrainConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
+    _source: ClassVar[str] = "config"  # the file (or "config") that later errors name
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> TrainConfig:
@@ -204,7 +234,8 @@ class TrainConfig:
     def from_dict(cls, d: dict, source: str = "config") -> TrainConfig:
         """Validate a nested dict (as YAML gives it) into a config."""
         cfg = _build(cls, d, "", source)
-        cfg.validate(source)
+        cfg._source = source
+        cfg.validate()
         return cfg
 
     @classmethod
@@ -243,92 +274,145 @@ class TrainConfig:
             for p in parents:
                 node = node.setdefault(p, {})
             node[leaf] = value
-        return TrainConfig.from_dict(d)
+        return TrainConfig.from_dict(d, source=self._source)
 
     # ------------------------------------------------------------------ checks
-    def validate(self, source: str = "config") -> None:
-        """Value checks beyond types; raises ConfigError naming the key."""
+    def validate(self) -> None:
+        """Value checks beyond types (no file is opened); raises ConfigError naming the key."""
 
         def need(ok: bool, key: str, what: str) -> None:
             if not ok:
-                raise ConfigError(f"{source}: {key}: expected {what}")
+                raise ConfigError(f"{self._source}: {key}: expected {what}")
 
-        need(self.steps >= 1, "steps", f"an int >= 1, got {self.steps}")
-        need(self.batch_size >= 1, "batch_size", f"an int >= 1, got {self.batch_size}")
-        need(self.t_ar >= 1, "t_ar", f"an int >= 1, got {self.t_ar}")
-        need(self.t_out >= 1, "t_out", f"an int >= 1, got {self.t_out}")
+        for rule in BOUNDS:
+            key, op, low = rule.split()
+            value = functools.reduce(getattr, key.split("."), self)
+            if value is not None:  # null: off (ema, clip_grad, eval.horizon, ...)
+                kind = "an int" if isinstance(value, int) else "a float"
+                ok = value > float(low) if op == ">" else value >= float(low)
+                need(ok, key, f"{kind} {op} {low}, got {value}")
+        need(bool(self.name.strip()), "name", "a non-empty run name")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                what = f"'auto' or a torch device (cpu, cuda, cuda:1, mps), got {self.device!r}"
+                need(False, "device", what)
         need(
             self.ema is None or 0 < self.ema < 1,
             "ema",
             f"null or a decay in (0, 1), got {self.ema}",
         )
-        need(self.noise.scale >= 0, "noise.scale", f"a float >= 0, got {self.noise.scale}")
-        need(self.optim.lr > 0, "optim.lr", f"a float > 0, got {self.optim.lr}")
-        need(len(self.optim.betas) == 2, "optim.betas", f"2 floats, got {self.optim.betas}")
+        o = self.optim
         need(
-            0 <= self.optim.warmup < 1,
-            "optim.warmup",
-            f"a fraction in [0, 1), got {self.optim.warmup}",
+            len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
+            "optim.betas",
+            f"2 floats in [0, 1), got {o.betas}",
         )
+        need(0 <= o.warmup < 1, "optim.warmup", f"a fraction in [0, 1), got {o.warmup}")
         need(
-            self.optim.accumulate >= 1,
-            "optim.accumulate",
-            f"an int >= 1, got {self.optim.accumulate}",
-        )
-        need(
-            self.batch_size % self.optim.accumulate == 0,
+            self.batch_size % o.accumulate == 0,
             "batch_size",
-            f"a multiple of optim.accumulate={self.optim.accumulate}, got {self.batch_size}",
+            f"a multiple of optim.accumulate={o.accumulate}, got {self.batch_size}",
         )
-        for part in [*self.optim.part_lrs, *self.optim.freeze]:
-            need(part in PARTS, "optim.part_lrs/freeze", f"parts among {list(PARTS)}, got {part!r}")
-        need(self.data.t_in >= 1, "data.t_in", f"an int >= 1, got {self.data.t_in}")
-        need(self.data.channels >= 1, "data.channels", f"an int >= 1, got {self.data.channels}")
-        need(self.eval.every >= 0, "eval.every", f"an int >= 0, got {self.eval.every}")
+        for key, parts in (("optim.part_lrs", o.part_lrs), ("optim.freeze", o.freeze)):
+            for part in parts:
+                need(part in PARTS, key, f"parts among {list(PARTS)}, got {part!r}")
+        for part, lr in o.part_lrs.items():
+            need(lr > 0, f"optim.part_lrs.{part}", f"a float > 0, got {lr}")
         need(
-            self.checkpoint.keep >= 1, "checkpoint.keep", f"an int >= 1, got {self.checkpoint.keep}"
+            not set(PARTS) <= set(o.freeze),
+            "optim.freeze",
+            f"some of {list(PARTS)} left to train, got {o.freeze}",
         )
-        need(self.log.every >= 1, "log.every", f"an int >= 1, got {self.log.every}")
-        need(self.safety.max_bad_steps >= 1, "safety.max_bad_steps", "an int >= 1")
-        need(0 < self.safety.lr_factor <= 1, "safety.lr_factor", "a factor in (0, 1]")
-        for i, src in enumerate([*self.data.sources, *(self.data.test_sources or [])]):
-            if isinstance(src, dict):
-                need(
-                    "generate" in src,
-                    f"data.sources[{i}]",
-                    "a path or a dict with a 'generate' key",
-                )
-        if self.data.weights is not None:
+        need(
+            0 < self.safety.lr_factor <= 1,
+            "safety.lr_factor",
+            f"a factor in (0, 1], got {self.safety.lr_factor}",
+        )
+        self._check_data(need)
+        self._check_model(need)
+
+    def _check_data(self, need: Callable[[bool, str, str], None]) -> None:
+        d = self.data
+        need(
+            0 <= d.test_fraction < 1,
+            "data.test_fraction",
+            f"a fraction in [0, 1), got {d.test_fraction}",
+        )
+        for key in ("sources", "test_sources"):
+            for i, src in enumerate(getattr(d, key) or []):
+                if isinstance(src, dict):
+                    _check_generator_spec(src, f"data.{key}[{i}]", need)
+                else:
+                    need(bool(src.strip()), f"data.{key}[{i}]", "a path, got an empty string")
+        n_sources = len(d.sources)
+        if d.weights is not None:
             need(
-                len(self.data.weights) == len(self.data.sources),
+                len(d.weights) == n_sources,
                 "data.weights",
-                f"one weight per source ({len(self.data.sources)}), got {len(self.data.weights)}",
+                f"one weight per source ({n_sources}), got {len(d.weights)}",
             )
-        if isinstance(self.data.n_test, list):
             need(
-                len(self.data.n_test) == len(self.data.sources),
-                "data.n_test",
-                f"one count per source ({len(self.data.sources)}), got {len(self.data.n_test)}",
+                min(d.weights, default=1) >= 0 and any(d.weights),
+                "data.weights",
+                f"repeats >= 0, not all 0, got {d.weights}",
             )
+        n_test = d.n_test if isinstance(d.n_test, list) else [d.n_test or 0]
+        if isinstance(d.n_test, list):
+            need(
+                len(n_test) == n_sources,
+                "data.n_test",
+                f"one count per source ({n_sources}), got {len(n_test)}",
+            )
+        need(min(n_test, default=0) >= 0, "data.n_test", f"counts >= 0, got {d.n_test}")
+        res = [d.resolution] if isinstance(d.resolution, int) else d.resolution
+        need(min(res, default=0) >= 1, "data.resolution", f"sizes >= 1, got {d.resolution}")
+
+    def _check_model(self, need: Callable[[bool, str, str], None]) -> None:
+        given = self.model.overrides
+        for key, low in MODEL_MINIMA.items():
+            if given.get(key) is not None:
+                need(given[key] >= low, f"model.{key}", f"an int >= {low}, got {given[key]}")
+        if "mlp_ratio" in given:
+            need(
+                given["mlp_ratio"] > 0, "model.mlp_ratio", f"a float > 0, got {given['mlp_ratio']}"
+            )
+        for key, choices in MODEL_CHOICES.items():
+            if key in given:
+                need(given[key] in choices, f"model.{key}", f"one of {choices}, got {given[key]!r}")
         if self.model.preset is None:
             need(self.init_from is not None, "model.preset", "a preset name (null needs init_from)")
-        elif self.model.preset not in PRESETS:
-            need(False, "model.preset", f"one of {sorted(PRESETS)}, got {self.model.preset!r}")
-        n_spatial = self.model.overrides.get("n_spatial", 2)
+        else:
+            need(
+                self.model.preset in PRESETS,
+                "model.preset",
+                f"one of {sorted(PRESETS)}, got {self.model.preset!r}",
+            )
+        # null preset: the checkpoint says 2D or 3D, so the data may give 2 or 3 sizes
+        n_spatial = given.get("n_spatial", 2 if self.model.preset else None)
         res = self.data.resolution
         need(
-            isinstance(res, int) or len(res) == n_spatial,
+            isinstance(res, int)
+            or len(res) == n_spatial
+            or (n_spatial is None and len(res) in (2, 3)),
             "data.resolution",
-            f"an int or {n_spatial} ints (model.n_spatial={n_spatial}), got {res}",
+            f"an int or {n_spatial or '2 or 3'} ints (model.n_spatial={n_spatial}), got {res}",
         )
-        derived = self.derived_model_fields()
-        for key, value in derived.items():
-            given = self.model.overrides.get(key)
-            if given is not None and _norm(given, n_spatial) != _norm(value, n_spatial):
+        for key, value in self.derived_model_fields().items():
+            mine = given.get(key)
+            if mine is not None and _norm(mine, n_spatial or 2) != _norm(value, n_spatial or 2):
                 raise ConfigError(
-                    f"{source}: model.{key}: {given} differs from "
+                    f"{self._source}: model.{key}: {mine} differs from "
                     f"{DERIVED_MODEL_FIELDS[key]}={value}; leave it out (it follows that key)"
                 )
+        if self.model.preset is not None:
+            model = self.model_config()  # the sizes together: grid / patch, widths
+            need(
+                model.embed_dim % model.n_blocks == 0,
+                "model.n_blocks",
+                f"a divisor of embed_dim={model.embed_dim}, got {model.n_blocks}",
+            )
 
     # ------------------------------------------------------------------ model
     def derived_model_fields(self) -> dict[str, Any]:
@@ -358,13 +442,49 @@ class TrainConfig:
                 return adapt_model_config(base, **changes)
             return DPOTConfig(**{**PRESETS[self.model.preset], **changes})
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"model: {err}") from None
+            raise ConfigError(f"{self._source}: model: {err}") from None
 
 
 def _norm(value: Any, n: int) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(value)
     return (value,) * n if isinstance(value, int) and n else value
+
+
+def _check_generator_spec(spec: dict, key: str, need: Callable[[bool, str, str], None]) -> None:
+    """A ``{generate: name, n_samples: n, ...}`` source: a known generator, a count, a seed and
+    parameters the generator takes (without running it)."""
+    from dpot_lab.data.generation import GENERATORS
+
+    name = spec.get("generate")
+    need(name is not None, key, "a path or a mapping with a 'generate' key")
+    need(
+        isinstance(name, str) and name in GENERATORS,
+        f"{key}.generate",
+        f"one of {sorted(GENERATORS)}, got {name!r}",
+    )
+    n, res, seed = spec.get("n_samples"), spec.get("resolution"), spec.get("seed", 0)
+    need(_is_int(n) and n >= 1, f"{key}.n_samples", f"an int >= 1, got {n!r}")
+    sizes = res if isinstance(res, list) else [res]
+    need(
+        res is None or all(_is_int(r) and r >= 1 for r in sizes),
+        f"{key}.resolution",
+        f"null, an int >= 1 or a list of them, got {res!r}",
+    )
+    need(_is_int(seed) and seed >= 0, f"{key}.seed", f"an int >= 0, got {seed!r}")
+    params = inspect.signature(GENERATORS[name].load()).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # the generator checks its own parameters
+    takes = [
+        *GENERATOR_KEYS,
+        *(p for p in params if p not in ("n_samples", "resolution", "seed_seqs")),
+    ]
+    unknown = sorted(set(spec) - set(takes))
+    need(not unknown, key, f"keys among {takes}, got unknown {unknown}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # ---------------------------------------------------------------------- YAML
@@ -449,7 +569,7 @@ def _convert(value: Any, hint: Any, path: str, source: str) -> Any:
             return float(value)
         raise _mismatch(value, hint, path, source)
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
+        if _is_int(value):
             return value
         raise _mismatch(value, hint, path, source)
     if hint in (str, bool):

@@ -3,6 +3,7 @@ any data is read; YAML round trips; the shipped configs validate."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,41 @@ def _write(tmp_path, d: dict) -> Path:
         ({"data": {"sources": [3]}}, "data.sources[0]", "expected str or a mapping"),
         ({"optim": {"betas": [0.9, "x"]}}, "optim.betas[1]", "expected float"),
         ({"eval": 5}, "eval", "expected a mapping"),
+        # out of range, per section
+        ({"seed": -1}, "seed", "an int >= 0"),
+        ({"name": " "}, "name", "a non-empty run name"),
+        ({"device": "tpu"}, "device", "a torch device"),
+        ({"data": {"test_fraction": 1.0}}, "data.test_fraction", "a fraction in [0, 1)"),
+        ({"data": {"sources": ["a", "b"], "weights": [-1, 1]}}, "data.weights", "repeats >= 0"),
+        ({"data": {"sources": ["a"], "weights": [0]}}, "data.weights", "not all 0"),
+        ({"data": {"n_test": -1}}, "data.n_test", "counts >= 0"),
+        ({"data": {"resolution": [64, 0]}}, "data.resolution", "sizes >= 1"),
+        ({"data": {"num_workers": -1}}, "data.num_workers", "an int >= 0"),
+        ({"data": {"sources": [""]}}, "data.sources[0]", "a path"),
+        ({"data": {"test_sources": [{"n": 1}]}}, "data.test_sources[0]", "'generate' key"),
+        ({"data": {"sources": [{"generate": "nsxd"}]}}, "data.sources[0].generate", "one of"),
+        ({"data": {"sources": [{"generate": "ns2d"}]}}, "data.sources[0].n_samples", ">= 1"),
+        (
+            {"data": {"sources": [{"generate": "ns2d", "n_samples": 2, "nuu": 1}]}},
+            "data.sources[0]",
+            "unknown ['nuu']",
+        ),
+        ({"optim": {"betas": [1.0, 0.9]}}, "optim.betas", "2 floats in [0, 1)"),
+        ({"optim": {"weight_decay": -1e-6}}, "optim.weight_decay", "a float >= 0"),
+        ({"optim": {"div_factor": 0}}, "optim.div_factor", "a float > 0"),
+        ({"optim": {"clip_grad": 0}}, "optim.clip_grad", "a float > 0"),
+        ({"optim": {"part_lrs": {"head": -1e-4}}}, "optim.part_lrs.head", "a float > 0"),
+        ({"optim": {"freeze": ["embed", "blocks", "head"]}}, "optim.freeze", "left to train"),
+        ({"eval": {"horizon": 0}}, "eval.horizon", "an int >= 1"),
+        ({"eval": {"batch_size": 0}}, "eval.batch_size", "an int >= 1"),
+        ({"checkpoint": {"every": -1}}, "checkpoint.every", "an int >= 0"),
+        ({"safety": {"snapshot_every": 0}}, "safety.snapshot_every", "an int >= 1"),
+        ({"model": {"depth": 0}}, "model.depth", "an int >= 1"),
+        ({"model": {"patch_size": 0}}, "model.patch_size", "an int >= 1"),
+        ({"model": {"mlp_ratio": 0}}, "model.mlp_ratio", "a float > 0"),
+        ({"model": {"act": "swishy"}}, "model.act", "one of"),
+        ({"model": {"n_blocks": 3}}, "model.n_blocks", "a divisor of embed_dim=64"),
+        ({"model": {"patch_size": 7}}, "model", "not divisible by patch_size 7"),
     ],
 )
 def test_bad_key_or_type_names_file_key_and_type(tmp_path, doc, key, expected):
@@ -43,12 +79,22 @@ def test_bad_key_or_type_names_file_key_and_type(tmp_path, doc, key, expected):
     assert str(path) in msg and key in msg and expected in msg
 
 
-def test_error_comes_before_any_data_is_read(tmp_path):
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        ({"optim": {"lr": "x"}}, "optim.lr"),
+        ({"data": {"test_fraction": 1.0}}, "data.test_fraction"),
+        ({"data": {"sources": [{"generate": "ns2d", "n_samples": 2, "nuu": 1}]}}, "sources[0]"),
+        ({"data": {"test_sources": [{"generate": "ns2d", "n_samples": 0}]}}, "n_samples"),
+    ],
+)
+def test_error_comes_before_any_data_is_read(tmp_path, changes, key):
     missing = tmp_path / "does_not_exist.h5"
-    doc = {"data": {"sources": [str(missing)]}, "optim": {"lr": "x"}}
-    with pytest.raises(ConfigError, match="optim.lr"):
+    data = {"sources": [str(missing)], "cache_dir": str(tmp_path / "cache")}
+    doc = {**changes, "data": {**data, **changes.get("data", {})}}
+    with pytest.raises(ConfigError, match=re.escape(key)):
         Trainer(doc, run_dir=tmp_path / "run")
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
 
 
 def test_value_checks_name_the_key():
