@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 import os
 import re
 import types
@@ -218,17 +219,27 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> TrainConfig:
-        """Read and validate a YAML file (``1e-3`` is read as a float, unlike plain YAML 1.1)."""
+    def from_yaml(cls, path: str | os.PathLike, **changes: Any) -> TrainConfig:
+        """Read and validate a YAML file, ``changes`` applied first as in ``replace``.
+
+        ``1e-3`` is read as a float (plain YAML 1.1 wants ``1.0e-3``); an empty file and a
+        repeated key are errors."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        with open(path) as f:
-            try:
+            what = "is a folder, not a YAML file" if path.is_dir() else "does not exist"
+            raise FileNotFoundError(f"config file {path} {what}")
+        try:
+            with open(path, encoding="utf-8") as f:
                 raw = yaml.load(f, Loader=_Loader)
-            except yaml.YAMLError as err:
-                raise ConfigError(f"{path}: not valid YAML: {err}") from None
-        return cls.from_dict(raw or {}, source=str(path))
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a YAML file (not UTF-8 text)") from None
+        if raw is None:
+            raise ConfigError(f"{path}: the file is empty; expected a mapping of config keys")
+        if isinstance(raw, dict):
+            _set_dotted(raw, changes)
+        return cls.from_dict(raw, source=str(path))
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> TrainConfig:
@@ -268,12 +279,7 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A validated copy with fields changed: top-level or dotted (``{"optim.lr": 1e-4}``)."""
         d = self.to_dict()
-        for key, value in changes.items():
-            *parents, leaf = key.replace("__", ".").split(".")
-            node = d
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = value
+        _set_dotted(d, changes)
         return TrainConfig.from_dict(d, source=self._source)
 
     # ------------------------------------------------------------------ checks
@@ -451,6 +457,20 @@ def _norm(value: Any, n: int) -> Any:
     return (value,) * n if isinstance(value, int) and n else value
 
 
+def _set_dotted(d: dict, changes: dict[str, Any]) -> None:
+    """Set dotted (or ``__``-joined) keys of the nested dict ``d`` in place; a section that is
+    not a mapping is left for validation to report."""
+    for key, value in changes.items():
+        *parents, leaf = key.replace("__", ".").split(".")
+        node = d
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[leaf] = value
+
+
 def _check_generator_spec(spec: dict, key: str, need: Callable[[bool, str, str], None]) -> None:
     """A ``{generate: name, n_samples: n, ...}`` source: a known generator, a count, a seed and
     parameters the generator takes (without running it)."""
@@ -489,7 +509,20 @@ def _is_int(value: Any) -> bool:
 
 # ---------------------------------------------------------------------- YAML
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e-3`` and ``1E+4`` as floats (YAML 1.1 wants ``1.0e-3``)."""
+    """SafeLoader that reads ``1e-3`` and ``1E+4`` as floats (YAML 1.1 wants ``1.0e-3``) and
+    refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        problem=f"duplicate key {key_node.value!r}",
+                        problem_mark=key_node.start_mark,
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -504,6 +537,13 @@ _Loader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """Where and what, on one line (PyYAML's own message spans several)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return where + " ".join(str(getattr(err, "problem", None) or err).split())
 
 
 # ---------------------------------------------------------------------- validation
@@ -528,23 +568,39 @@ def _type_name(hint: Any) -> str:
 
 def _mismatch(value: Any, hint: Any, path: str, source: str) -> ConfigError:
     got = "null" if value is None else f"{type(value).__name__} {value!r}"
-    return ConfigError(f"{source}: {path}: expected {_type_name(hint)}, got {got}")
+    expected = _type_name(hint)
+    if isinstance(value, bool) and "str" in expected.split():
+        got += " (YAML reads yes/no/on/off/true/false unquoted as booleans: quote it)"
+    return ConfigError(f"{source}: {path}: expected {expected}, got {got}")
+
+
+def _kind_matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has the shape of ``hint``, so that its error inside ``hint`` says more
+    than a union's list of types."""
+    origin = typing.get_origin(hint) or hint
+    if origin is list:
+        return isinstance(value, (list, tuple))
+    if origin is dict or dataclasses.is_dataclass(hint):
+        return isinstance(value, dict)
+    return origin is float and isinstance(value, float)
 
 
 def _convert(value: Any, hint: Any, path: str, source: str) -> Any:
-    """``value`` checked against the type ``hint`` (int accepted for float); raises ConfigError."""
+    """``value`` checked against the type ``hint`` (an int accepted for a float, a whole float
+    for an int); raises ConfigError."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:
         return value
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, path, source)
+    if dataclasses.is_dataclass(hint):  # a section left empty takes its defaults
+        return _build(hint, {} if value is None else value, path, source)
     if origin in (typing.Union, types.UnionType):
+        inner = None
         for arg in args:
             try:
                 return _convert(value, arg, path, source)
-            except ConfigError:
-                continue
-        raise _mismatch(value, hint, path, source)
+            except ConfigError as err:
+                inner = inner or (err if _kind_matches(value, arg) else None)
+        raise inner or _mismatch(value, hint, path, source)
     if origin is Literal:
         if value in args:
             return value
@@ -565,12 +621,16 @@ def _convert(value: Any, hint: Any, path: str, source: str) -> Any:
             return None
         raise _mismatch(value, hint, path, source)
     if hint is float:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{source}: {path}: expected a finite float, got {value}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         raise _mismatch(value, hint, path, source)
     if hint is int:
         if _is_int(value):
             return value
+        if isinstance(value, float) and value.is_integer():  # ``steps: 1e5``
+            return int(value)
         raise _mismatch(value, hint, path, source)
     if hint in (str, bool):
         if isinstance(value, hint):

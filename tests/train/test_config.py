@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from dpot_lab.train import TrainConfig, Trainer
-from dpot_lab.train.config import ConfigError
+from dpot_lab.train.config import ConfigError, EvalConfig
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 
@@ -34,6 +34,9 @@ def _write(tmp_path, d: dict) -> Path:
         ({"data": {"sources": [3]}}, "data.sources[0]", "expected str or a mapping"),
         ({"optim": {"betas": [0.9, "x"]}}, "optim.betas[1]", "expected float"),
         ({"eval": 5}, "eval", "expected a mapping"),
+        ({"data": {"weights": [0.5]}}, "data.weights[0]", "expected int, got float 0.5"),
+        ({"optim": {"lr": float("inf")}}, "optim.lr", "expected a finite float, got inf"),
+        ({"name": False}, "name", "quote it"),  # YAML's `name: no`
         # out of range, per section
         ({"seed": -1}, "seed", "an int >= 0"),
         ({"name": " "}, "name", "a non-empty run name"),
@@ -95,6 +98,41 @@ def test_error_comes_before_any_data_is_read(tmp_path, changes, key):
     with pytest.raises(ConfigError, match=re.escape(key)):
         Trainer(doc, run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", "the file is empty"),
+        ("# all commented out\n", "the file is empty"),
+        ("- steps: 3\n", "<top level>: expected a mapping, got list"),
+        ("optim:\n  lr: 1e-3\n  lr: 2e-3\n", "line 3, column 3: duplicate key 'lr'"),
+        ("optim: {lr: [\n", "not valid YAML: line 2, column 1: expected the node content"),
+        ("name: no\n", "name: expected str, got bool False (YAML reads yes/no"),
+        ("steps: yes\n", "steps: expected int, got bool True"),
+        (b"\x80\x03PK binary", "not a YAML file"),
+    ],
+)
+def test_yaml_mistakes_are_one_line_errors(tmp_path, text, expected):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_yaml(path)
+    assert str(err.value).startswith(f"{path}: ") and expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unusual_but_valid_configs(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: 1e3\neval:\n  # every: 100\nmodel: {preset: null, depth: 2}\n"
+                    "data: {sources: ['runs/*.h5'], resolution: [16, 16, 16]}\n")  # fmt: skip
+    with pytest.raises(ConfigError, match="model.preset.*null needs init_from"):
+        TrainConfig.from_yaml(path)
+    cfg = TrainConfig.from_yaml(path, init_from="ckpt.pt", **{"checkpoint.every": 0})
+    assert cfg.steps == 1000 and cfg.eval == EvalConfig() and cfg.model.overrides == {"depth": 2}
+    assert cfg.init_from == "ckpt.pt" and cfg.data.resolution == [16, 16, 16]
+    with pytest.raises(ConfigError, match=f"{re.escape(str(path))}: model: preset is null"):
+        cfg.model_config()  # later errors name the file too
 
 
 def test_value_checks_name_the_key():
