@@ -27,14 +27,12 @@ def _train(args: argparse.Namespace, init_from: str | None = None) -> int:
     from dpot_lab.train.config import TrainConfig
     from dpot_lab.train.trainer import Trainer
 
-    config = TrainConfig.from_yaml(args.config)
     changes = {}
     if args.max_steps is not None:
         changes["steps"] = args.max_steps
     if init_from is not None:
         changes["init_from"] = init_from
-    if changes:
-        config = config.replace(**changes)
+    config = TrainConfig.from_yaml(args.config, **changes)  # before checks (preset: null)
     try:
         trainer = Trainer(config, run_dir=args.out, resume=args.resume)
         trainer.fit()

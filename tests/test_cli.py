@@ -70,6 +70,8 @@ def test_pretrain_evaluate_finetune(ns_file, tmp_path, capsys):
     )
     assert persistence == pytest.approx(ref.mean(), rel=1e-4)
 
+    # the architecture from the checkpoint: ``preset: null`` is valid once --from gives init_from
+    cfg = _config(tmp_path, ns_file, model={"preset": None})
     code = main(["-q", "finetune", cfg, "--from", str(ckpt), "--out", str(tmp_path / "ft")])
     assert code == 0
     table = (tmp_path / "ft" / "transfer.txt").read_text()
