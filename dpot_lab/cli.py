@@ -1,6 +1,6 @@
 """``dpot-lab`` sub-commands: pre-train, fine-tune, evaluate a checkpoint, generate data.
 
-    dpot-lab pretrain configs/tiny_cpu.yaml --out runs/tiny [--max-steps N] [--resume]
+    dpot-lab pretrain configs/tiny_cpu.yaml --out runs/tiny [--max-steps N] [--resume | --overwrite]
     dpot-lab finetune configs/finetune.yaml --from runs/tiny/checkpoints/best.pt --out runs/ft
     dpot-lab evaluate runs/tiny/checkpoints/best.pt --data a.h5 b.h5 [--horizon 10] [--last 8]
     dpot-lab generate ns2d --out ns.h5 --n-samples 32 --resolution 64 --seed 0 --param nu=1e-3
@@ -16,8 +16,10 @@ import argparse
 import ast
 import logging
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 log = logging.getLogger("dpot_lab.cli")
 
@@ -34,7 +36,7 @@ def _train(args: argparse.Namespace, init_from: str | None = None) -> int:
         changes["init_from"] = init_from
     config = TrainConfig.from_yaml(args.config, **changes)  # before checks (preset: null)
     try:
-        trainer = Trainer(config, run_dir=args.out, resume=args.resume)
+        trainer = Trainer(config, run_dir=args.out, resume=args.resume, overwrite=args.overwrite)
         trainer.fit()
         if trainer.dist.is_main:
             print(f"run directory: {trainer.run_dir}")
@@ -121,9 +123,16 @@ def _parse_param(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
+def _file_out(path: str) -> None:
+    """Refuse an output path that is a folder before any work is done."""
+    if Path(path).is_dir():
+        raise ValueError(f"{path} is a folder: give the path of the file to write in it")
+
+
 def _generate(args: argparse.Namespace) -> int:
     import dpot_lab as dl
 
+    _file_out(args.out)
     params = dict(args.param or [])
     path = dl.generate(
         args.pde,
@@ -141,6 +150,7 @@ def _export(args: argparse.Namespace) -> int:
     import dpot_lab as dl
     from dpot_lab.models.checkpoint import read_checkpoint
 
+    _file_out(args.out)
     ckpt = read_checkpoint(args.checkpoint)
     model = dl.load_checkpoint(args.checkpoint)
     meta = {**ckpt.get("metadata", {}), "exported_from": str(args.checkpoint)}
@@ -160,6 +170,17 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_from(low: int) -> Callable[[str], int]:
+    """An argparse type: an int >= ``low``."""
+
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"\s*[-+]?\d+\s*", text) or int(text) < low:
+            raise argparse.ArgumentTypeError(f"expected an int >= {low}, got {text!r}")
+        return int(text)
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dpot-lab",
@@ -174,8 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("config", help="YAML run config (see configs/)")
         p.add_argument("--out", required=True, help="run directory")
-        p.add_argument("--max-steps", type=int, help="override the config's steps")
-        p.add_argument("--resume", action="store_true", help="continue from RUN_DIR's last.pt")
+        p.add_argument("--max-steps", type=_int_from(1), help="override the config's steps")
+        again = p.add_mutually_exclusive_group()
+        again.add_argument("--resume", action="store_true", help="continue from RUN_DIR's last.pt")
+        again.add_argument(
+            "--overwrite", action="store_true", help="delete RUN_DIR's checkpoints and start anew"
+        )
         if name == "finetune":
             p.add_argument("--from", dest="from_", required=True, help="pre-trained checkpoint")
         p.set_defaults(func=_pretrain if name == "pretrain" else _finetune)
@@ -183,17 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="rollout L2RE / VRMSE per data file")
     p.add_argument("checkpoint")
     p.add_argument("--data", nargs="+", required=True, help="trajectory files")
-    p.add_argument("--horizon", type=int, help="scored rollout steps (default: all)")
-    p.add_argument("--last", type=int, help="only the last N trajectories (the test split)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--horizon", type=_int_from(1), help="scored rollout steps (default: all)")
+    p.add_argument("--last", type=_int_from(1), help="only the last N trajectories (test split)")
+    p.add_argument("--batch-size", type=_int_from(1), default=8)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("generate", help="write a trajectory set with a built-in solver")
     p.add_argument("pde", help="generator name, e.g. ns2d, dr, swe, cns2d, ns3d")
     p.add_argument("--out", required=True)
-    p.add_argument("--n-samples", type=int, required=True)
-    p.add_argument("--resolution", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-samples", type=_int_from(1), required=True)
+    p.add_argument("--resolution", type=_int_from(1), required=True)
+    p.add_argument("--seed", type=_int_from(0), default=0)
     p.add_argument("--param", type=_parse_param, action="append", help="solver parameter key=value")
     p.set_defaults(func=_generate)
 
@@ -210,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a sub-command; user errors print one line and return 2."""
+    """Run a sub-command; an error prints one line (``--traceback``: the traceback), returns 2."""
     args = build_parser().parse_args(argv)
     quiet = args.quiet or os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 reports
     logging.basicConfig(
@@ -219,11 +244,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except Exception as err:
         if args.traceback:
             raise
-        print(f"dpot-lab {args.command}: error: {err}", file=sys.stderr)
+        print(f"dpot-lab {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line(err: Exception) -> str:
+    """The first line of the message, with the error's type unless a user's mistake (a value, a
+    file, a run) explains it."""
+    lines = str(err).strip().splitlines() or [repr(err)]
+    text = lines[0] + (" (more with --traceback)" if len(lines) > 1 else "")
+    if isinstance(err, (ValueError, OSError, RuntimeError)):
+        return text
+    return f"{type(err).__name__}: {text}"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """The dpot-lab CLI end to end on tiny data: generate -> pretrain -> evaluate -> finetune, and its
-one-line errors for bad configs and bad resumes."""
+one-line errors for bad configs, bad arguments, bad files and runs that exist."""
 
 from __future__ import annotations
 
@@ -93,3 +93,53 @@ def test_user_errors_are_one_line_messages(ns_file, tmp_path, capsys):
     assert "cannot resume" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nope.pt"), "--data", str(ns_file)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["pretrain", "{tmp}/nope.yaml", "--out", "{tmp}/r"], "nope.yaml does not exist"),
+        (["pretrain", "{tmp}", "--out", "{tmp}/r"], "is a folder, not a YAML file"),
+        (["pretrain", "{tmp}/empty.yaml", "--out", "{tmp}/r"], "empty.yaml: the file is empty"),
+        (["pretrain", "{cfg}", "--out", "{tmp}/old"], "holds checkpoints of an earlier run"),
+        (["evaluate", "{tmp}/corrupt.pt", "--data", "{ns}"], "corrupt.pt is corrupt"),
+        (["export", "{tmp}/corrupt.pt", "{tmp}/x.pt"], "corrupt.pt is corrupt"),
+        (["export", "{tmp}/corrupt.pt", "{tmp}"], "is a folder: give the path of the file"),
+        (["generate", "ns2d", "--out", "{tmp}", "--n-samples", "1", "--resolution", "8"],
+         "is a folder"),
+        (["generate", "nope", "--out", "{tmp}/g.h5", "--n-samples", "1", "--resolution", "8"],
+         "unknown generator 'nope'"),
+        (["generate", "ns2d", "--out", "{tmp}/g.h5", "--n-samples", "1", "--resolution", "8",
+          "--param", "nuu=1"], "unknown parameter(s) nuu"),
+        (["generate", "ns2d", "--out", "{tmp}/g.h5", "--n-samples", "1", "--resolution", "8",
+          "--param", "nu=abc"], ""),  # whatever fails, in one line
+        # argparse: usage, then one error line
+        (["pretrain", "{cfg}", "--out", "{tmp}/r", "--max-steps", "0"], "expected an int >= 1"),
+        (["pretrain", "{cfg}", "--out", "{tmp}/r", "--resume", "--overwrite"], "not allowed"),
+        (["evaluate", "{tmp}/corrupt.pt", "--data", "{ns}", "--last", "0"], "an int >= 1"),
+        (["generate", "ns2d", "--out", "{tmp}/g.h5", "--n-samples", "2", "--resolution", "x"],
+         "expected an int >= 1, got 'x'"),
+    ],
+)  # fmt: skip
+def test_every_error_is_one_line(ns_file, tmp_path, capsys, argv, expected):
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint" * 8)
+    (tmp_path / "old" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "old" / "checkpoints" / "step_00000099.pt").write_bytes(b"")
+    names = {"tmp": tmp_path, "ns": ns_file, "cfg": _config(tmp_path, ns_file)}
+    try:
+        code = main(["-q", *(a.format(**names) for a in argv)])
+    except SystemExit as stop:  # argparse
+        code = stop.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("dpot-lab")]
+    assert code == 2 and "Traceback" not in err and len(lines) == 1 and expected in lines[0]
+
+
+def test_overwrite_starts_an_existing_run_anew(ns_file, tmp_path):
+    old = tmp_path / "run" / "checkpoints" / "step_00000099.pt"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"")
+    argv = ["-q", "pretrain", _config(tmp_path, ns_file), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--max-steps", "1", "--overwrite"]) == 0
+    assert not old.exists() and (old.parent / "last.pt").is_file()
