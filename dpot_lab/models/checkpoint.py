@@ -31,14 +31,22 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Unsupported global" not in str(err):  # not a refused object: bytes that are no pickle
-            raise ValueError(f"checkpoint {path} is corrupt or truncated: {err}") from None
-        raise ValueError(
-            f"refusing to load {path}: it holds Python objects that would run code on load "
-            f"(only tensors and plain containers are accepted). Details: {err}"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"checkpoint {path} is corrupt or truncated: {err}") from None
+        if "Unsupported global" in str(err):
+            raise ValueError(
+                f"refusing to load {path}: it holds Python objects that would run code on load "
+                f"(only tensors and plain containers are accepted). Details: {err}"
+            ) from None
+        reason = err
+    except Exception as err:  # the unpickler raises many kinds on bytes that are no checkpoint
+        reason = err
+    text = str(reason)
+    if "Unpickler error:" in text:  # after torch's advice to load unsafely, wrong for bad bytes
+        text = text.split("Unpickler error:", 1)[1]
+    detail = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    raise ValueError(
+        f"checkpoint {path} is corrupt, truncated or not a PyTorch file "
+        f"({type(reason).__name__}: {detail})"
+    )
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:

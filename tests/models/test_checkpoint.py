@@ -98,7 +98,8 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the unpickler on garbage bytes
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "pickle_like", "text"])
 def test_corrupt_file_gives_a_clear_error(damage, tmp_path):
     path = save_checkpoint(tmp_path / "ckpt.pt", tiny())
     data = path.read_bytes()
@@ -107,10 +108,13 @@ def test_corrupt_file_gives_a_clear_error(damage, tmp_path):
             "truncated": data[: len(data) // 2],
             "garbage": b"\x00\x13not a checkpoint" * 50,
             "empty": b"",
+            "pickle_like": b"\x80garbage",  # the unpickler fails with an IndexError
+            "text": b"hello world",  # a KeyError
         }[damage]  # fmt: skip
     )
-    with pytest.raises(ValueError, match=r"ckpt\.pt is corrupt or truncated"):
+    with pytest.raises(ValueError, match=r"ckpt\.pt is corrupt, truncated or not a PyTorch f") as e:
         load_checkpoint(path)
+    assert "weights_only" not in str(e.value)  # no advice to unpickle unsafely
 
 
 def test_missing_or_foreign_files_are_named(tmp_path):
