@@ -34,6 +34,8 @@ def _train(args: argparse.Namespace, init_from: str | None = None) -> int:
         changes["steps"] = args.max_steps
     if init_from is not None:
         changes["init_from"] = init_from
+    if args.quiet:
+        changes["log.progress"] = False
     config = TrainConfig.from_yaml(args.config, **changes)  # before checks (preset: null)
     try:
         trainer = Trainer(config, run_dir=args.out, resume=args.resume, overwrite=args.overwrite)
@@ -70,6 +72,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     import dpot_lab as dl
     from dpot_lab.evaluate import metrics
 
+    for path in args.data:  # before the checkpoint is read
+        if not any(c in path for c in "*?[") and not Path(path).exists():
+            raise FileNotFoundError(f"--data: {path} does not exist")
     model = _load_any(args.checkpoint)
     t_in = model.config.in_timesteps
     results = {}
@@ -140,6 +145,7 @@ def _generate(args: argparse.Namespace) -> int:
         n_samples=args.n_samples,
         resolution=args.resolution,
         seed=args.seed,
+        progress=not args.quiet,
         **params,
     )
     print(f"wrote {path}")

@@ -112,7 +112,10 @@ def test_user_errors_are_one_line_messages(ns_file, tmp_path, capsys):
         (["generate", "ns2d", "--out", "{tmp}/g.h5", "--n-samples", "1", "--resolution", "8",
           "--param", "nuu=1"], "unknown parameter(s) nuu"),
         (["generate", "ns2d", "--out", "{tmp}/g.h5", "--n-samples", "1", "--resolution", "8",
-          "--param", "nu=abc"], ""),  # whatever fails, in one line
+          "--param", "nu=abc"], "parameter nu='abc': expected a number"),
+        (["evaluate", "{tmp}/corrupt.pt", "--data", "{tmp}/nodata.h5"],
+         "--data: " + "{tmp}/nodata.h5 does not exist"),  # checked before the checkpoint
+        (["pretrain", "{nosrc}", "--out", "{tmp}/r"], "nosrc.yaml: data: source"),
         # argparse: usage, then one error line
         (["pretrain", "{cfg}", "--out", "{tmp}/r", "--max-steps", "0"], "expected an int >= 1"),
         (["pretrain", "{cfg}", "--out", "{tmp}/r", "--resume", "--overwrite"], "not allowed"),
@@ -126,7 +129,10 @@ def test_every_error_is_one_line(ns_file, tmp_path, capsys, argv, expected):
     (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint" * 8)
     (tmp_path / "old" / "checkpoints").mkdir(parents=True)
     (tmp_path / "old" / "checkpoints" / "step_00000099.pt").write_bytes(b"")
-    names = {"tmp": tmp_path, "ns": ns_file, "cfg": _config(tmp_path, ns_file)}
+    (tmp_path / "nosrc.yaml").write_text(f"data:\n  sources: [{tmp_path / 'gone.h5'}]\n")
+    names = {"tmp": tmp_path, "ns": ns_file, "cfg": _config(tmp_path, ns_file),
+             "nosrc": tmp_path / "nosrc.yaml"}  # fmt: skip
+    expected = expected.format(**names)
     try:
         code = main(["-q", *(a.format(**names) for a in argv)])
     except SystemExit as stop:  # argparse

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "DPOT_LAB_CACHE"
-CACHE_VERSION = 1  # bump when a generator's output for the same spec changes
+CACHE_VERSION = 2  # bump when a generator's output for the same spec changes
 _POSITIONAL = ("n_samples", "resolution", "seed_seqs")
 
 
@@ -212,6 +212,14 @@ def _check_params(
 ) -> None:
     """ValueError naming the accepted parameters if ``params`` holds one ``fn`` does not take."""
     signature = inspect.signature(fn).parameters
+    for key, value in params.items():  # a number where the default is one (e.g. nu=abc)
+        default = signature[key].default if key in signature else None
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(default, int | float) and not isinstance(default, bool) and not number:
+            raise ValueError(
+                f"{where}: generate({entry.name!r}): parameter {key}={value!r}: expected a number "
+                f"(default {default!r})"
+            )
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values()):
         return  # the generator checks its own parameters
     accepted = [name for name in signature if name not in _POSITIONAL]

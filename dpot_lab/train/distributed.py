@@ -70,6 +70,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device: {name!r}, but this torch sees no CUDA GPU; use auto or cpu")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     return device

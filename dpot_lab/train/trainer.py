@@ -178,7 +178,8 @@ class Trainer:
         if not (resume or overwrite) and self.checkpoints.step_files():
             raise FileExistsError(
                 f"{self.run_dir} holds checkpoints of an earlier run: resume it (resume=True, "
-                "--resume), overwrite it (overwrite=True) or choose another run directory"
+                "--resume), overwrite it (overwrite=True, --overwrite) or choose another run "
+                "directory"
             )
         if overwrite and not resume:
             shutil.rmtree(self.checkpoints.dir, ignore_errors=True)
@@ -256,7 +257,9 @@ class Trainer:
                 name, path = str(src["generate"]), generate_cached(dict(src), cache_dir=cache)
             else:
                 if not any(c in src for c in "*?[") and not Path(src).exists():
-                    raise FileNotFoundError(f"data: source {src} does not exist")
+                    raise FileNotFoundError(
+                        f"{self.config._source}: data: source {src} does not exist"
+                    )
                 name, path = Path(src).stem, src
             base, k = name, 2
             while name in named:

@@ -176,3 +176,10 @@ def test_global_batch_must_divide_over_ranks(adv1, tmp_path, monkeypatch):
     monkeypatch.setattr(distributed, "setup", lambda *a: distributed.DistInfo(rank=0, world_size=3))
     with pytest.raises(ConfigError, match="global batch 4 must divide into 3 processes"):
         Trainer(tiny_config([adv1]), run_dir=tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_cuda_asked_for_without_a_gpu_is_a_clear_error():
+    assert distributed.resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="device: 'cuda', but this torch sees no CUDA GPU"):
+        distributed.resolve_device("cuda")
