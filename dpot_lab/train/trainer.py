@@ -260,7 +260,8 @@ class Trainer:
                     raise FileNotFoundError(
                         f"{self.config._source}: data: source {src} does not exist"
                     )
-                name, path = Path(src).stem, src
+                glob = any(c in Path(src).name for c in "*?[")  # per-sample files: their folder
+                name, path = (Path(src).parent.name if glob else Path(src).stem), src
             base, k = name, 2
             while name in named:
                 name, k = f"{base}_{k}", k + 1

@@ -189,3 +189,19 @@ def test_test_split_size_per_source(adv1, tmp_path):
     trainer = Trainer(tiny_config([adv1, adv1], **{"data.n_test": [2, 5]}), run_dir=tmp_path)
     assert {k: len(v) for k, v in trainer.test_data.items()} == {"adv1": 2, "adv1_2": 5}
     assert [len(s) for s in trainer.train_data.samples_per_source] == [22, 19]
+
+
+def test_glob_of_per_sample_files_is_one_source_named_by_its_folder(tmp_path):
+    import h5py
+    import numpy as np
+
+    folder = tmp_path / "ns_release"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):  # DPOT's unified layout: one file per sample, data (X, Y, T, C)
+        with h5py.File(folder / f"data_{i}.hdf5", "w") as f:
+            f["data"] = rng.standard_normal((32, 32, 12, 1)).astype(np.float32)
+    cfg = tiny_config([str(folder / "data_*.hdf5")], **{"data.n_test": 2})
+    trainer = Trainer(cfg, run_dir=tmp_path / "run")
+    assert trainer.source_names == ["ns_release"] and list(trainer.test_data) == ["ns_release"]
+    assert len(trainer.test_data["ns_release"]) == 2
