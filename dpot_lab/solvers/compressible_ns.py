@@ -6,9 +6,10 @@
     σ = η (∇v + ∇vᵀ) + (ζ − 2η/3) (∇·v) I     (shear viscosity η, bulk viscosity ζ)
 
 as in PDEBench's CNS data (no heat conduction, γ = 5/3). Scheme: MUSCL reconstruction of the
-primitive variables (ρ, v, p) with the MC or minmod limiter (first order at a face where the
-reconstruction would give ρ ≤ 0 or p ≤ 0), HLLC flux, viscous fluxes by central differences at the
-faces, SSP-RK2 (Heun) in time. Every term is a face flux, so mass, momentum and energy are
+primitive variables (ρ, v, p) with the MC or minmod limiter, made conservative and kept positive
+(each cell the mean of its two face states, pulled towards it where ρ or p would drop below
+1e-8 of the cell's: Zhang & Shu's limiter), HLLC flux, viscous fluxes by central differences at
+the faces, SSP-RK2 (Heun) in time. Every term is a face flux, so mass, momentum and energy are
 conserved to round-off. Time step: 1/dt = max((|u|+c)/dx + (|v|+c)/dy) / cfl
 + 2ν (1/dx² + 1/dy²) / cfl_visc with ν = (4η/3 + ζ) / min ρ (advective and viscous limits
 combined), shortened to hit the save times exactly; each trajectory of a batch has its own step.
@@ -29,6 +30,7 @@ from dpot_lab.solvers.stepping import as_batched, check_save_times
 Domain = tuple[tuple[float, float], tuple[float, float]]
 LIMITERS = ("mc", "minmod")
 CHANNELS = ("vx", "vy", "density", "pressure")
+POSITIVITY_FLOOR = 1e-8  # face ρ and p stay above this fraction of their cell's ρ and p
 
 
 def compressible_ns_2d(
@@ -84,7 +86,7 @@ def compressible_ns_2d(
         dt = 1.0 / (speed / cfl + 2.0 * nu * (1.0 / dx**2 + 1.0 / dy**2) / cfl_visc)
         out = torch.zeros_like(q)
         for dim, h, h_t, normal in ((-2, dx, dy, 1), (-1, dy, dx, 2)):
-            flux = _inviscid_flux(w, dim, normal, gamma, limiter)
+            flux = _inviscid_flux(q, w, dim, normal, gamma, limiter)
             if nu_coeff > 0:
                 flux = flux - _viscous_flux(w, dim, normal, h, h_t, eta, zeta)
             out = out - (flux - flux.roll(1, dims=dim)) / h
@@ -207,6 +209,12 @@ def _conservative(w: torch.Tensor, gamma: float) -> torch.Tensor:
     return torch.stack([rho, rho * vx, rho * vy, energy], dim=1)
 
 
+def _pressure(q: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(B, 4, ...) conservative states -> pressure (B, ...)."""
+    rho, mx, my, energy = q.unbind(1)
+    return (gamma - 1.0) * (energy - 0.5 * (mx * mx + my * my) / rho)
+
+
 def _primitive(q: torch.Tensor, gamma: float) -> torch.Tensor:
     """(ρ, ρvx, ρvy, E) -> (ρ, vx, vy, p) along axis 1."""
     rho, mx, my, energy = q.unbind(1)
@@ -216,26 +224,60 @@ def _primitive(q: torch.Tensor, gamma: float) -> torch.Tensor:
 
 
 def _inviscid_flux(
-    w: torch.Tensor, dim: int, normal: int, gamma: float, limiter: str
+    q: torch.Tensor, w: torch.Tensor, dim: int, normal: int, gamma: float, limiter: str
 ) -> torch.Tensor:
-    """HLLC flux (B, 4, X, Y) of (ρ, ρvx, ρvy, E) through the face after each cell along ``dim``."""
-    n = w.shape[dim]
-    padded = torch.cat([w.narrow(dim, n - 1, 1), w, w.narrow(dim, 0, 2)], dim=dim)  # n + 3
-    diff = torch.diff(padded, dim=dim)  # (.., n + 2, ..): diff[i] = w[i] - w[i-1] (periodic)
-    slope = limited_slope(
-        diff.narrow(dim, 0, n + 1), diff.narrow(dim, 1, n + 1), limiter
-    )  # cells 0..n
-    centre = padded.narrow(dim, 1, n + 1)
-    w_l = (centre + 0.5 * slope).narrow(dim, 0, n)  # left state at face i+1/2
-    w_r = (centre - 0.5 * slope).narrow(dim, 1, n)  # right state at face i+1/2
-    floor_l = torch.minimum(w_l[:, 0], w_l[:, 3])  # min(ρ, p) of each face state
-    floor_r = torch.minimum(w_r[:, 0], w_r[:, 3])
-    if bool(torch.minimum(floor_l, floor_r).amin() <= 0):  # first order where ρ or p would be ≤ 0
-        w_l = torch.where(floor_l[:, None] <= 0, w, w_l)
-        w_r = torch.where(floor_r[:, None] <= 0, w.roll(-1, dims=dim), w_r)
+    """HLLC flux (B, 4, X, Y) of (ρ, ρvx, ρvy, E) through the face after each cell along ``dim``,
+    from the conservative q and primitive w cell states (B, 4, X, Y)."""
+    lower, upper = _face_states(q, w, dim, gamma, limiter)  # (B, 4, X, Y) each, primitive
     order = [0, normal, 3 - normal, 3]  # (ρ, u_n, u_t, p)
-    flux = _hllc(w_l[:, order], w_r[:, order], gamma)  # (B, 4, ...) in (ρ, n, t, E) order
-    return flux[:, order]
+    w_l, w_r = upper[:, order], lower.roll(-1, dims=dim)[:, order]  # the two sides of face i+1/2
+    return _hllc(w_l, w_r, gamma)[:, order]
+
+
+def _face_states(
+    q: torch.Tensor, w: torch.Tensor, dim: int, gamma: float, limiter: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Primitive states (B, 4, X, Y) at the lower and the upper face of each cell along ``dim``.
+
+    The limited linear profile w ± slope/2 of the primitive variables gives the conservative
+    half-jump Δ across the cell; the face states are q ∓ θΔ, which average to the cell's q. θ ≤ 1
+    (Zhang & Shu 2010) keeps their ρ and p at least POSITIVITY_FLOOR times the cell's, so the
+    cell is a mean of two admissible states and ρ, p stay > 0 however strong the expansion.
+    """
+    n = w.shape[dim]
+    padded = torch.cat([w.narrow(dim, n - 1, 1), w, w.narrow(dim, 0, 1)], dim=dim)  # n + 2
+    diff = torch.diff(padded, dim=dim)  # (.., n + 1, ..): diff[i] = w[i] - w[i-1] (periodic)
+    half = 0.5 * limited_slope(diff.narrow(dim, 0, n), diff.narrow(dim, 1, n), limiter)
+    rho, vx, vy, p = w.unbind(1)
+    d_rho, d_vx, d_vy, d_p = half.unbind(1)
+    delta = torch.stack(  # ½ (U(w + slope/2) − U(w − slope/2)), exactly
+        [
+            d_rho,
+            rho * d_vx + d_rho * vx,
+            rho * d_vy + d_rho * vy,
+            d_p / (gamma - 1.0)
+            + rho * (vx * d_vx + vy * d_vy)
+            + 0.5 * d_rho * (vx * vx + vy * vy + d_vx * d_vx + d_vy * d_vy),
+        ],
+        dim=1,
+    )  # (B, 4, X, Y)
+    lower, upper = _primitive(q - delta, gamma), _primitive(q + delta, gamma)
+    floor = POSITIVITY_FLOOR * w[:, [0, 3]]
+    if bool((torch.minimum(lower[:, [0, 3]], upper[:, [0, 3]]) >= floor).all()):
+        return lower, upper  # θ = 1
+    theta = _floor_factor(rho, rho - d_rho.abs())[:, None]  # ρ is linear along q ± θΔ
+    p_face = torch.minimum(_pressure(q - theta * delta, gamma), _pressure(q + theta * delta, gamma))
+    delta = theta * _floor_factor(p, p_face)[:, None] * delta  # p is concave along it
+    return _primitive(q - delta, gamma), _primitive(q + delta, gamma)
+
+
+def _floor_factor(cell: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+    """θ (B, X, Y) in (0, 1]: 1 where ``face`` >= POSITIVITY_FLOOR · ``cell``, else the θ with
+    cell + θ (face − cell) = that floor, a lower bound on a quantity concave from the cell state
+    (value ``cell``) to a face state (value ``face``) at the fraction θ of the way."""
+    floor = POSITIVITY_FLOOR * cell
+    low = face < floor
+    return torch.where(low, (cell - floor) / torch.where(low, cell - face, 1.0), 1.0)
 
 
 def _hllc(w_l: torch.Tensor, w_r: torch.Tensor, gamma: float) -> torch.Tensor:
