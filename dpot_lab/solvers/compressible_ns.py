@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from dpot_lab.solvers.finite_volume import integrate_ssprk2, limited_slope
-from dpot_lab.solvers.stepping import as_batched, check_save_times
+from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_save_times
 
 Domain = tuple[tuple[float, float], tuple[float, float]]
 LIMITERS = ("mc", "minmod")
@@ -65,9 +65,11 @@ def compressible_ns_2d(
             f"{name}: expected eta >= 0, zeta >= 0, gamma > 1; got {eta}, {zeta}, {gamma}"
         )
     rho, batched = as_batched(rho0, f"{name}: rho0", 2)  # (B, X, Y)
-    vx, vy, p = (_like(a, f"{name}: {n}", rho) for a, n in ((vx0, "vx0"), (vy0, "vy0"), (p0, "p0")))
+    vx, vy, p = (
+        as_batched_like(a, f"{name}: {n}", rho) for a, n in ((vx0, "vx0"), (vy0, "vy0"), (p0, "p0"))
+    )
     if min(rho.shape[-2:]) < 3:
-        raise ValueError(f"{name}: rho0 must have at least 3 x 3 cells, got {tuple(rho0.shape)}")
+        raise ValueError(f"{name}: rho0 must have at least 3 x 3 cells, got {tuple(rho.shape[1:])}")
     if not bool((rho > 0).all() and (p > 0).all()):
         raise ValueError(f"{name}: rho0 and p0 must be > 0 everywhere")
     times = check_save_times(t_save, f"{name}: t_save")
@@ -174,17 +176,6 @@ def cns_random_initial(
             )
         out[:, s] = state
     return out[0], out[1], out[2], out[3]
-
-
-def _like(a: np.ndarray | torch.Tensor, name: str, rho: torch.Tensor) -> torch.Tensor:
-    """(X, Y) or (B, X, Y) field -> (B, X, Y) on rho's device and dtype."""
-    t, _ = as_batched(a, name, 2, dtype=rho.dtype, device=rho.device)
-    if t.shape[1:] != rho.shape[1:] or t.shape[0] not in (1, rho.shape[0]):
-        raise ValueError(
-            f"{name}: expected shape {tuple(rho.shape[1:])} or {tuple(rho.shape)}, "
-            f"got {tuple(a.shape)}"
-        )
-    return t.expand_as(rho)
 
 
 def _box(x: np.ndarray, lo: float, hi: float, width: float = 0.01) -> np.ndarray:

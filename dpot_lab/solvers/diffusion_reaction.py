@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dpot_lab.solvers.stepping import as_batched, check_save_times, integrate
+from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_save_times, integrate
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -48,10 +48,11 @@ def diffusion_reaction_2d(
 ) -> np.ndarray:
     """Activator u and inhibitor v at the save times, stacked as channels.
 
-    u0, v0: (X, Y) or (B, X, Y) cell averages on [−1, 1]², numpy (float64 on the CPU) or torch
-    (own dtype and device unless ``dtype``/``device`` say otherwise). t_save: non-decreasing
-    times >= 0. ``reaction=False`` leaves pure diffusion (for checks). dt: fixed step (shrunk
-    to hit save times); None takes ``safety`` times the RK4 stability limit each step.
+    u0, v0: (X, Y) or (B, X, Y) cell averages on [−1, 1]² (v0 (X, Y) or (1, X, Y) is shared by
+    all of u0's samples), numpy (float64 on the CPU) or torch (own dtype and device unless
+    ``dtype``/``device`` say otherwise). t_save: non-decreasing times >= 0. ``reaction=False``
+    leaves pure diffusion (for checks). dt: fixed step (shrunk to hit save times); None takes
+    ``safety`` times the RK4 stability limit each step.
     Returns numpy (T, 2, X, Y) or (B, T, 2, X, Y), channel 0 = u, channel 1 = v.
     """
     for name, value in (("du", du), ("dv", dv)):
@@ -59,9 +60,7 @@ def diffusion_reaction_2d(
             raise ValueError(f"{name}: expected a diffusivity >= 0, got {value}")
     times = check_save_times(t_save)
     u, batched = as_batched(u0, "u0", 2, dtype, device)  # (B, X, Y)
-    v, _ = as_batched(v0, "v0", 2, u.dtype, u.device)
-    if v.shape != u.shape:
-        raise ValueError(f"v0: expected the shape of u0 {tuple(u.shape)}, got {tuple(v.shape)}")
+    v = as_batched_like(v0, "v0", u)  # (B, X, Y)
     n_x, n_y = u.shape[-2:]
     dx, dy = (DOMAIN[1] - DOMAIN[0]) / n_x, (DOMAIN[1] - DOMAIN[0]) / n_y
     diff = torch.tensor([du, dv], dtype=u.dtype, device=u.device).reshape(1, 2, 1, 1)

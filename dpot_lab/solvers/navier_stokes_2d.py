@@ -18,7 +18,7 @@ import torch
 
 from dpot_lab.solvers.grid import cell_centres
 from dpot_lab.solvers.spectral import wavenumbers
-from dpot_lab.solvers.stepping import as_batched, check_save_times, integrate
+from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_save_times, integrate
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -64,7 +64,7 @@ def navier_stokes_2d(
     inv_k2 = torch.where(k2 > 0, 1 / k2.clamp(min=1e-30), torch.zeros_like(k2))
     keep = keep_x & keep_y
 
-    f_hat = _forcing_hat(forcing, w.shape, real, dev)  # (B or 1, X, Y//2+1) or None
+    f_hat = _forcing_hat(forcing, w)  # (B or 1, X, Y//2+1) or None
     inv_dx = torch.tensor([n_x, n_y], dtype=real, device=dev)
     # ŵ -> (û, v̂, ∂x ŵ, ∂y ŵ) with û = i ky ψ̂, v̂ = −i kx ψ̂, ψ̂ = ŵ/|k|²
     to_fields = 1j * torch.stack(
@@ -87,26 +87,15 @@ def navier_stokes_2d(
     return out if batched else out[0]
 
 
-def _forcing_hat(
-    forcing: str | ArrayLike | None,
-    shape: torch.Size,
-    dtype: torch.dtype,
-    device: torch.device,
-) -> torch.Tensor | None:
-    """rfft2 of the forcing, (1 or B, X, Y//2+1), or None."""
+def _forcing_hat(forcing: str | ArrayLike | None, w: torch.Tensor) -> torch.Tensor | None:
+    """rfft2 of the forcing, (1 or B, X, Y//2+1), or None; w (B, X, Y) the vorticity."""
     if forcing is None:
         return None
-    n_x, n_y = shape[-2:]
-    if isinstance(forcing, str):
-        if forcing != "fno":
-            raise ValueError(f"forcing: expected 'fno', None or an array, got {forcing!r}")
-        x = torch.as_tensor(cell_centres(n_x), dtype=dtype, device=device)[:, None]
-        y = torch.as_tensor(cell_centres(n_y), dtype=dtype, device=device)[None, :]
-        f = fno_forcing(x, y)[None]
-    else:
-        f, _ = as_batched(forcing, "forcing", 2, dtype, device)
-        if f.shape[-2:] != (n_x, n_y) or f.shape[0] not in (1, shape[0]):
-            raise ValueError(
-                f"forcing: expected shape {(n_x, n_y)} or {tuple(shape)}, got {tuple(f.shape)}"
-            )
-    return torch.fft.rfft2(f)
+    if not isinstance(forcing, str):
+        return torch.fft.rfft2(as_batched_like(forcing, "forcing", w))
+    if forcing != "fno":
+        raise ValueError(f"forcing: expected 'fno', None or an array, got {forcing!r}")
+    n_x, n_y = w.shape[-2:]
+    x = torch.as_tensor(cell_centres(n_x), dtype=w.dtype, device=w.device)[:, None]
+    y = torch.as_tensor(cell_centres(n_y), dtype=w.dtype, device=w.device)[None, :]
+    return torch.fft.rfft2(fno_forcing(x, y)[None])

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from dpot_lab.solvers.spectral import wavenumbers
-from dpot_lab.solvers.stepping import as_batched, check_save_times, integrate
+from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_save_times, integrate
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -74,12 +74,7 @@ def navier_stokes_3d(
 
     f_hat = None
     if forcing is not None:
-        f, _ = as_batched(forcing, "forcing", 4, real, dev)
-        if f.shape[1:] != u.shape[1:] or f.shape[0] not in (1, u.shape[0]):
-            raise ValueError(
-                f"forcing: expected shape {tuple(u.shape[1:])} or {tuple(u.shape)}, "
-                f"got {tuple(f.shape)}"
-            )
+        f = as_batched_like(forcing, "forcing", u)  # (B, 3, X, Y, Z)
         f_hat = project(torch.fft.rfftn(f, dim=dims))
 
     def rate(u_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,7 +27,7 @@ import torch
 
 from dpot_lab.solvers.finite_volume import integrate_ssprk2, limited_slope
 from dpot_lab.solvers.grid import cell_centres
-from dpot_lab.solvers.stepping import as_batched, check_save_times
+from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_save_times
 
 Domain = tuple[tuple[float, float], tuple[float, float]]
 DEFAULT_DOMAIN: Domain = ((-2.5, 2.5), (-2.5, 2.5))
@@ -94,7 +94,7 @@ def shallow_water_2d(
     if min(h.shape[-2:]) < 2 or not bool((h >= 0).all()):
         raise ValueError(f"{name}: h0 must be >= 0 on a grid of at least 2 x 2 cells")
     u, v, b = (
-        _like(a, f"{name}: {field}", h)
+        torch.zeros_like(h) if a is None else as_batched_like(a, f"{name}: {field}", h)
         for a, field in ((u0, "u0"), (v0, "v0"), (bathymetry, "bathymetry"))
     )
     times = check_save_times(t_save, f"{name}: t_save")
@@ -114,18 +114,6 @@ def shallow_water_2d(
     frames = integrate_ssprk2(state, rate, times, progress, name)  # (B, T, 3, X, Y)
     out = (frames if return_momentum else frames[:, :, 0]).cpu().numpy()
     return out if batched else out[0]
-
-
-def _like(a: np.ndarray | torch.Tensor | None, name: str, h: torch.Tensor) -> torch.Tensor:
-    """(X, Y) or (B, X, Y) field -> (B, X, Y) on h's device and dtype; zeros when ``a`` is None."""
-    if a is None:
-        return torch.zeros_like(h)
-    t, _ = as_batched(a, name, 2, dtype=h.dtype, device=h.device)
-    if t.shape[1:] != h.shape[1:] or t.shape[0] not in (1, h.shape[0]):
-        raise ValueError(
-            f"{name}: expected shape {tuple(h.shape[1:])} or {tuple(h.shape)}, got {tuple(a.shape)}"
-        )
-    return t.expand_as(h)
 
 
 def _sweep(

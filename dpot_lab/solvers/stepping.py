@@ -29,27 +29,61 @@ def as_batched(
 ) -> tuple[torch.Tensor, bool]:
     """Batched floating tensor (B, *S) from a state with ``ndim`` dims S, batched or not.
 
-    numpy becomes float64 on the CPU; a torch tensor keeps its dtype and device unless
-    ``dtype``/``device`` say otherwise. Also returns whether the input had a batch dim.
+    numpy (or a nested list) becomes float64 on the CPU; a torch tensor keeps its dtype and
+    device unless ``dtype``/``device`` say otherwise. Also returns whether the input had a batch
+    dim. ValueError naming ``name`` unless the values are real, finite, non-empty, and float32
+    or float64 in the end.
     """
     if isinstance(a, torch.Tensor):
         t = a.detach()
+        if t.is_complex():
+            raise ValueError(f"{name}: expected real values, got {t.dtype}")
         if not t.is_floating_point():
             t = t.to(torch.float64)
     else:
-        t = torch.as_tensor(np.asarray(a, dtype=np.float64))
+        arr = np.asarray(a)
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"{name}: expected real numbers, got an array of dtype {arr.dtype}")
+        t = torch.as_tensor(arr.astype(np.float64))
     t = t.to(device=device, dtype=dtype)
+    if t.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"{name}: expected float32 or float64 values, got {t.dtype}")
     if t.dim() not in (ndim, ndim + 1):
         raise ValueError(
             f"{name}: expected {ndim} dims (unbatched) or {ndim + 1} (batch first), "
             f"got shape {tuple(t.shape)}"
         )
+    if t.numel() == 0:
+        raise ValueError(f"{name}: expected a non-empty state, got shape {tuple(t.shape)}")
+    bad = int((~torch.isfinite(t)).sum())
+    if bad:
+        raise ValueError(f"{name}: expected finite values, got {bad} NaN or infinite")
     return (t, True) if t.dim() == ndim + 1 else (t[None], False)
 
 
+def as_batched_like(a: np.ndarray | torch.Tensor, name: str, like: torch.Tensor) -> torch.Tensor:
+    """A field (*S) or (B or 1, *S) broadcast to ``like`` (B, *S), in its dtype on its device."""
+    t, _ = as_batched(a, name, like.dim() - 1, like.dtype, like.device)
+    if t.shape[1:] != like.shape[1:] or t.shape[0] not in (1, like.shape[0]):
+        raise ValueError(
+            f"{name}: expected shape {tuple(like.shape[1:])} or {tuple(like.shape)}, "
+            f"got {tuple(np.shape(a))}"
+        )
+    return t.expand_as(like)
+
+
 def check_save_times(t_save: Sequence[float] | torch.Tensor, name: str = "t_save") -> list[float]:
-    """Validated save times: a non-empty, non-decreasing sequence of finite times >= 0."""
-    times = [float(t) for t in torch.as_tensor(t_save, dtype=torch.float64).reshape(-1)]
+    """Validated save times: a non-empty, non-decreasing 1-D sequence of finite times >= 0."""
+    try:
+        if isinstance(t_save, torch.Tensor):
+            arr = t_save.detach().cpu().to(torch.float64).numpy()
+        else:
+            arr = np.asarray(t_save, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a sequence of times, got {t_save!r}") from None
+    if arr.ndim > 1:
+        raise ValueError(f"{name}: expected a 1-D sequence of times, got shape {arr.shape}")
+    times = [float(v) for v in arr.reshape(-1)]
     if not times:
         raise ValueError(f"{name}: expected at least one save time, got none")
     if any(not math.isfinite(t) or t < 0 for t in times):

@@ -78,6 +78,12 @@ def test_batch_members_do_not_affect_each_other():
         np.testing.assert_allclose(batched[b], single, atol=1e-12)
 
 
+def test_an_unbatched_v0_is_shared_by_every_sample():
+    u0, v0 = diffusion_reaction_initial(np.random.default_rng(5), 2, 8)
+    shared = diffusion_reaction_2d(u0, v0[0], [0.2])  # (2, T, 2, X, Y)
+    np.testing.assert_array_equal(shared, diffusion_reaction_2d(u0, np.stack([v0[0]] * 2), [0.2]))
+
+
 def test_pdebench_initial_state_is_standard_normal_noise():
     u0, v0 = diffusion_reaction_initial(np.random.default_rng(3), 4, 64)
     assert u0.shape == v0.shape == (4, 64, 64)

@@ -1,0 +1,127 @@
+"""The input checks that every solver shares (stepping.as_batched, as_batched_like,
+check_save_times): a bad state or save time is one ValueError naming the argument."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dpot_lab.solvers import (
+    compressible_ns_2d,
+    diffusion_reaction_2d,
+    navier_stokes_2d,
+    navier_stokes_3d,
+    shallow_water_2d,
+)
+
+ONES, ZEROS = np.ones((8, 8)), np.zeros((8, 8))
+ZEROS_3D = np.zeros((3, 4, 4, 4))
+
+# each solver called with its array arguments from a dict, and valid values for them
+SOLVERS = {
+    "navier_stokes_2d": (
+        lambda a, t: navier_stokes_2d(a["w0"], 1e-3, t, forcing=a["forcing"]),
+        {"w0": ZEROS, "forcing": ZEROS},
+    ),
+    "navier_stokes_3d": (
+        lambda a, t: navier_stokes_3d(a["u0"], 1e-3, t, forcing=a["forcing"]),
+        {"u0": ZEROS_3D, "forcing": ZEROS_3D},
+    ),
+    "diffusion_reaction_2d": (
+        lambda a, t: diffusion_reaction_2d(a["u0"], a["v0"], t),
+        {"u0": ZEROS, "v0": ZEROS},
+    ),
+    "shallow_water_2d": (
+        lambda a, t: shallow_water_2d(a["h0"], t, a["u0"], a["v0"], a["bathymetry"]),
+        {"h0": ONES, "u0": ZEROS, "v0": ZEROS, "bathymetry": ZEROS},
+    ),
+    "compressible_ns_2d": (
+        lambda a, t: compressible_ns_2d(a["rho0"], a["vx0"], a["vy0"], a["p0"], t, 0.0, 0.0),
+        {"rho0": ONES, "vx0": ZEROS, "vy0": ZEROS, "p0": ONES},
+    ),
+}
+ARGUMENTS = [(solver, arg) for solver, (_, args) in SOLVERS.items() for arg in args]
+
+
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+@pytest.mark.parametrize("solver,arg", ARGUMENTS)
+def test_a_non_finite_value_in_any_array_is_refused_by_name(solver, arg, bad):
+    # before: a FloatingPointError about a blown-up flow, or NaN frames when t_save = [0]
+    call, args = SOLVERS[solver]
+    value = args[arg].copy()
+    value.flat[5] = bad
+    with pytest.raises(ValueError, match=rf"{arg}: expected finite values, got 1 NaN or infinite"):
+        call({**args, arg: value}, [0.0, 0.1])
+
+
+@pytest.mark.parametrize(
+    "w0,message",
+    [
+        (torch.zeros(8, 8, dtype=torch.float16), "expected float32 or float64 values, got torch.f"),
+        (
+            torch.zeros(8, 8, dtype=torch.bfloat16),
+            "expected float32 or float64 values, got torch.b",
+        ),
+        (torch.zeros(8, 8, dtype=torch.complex64), "expected real values, got torch.complex64"),
+        (np.zeros((8, 8), complex), "expected real numbers, got an array of dtype complex128"),
+        ([["a"] * 8] * 8, "expected real numbers, got an array of dtype <U1"),
+        (np.zeros((0, 8, 8)), r"expected a non-empty state, got shape \(0, 8, 8\)"),
+    ],
+    ids=["float16", "bfloat16", "complex-torch", "complex-numpy", "strings", "empty-batch"],
+)
+def test_a_state_of_the_wrong_kind_is_refused_by_name(w0, message):
+    with pytest.raises(ValueError, match=f"w0: {message}"):
+        navier_stokes_2d(w0, 1e-3, [0.1])
+
+
+@pytest.mark.parametrize("solver,arg", [("shallow_water_2d", "u0"), ("compressible_ns_2d", "vy0")])
+def test_a_list_of_the_wrong_shape_is_named_with_its_own_shape(solver, arg):
+    # before: AttributeError: 'list' object has no attribute 'shape'
+    call, args = SOLVERS[solver]
+    with pytest.raises(
+        ValueError, match=rf"{arg}: expected shape \(8, 8\) or \(1, 8, 8\), got \(8, 9\)"
+    ):
+        call({**args, arg: np.zeros((8, 9)).tolist()}, [0.1])
+
+
+@pytest.mark.parametrize(
+    "t_save,message",
+    [
+        ([0.2, 0.1], r"expected non-decreasing times, got \[0.2, 0.1\]"),
+        ([[0.1, 0.2], [0.3, 0.4]], r"expected a 1-D sequence of times, got shape \(2, 2\)"),
+        (["soon"], r"expected a sequence of times, got \['soon'\]"),
+        ([], "expected at least one save time, got none"),
+        ([0.1, float("nan")], "expected finite times >= 0"),
+        ([-0.1], "expected finite times >= 0"),
+    ],
+    ids=["unsorted", "2-D", "strings", "empty", "nan", "negative"],
+)
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_bad_save_times_are_refused_by_name(solver, t_save, message):
+    call, args = SOLVERS[solver]
+    with pytest.raises(ValueError, match=f"t_save: {message}"):
+        call(args, t_save)
+
+
+FIRST_FRAME = {  # the frame at t = 0, from the array arguments
+    "navier_stokes_2d": lambda a: a["w0"],
+    "navier_stokes_3d": lambda a: a["u0"],
+    "diffusion_reaction_2d": lambda a: np.stack([a["u0"], a["v0"]]),
+    "shallow_water_2d": lambda a: a["h0"],
+    "compressible_ns_2d": lambda a: np.stack([a["vx0"], a["vy0"], a["rho0"], a["p0"]]),
+}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_save_times_may_start_at_zero_repeat_or_be_one_number(solver):
+    call, args = SOLVERS[solver]
+    rng = np.random.default_rng(0)
+    state = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in args.items()}  # not at rest
+    if solver == "navier_stokes_3d":  # u0 is projected: start divergence-free
+        state["u0"] = navier_stokes_3d(state["u0"], 0.0, [0.0])[0]
+    out = call(state, torch.tensor([0.0, 0.05, 0.05], dtype=torch.float64))  # (T, ...)
+    np.testing.assert_allclose(out[0], FIRST_FRAME[solver](state), rtol=0, atol=1e-14)
+    assert not np.allclose(out[1], out[0])
+    np.testing.assert_array_equal(out[2], out[1])  # a repeated time repeats the frame
+    np.testing.assert_array_equal(call(state, 0.05)[0], out[1])  # the same steps as one number
