@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from dpot_lab.solvers.finite_volume import integrate_ssprk2, limited_slope
-from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_save_times
+from dpot_lab.solvers.grid import Domain, check_domain
+from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_number, check_save_times
 
-Domain = tuple[tuple[float, float], tuple[float, float]]
 LIMITERS = ("mc", "minmod")
 CHANNELS = ("vx", "vy", "density", "pressure")
 POSITIVITY_FLOOR = 1e-8  # face ρ and p stay above this fraction of their cell's ρ and p
@@ -58,20 +58,22 @@ def compressible_ns_2d(
     name = "compressible_ns_2d"
     if limiter not in LIMITERS:
         raise ValueError(f"{name}: limiter must be one of {LIMITERS}, got {limiter!r}")
-    if not (0 < cfl <= 1 and 0 < cfl_visc <= 1):
-        raise ValueError(f"{name}: cfl and cfl_visc must be in (0, 1], got {cfl}, {cfl_visc}")
-    if eta < 0 or zeta < 0 or gamma <= 1:
-        raise ValueError(
-            f"{name}: expected eta >= 0, zeta >= 0, gamma > 1; got {eta}, {zeta}, {gamma}"
-        )
+    cfl = check_number(cfl, f"{name}: cfl", 0.0, 1.0, open_low=True)
+    cfl_visc = check_number(cfl_visc, f"{name}: cfl_visc", 0.0, 1.0, open_low=True)
+    eta, zeta = check_number(eta, f"{name}: eta", 0.0), check_number(zeta, f"{name}: zeta", 0.0)
+    gamma = check_number(gamma, f"{name}: gamma", 1.0, open_low=True)
+    domain = check_domain(domain, f"{name}: domain")
     rho, batched = as_batched(rho0, f"{name}: rho0", 2)  # (B, X, Y)
     vx, vy, p = (
         as_batched_like(a, f"{name}: {n}", rho) for a, n in ((vx0, "vx0"), (vy0, "vy0"), (p0, "p0"))
     )
     if min(rho.shape[-2:]) < 3:
         raise ValueError(f"{name}: rho0 must have at least 3 x 3 cells, got {tuple(rho.shape[1:])}")
-    if not bool((rho > 0).all() and (p > 0).all()):
-        raise ValueError(f"{name}: rho0 and p0 must be > 0 everywhere")
+    for field, a in (("rho0", rho), ("p0", p)):
+        if not bool((a > 0).all()):
+            raise ValueError(
+                f"{name}: {field}: expected values > 0, got a minimum of {float(a.min()):g}"
+            )
     times = check_save_times(t_save, f"{name}: t_save")
     nx, ny = rho.shape[-2:]
     dx = (domain[0][1] - domain[0][0]) / nx

@@ -16,7 +16,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_save_times, integrate
+from dpot_lab.solvers.stepping import (
+    as_batched,
+    as_batched_like,
+    check_number,
+    check_save_times,
+    integrate,
+)
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -55,9 +61,8 @@ def diffusion_reaction_2d(
     ``safety`` times the RK4 stability limit each step.
     Returns numpy (T, 2, X, Y) or (B, T, 2, X, Y), channel 0 = u, channel 1 = v.
     """
-    for name, value in (("du", du), ("dv", dv)):
-        if not value >= 0:
-            raise ValueError(f"{name}: expected a diffusivity >= 0, got {value}")
+    du, dv, k = check_number(du, "du", 0.0), check_number(dv, "dv", 0.0), check_number(k, "k")
+    safety = check_number(safety, "safety", 0.0, 1.0, open_low=True)
     times = check_save_times(t_save)
     u, batched = as_batched(u0, "u0", 2, dtype, device)  # (B, X, Y)
     v = as_batched_like(v0, "v0", u)  # (B, X, Y)

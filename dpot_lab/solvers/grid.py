@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+Domain = tuple[tuple[float, float], tuple[float, float]]
 
 
 def cell_centres(n: int, lower: float = 0.0, upper: float = 1.0) -> np.ndarray:
@@ -10,3 +14,15 @@ def cell_centres(n: int, lower: float = 0.0, upper: float = 1.0) -> np.ndarray:
     bit (so symmetric initial states stay exactly symmetric)."""
     dx = (upper - lower) / n
     return 0.5 * (lower + upper) + (np.arange(n) - 0.5 * (n - 1)) * dx
+
+
+def check_domain(domain: Domain, name: str = "domain") -> Domain:
+    """((x0, x1), (y0, y1)) as floats; ValueError naming ``name`` unless finite with x0 < x1 and
+    y0 < y1."""
+    try:
+        (x0, x1), (y0, y1) = ((float(lo), float(hi)) for lo, hi in domain)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected ((x0, x1), (y0, y1)), got {domain!r}") from None
+    if not all(math.isfinite(v) for v in (x0, x1, y0, y1)) or x0 >= x1 or y0 >= y1:
+        raise ValueError(f"{name}: expected finite bounds with x0 < x1 and y0 < y1, got {domain!r}")
+    return (x0, x1), (y0, y1)

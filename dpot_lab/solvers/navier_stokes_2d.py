@@ -18,7 +18,13 @@ import torch
 
 from dpot_lab.solvers.grid import cell_centres
 from dpot_lab.solvers.spectral import wavenumbers
-from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_save_times, integrate
+from dpot_lab.solvers.stepping import (
+    as_batched,
+    as_batched_like,
+    check_number,
+    check_save_times,
+    integrate,
+)
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -51,8 +57,9 @@ def navier_stokes_2d(
     dt: fixed step (shrunk to hit save times); None takes ``cfl / (max|u|/dx + max|v|/dy)``
     each step, at most ``max_dt``. Returns numpy (T, X, Y) or (B, T, X, Y).
     """
-    if not nu >= 0:
-        raise ValueError(f"nu: expected a viscosity >= 0, got {nu}")
+    nu, cfl = check_number(nu, "nu", 0.0), check_number(cfl, "cfl", 0.0, open_low=True)
+    if not max_dt > 0:
+        raise ValueError(f"max_dt: expected a step > 0 (inf: no cap), got {max_dt!r}")
     times = check_save_times(t_save)
     w, batched = as_batched(w0, "w0", 2, dtype, device)  # (B, X, Y)
     n_x, n_y = w.shape[-2:]

@@ -16,7 +16,13 @@ import numpy as np
 import torch
 
 from dpot_lab.solvers.spectral import wavenumbers
-from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_save_times, integrate
+from dpot_lab.solvers.stepping import (
+    as_batched,
+    as_batched_like,
+    check_number,
+    check_save_times,
+    integrate,
+)
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -43,8 +49,9 @@ def navier_stokes_3d(
     ``cfl / Σ_d (max|u_d|/dx_d)`` each step, at most ``max_dt``.
     Returns numpy (T, 3, X, Y, Z) or (B, T, 3, X, Y, Z).
     """
-    if not nu >= 0:
-        raise ValueError(f"nu: expected a viscosity >= 0, got {nu}")
+    nu, cfl = check_number(nu, "nu", 0.0), check_number(cfl, "cfl", 0.0, open_low=True)
+    if not max_dt > 0:
+        raise ValueError(f"max_dt: expected a step > 0 (inf: no cap), got {max_dt!r}")
     times = check_save_times(t_save)
     u, batched = as_batched(u0, "u0", 4, dtype, device)  # (B, 3, X, Y, Z)
     if u.shape[1] != 3:

@@ -26,10 +26,9 @@ import numpy as np
 import torch
 
 from dpot_lab.solvers.finite_volume import integrate_ssprk2, limited_slope
-from dpot_lab.solvers.grid import cell_centres
-from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_save_times
+from dpot_lab.solvers.grid import Domain, cell_centres, check_domain
+from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_number, check_save_times
 
-Domain = tuple[tuple[float, float], tuple[float, float]]
 DEFAULT_DOMAIN: Domain = ((-2.5, 2.5), (-2.5, 2.5))
 LIMITERS = ("minmod", "mc")
 
@@ -88,11 +87,15 @@ def shallow_water_2d(
     name = "shallow_water_2d"
     if limiter not in LIMITERS:
         raise ValueError(f"{name}: limiter must be one of {LIMITERS}, got {limiter!r}")
-    if not 0 < cfl <= 0.5:
-        raise ValueError(f"{name}: cfl must be in (0, 0.5] to keep h >= 0, got {cfl}")
+    cfl = check_number(cfl, f"{name}: cfl", 0.0, 0.5, open_low=True)  # <= 1/2 keeps h >= 0
+    g = check_number(g, f"{name}: g", 0.0, open_low=True)
+    h_dry = check_number(h_dry, f"{name}: h_dry", 0.0, open_low=True)
+    domain = check_domain(domain, f"{name}: domain")
     h, batched = as_batched(h0, f"{name}: h0", 2)  # (B, X, Y)
-    if min(h.shape[-2:]) < 2 or not bool((h >= 0).all()):
-        raise ValueError(f"{name}: h0 must be >= 0 on a grid of at least 2 x 2 cells")
+    if min(h.shape[-2:]) < 2:
+        raise ValueError(f"{name}: h0: expected at least 2 x 2 cells, got {tuple(h.shape[1:])}")
+    if not bool((h >= 0).all()):
+        raise ValueError(f"{name}: h0: expected depths >= 0, got a minimum of {float(h.min()):g}")
     u, v, b = (
         torch.zeros_like(h) if a is None else as_batched_like(a, f"{name}: {field}", h)
         for a, field in ((u0, "u0"), (v0, "v0"), (bathymetry, "bathymetry"))

@@ -72,6 +72,23 @@ def as_batched_like(a: np.ndarray | torch.Tensor, name: str, like: torch.Tensor)
     return t.expand_as(like)
 
 
+def check_number(
+    value: float, name: str, low: float = -math.inf, high: float = math.inf, open_low: bool = False
+) -> float:
+    """``value`` as a float; ValueError naming ``name`` unless it is finite and in [low, high]
+    ((low, high] with ``open_low``)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = math.nan
+    if not (math.isfinite(x) and (x > low if open_low else x >= low) and x <= high):
+        bound = "" if low == -math.inf else f" {'>' if open_low else '>='} {low:g}"
+        if high < math.inf:
+            bound = f" in {'(' if open_low else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{name}: expected a finite number{bound}, got {value!r}")
+    return x
+
+
 def check_save_times(t_save: Sequence[float] | torch.Tensor, name: str = "t_save") -> list[float]:
     """Validated save times: a non-empty, non-decreasing 1-D sequence of finite times >= 0."""
     try:

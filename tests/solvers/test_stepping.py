@@ -125,3 +125,53 @@ def test_save_times_may_start_at_zero_repeat_or_be_one_number(solver):
     assert not np.allclose(out[1], out[0])
     np.testing.assert_array_equal(out[2], out[1])  # a repeated time repeats the frame
     np.testing.assert_array_equal(call(state, 0.05)[0], out[1])  # the same steps as one number
+
+
+def swe(**kw):
+    return lambda: shallow_water_2d(ONES, [0.1], **kw)
+
+
+def cns(**kw):
+    state = {"rho0": ONES, "vx0": ZEROS, "vy0": ZEROS, "p0": ONES, "eta": 0.0, "zeta": 0.0, **kw}
+    return lambda: compressible_ns_2d(t_save=[0.1], **state)
+
+
+# before: NaN frames, a "flow blew up" error later on, or (g = 0, a reversed domain) a silent run
+BAD_PARAMETERS = {
+    "nu: expected a finite number >= 0, got inf": lambda: navier_stokes_2d(ZEROS, np.inf, [0.1]),
+    "cfl: expected a finite number > 0, got 0": lambda: navier_stokes_2d(ZEROS, 0.0, [0.1], cfl=0),
+    r"max_dt: expected a step > 0 \(inf: no cap\), got 0": lambda: navier_stokes_2d(
+        ZEROS, 0.0, [0.1], max_dt=0
+    ),
+    "nu: expected a finite number >= 0, got nan": lambda: navier_stokes_3d(ZEROS_3D, np.nan, [0.1]),
+    "cfl: expected a finite number > 0, got -1": lambda: navier_stokes_3d(
+        ZEROS_3D, 0.0, [0.1], cfl=-1
+    ),
+    "k: expected a finite number, got nan": lambda: diffusion_reaction_2d(
+        ZEROS, ZEROS, [0.1], k=np.nan
+    ),
+    "dv: expected a finite number >= 0, got inf": lambda: diffusion_reaction_2d(
+        ZEROS, ZEROS, [0.1], dv=np.inf
+    ),
+    r"safety: expected a finite number in \(0, 1\], got 0": lambda: diffusion_reaction_2d(
+        ZEROS, ZEROS, [0.1], safety=0
+    ),
+    "g: expected a finite number > 0, got 0": swe(g=0.0),
+    "h_dry: expected a finite number > 0, got 0": swe(h_dry=0.0),
+    r"cfl: expected a finite number in \(0, 0.5\], got 0.7": swe(cfl=0.7),
+    "domain: expected finite bounds with x0 < x1 and y0 < y1": swe(domain=((2.5, -2.5), (0, 1))),
+    r"domain: expected \(\(x0, x1\), \(y0, y1\)\), got \(\(0, 1\),\)": swe(domain=((0, 1),)),
+    "h0: expected depths >= 0, got a minimum of -1": lambda: shallow_water_2d(-ONES, [0.1]),
+    "eta: expected a finite number >= 0, got nan": cns(eta=np.nan),
+    "zeta: expected a finite number >= 0, got -1": cns(zeta=-1.0),
+    "gamma: expected a finite number > 1, got 1": cns(gamma=1.0),
+    r"cfl_visc: expected a finite number in \(0, 1\], got 0": cns(cfl_visc=0.0),
+    "domain: expected finite bounds": cns(domain=((0, 1), (0, np.inf))),
+    "p0: expected values > 0, got a minimum of 0": cns(p0=ZEROS),
+}
+
+
+@pytest.mark.parametrize("message", BAD_PARAMETERS)
+def test_a_bad_parameter_is_refused_by_name(message):
+    with pytest.raises(ValueError, match=message):
+        BAD_PARAMETERS[message]()
