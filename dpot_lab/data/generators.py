@@ -24,8 +24,9 @@ from dpot_lab.solvers import (
     navier_stokes_2d,
     navier_stokes_3d,
 )
-from dpot_lab.solvers.grid import cell_centres
+from dpot_lab.solvers.grid import Resolution, cell_centres, grid_shape
 from dpot_lab.solvers.initial import diffusion_reaction_initial, passot_pouquet_spectrum
+from dpot_lab.solvers.stepping import check_number
 
 SOURCE_FORMAT = "dpot-lab"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -33,7 +34,7 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 def make_ns2d(
     n_samples: int,
-    resolution: int,
+    resolution: Resolution,
     seed_seqs: Sequence[np.random.SeedSequence],
     *,
     nu: float = 1e-3,
@@ -50,6 +51,7 @@ def make_ns2d(
     forcing "fno" (or None), viscosity ν. ``vorticity`` (sample, time, x, y) at times
     dt_save·1, …, dt_save·n_frames (as in the FNO files, the initial state is not a frame)."""
     _check_counts(n_samples, seed_seqs, n_frames)
+    dt_save = check_number(dt_save, "dt_save", 0.0, open_low=True)
     forcing = None if forcing in (None, "none") else forcing
     w0 = np.concatenate(
         [
@@ -72,7 +74,7 @@ def make_ns2d(
 
 def make_diffusion_reaction(
     n_samples: int,
-    resolution: int,
+    resolution: Resolution,
     seed_seqs: Sequence[np.random.SeedSequence],
     *,
     du: float = 1e-3,
@@ -86,6 +88,7 @@ def make_diffusion_reaction(
     """PDEBench FitzHugh–Nagumo diffusion–reaction on [−1, 1]² from N(0, 1) noise. ``u``, ``v``
     (sample, time, x, y) at n_frames equally spaced times from 0 to t_end (0 included)."""
     _check_counts(n_samples, seed_seqs, n_frames)
+    t_end = check_number(t_end, "t_end", 0.0, open_low=True)
     pairs = [diffusion_reaction_initial(np.random.default_rng(s), 1, resolution) for s in seed_seqs]
     u0 = torch.as_tensor(np.concatenate([p[0] for p in pairs]), dtype=_dtype(dtype), device=device)
     v0 = torch.as_tensor(np.concatenate([p[1] for p in pairs]), dtype=_dtype(dtype), device=device)
@@ -108,7 +111,7 @@ def make_diffusion_reaction(
 
 def make_ns3d(
     n_samples: int,
-    resolution: int,
+    resolution: Resolution,
     seed_seqs: Sequence[np.random.SeedSequence],
     *,
     nu: float = 5e-3,
@@ -124,6 +127,7 @@ def make_ns3d(
     with spectrum E(k) ∝ k⁴ exp(−2 (k/k_peak)²). ``u``, ``v``, ``w`` (sample, time, x, y, z) at
     dt_save·0, …, dt_save·(n_frames − 1) (the initial state is frame 0)."""
     _check_counts(n_samples, seed_seqs, n_frames)
+    dt_save = check_number(dt_save, "dt_save", 0.0, open_low=True)
     spectrum = partial(passot_pouquet_spectrum, k_peak=k_peak)
     u0 = np.concatenate(
         [
@@ -166,10 +170,10 @@ def _dtype(name: str) -> torch.dtype:
 
 
 def _coords(
-    times: np.ndarray, resolution: int, ndim: int, domain: tuple[float, float]
+    times: np.ndarray, resolution: Resolution, ndim: int, domain: tuple[float, float]
 ) -> dict[str, tuple[str, np.ndarray]]:
-    """time and cell-centre coords x, y[, z] of a cube of side ``domain``."""
+    """time and cell-centre coords x, y[, z] of a box of side ``domain`` along every axis."""
     coords = {"time": ("time", np.asarray(times, dtype=np.float64))}
-    for name in ("x", "y", "z")[:ndim]:
-        coords[name] = (name, cell_centres(resolution, *domain))
+    for name, n in zip(("x", "y", "z"), grid_shape(resolution, ndim), strict=False):
+        coords[name] = (name, cell_centres(n, *domain))
     return coords

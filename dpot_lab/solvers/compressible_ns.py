@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from dpot_lab.solvers.finite_volume import integrate_ssprk2, limited_slope
-from dpot_lab.solvers.grid import Domain, check_domain
+from dpot_lab.solvers.grid import Domain, check_domain, grid_shape
 from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_number, check_save_times
 
 LIMITERS = ("mc", "minmod")
@@ -124,11 +124,16 @@ def cns_random_initial(
     divergence-free velocity from the same sine modes (projected in Fourier space) scaled to
     mean |v| = 1.
     """
+    name = "cns_random_initial"
     if kind not in ("rand", "turb"):
-        raise ValueError(f"cns_random_initial: kind must be 'rand' or 'turb', got {kind!r}")
-    if mach <= 0 or n < 1:
-        raise ValueError(f"cns_random_initial: expected mach > 0 and n >= 1, got {mach}, {n}")
-    nx, ny = (resolution, resolution) if isinstance(resolution, int) else resolution
+        raise ValueError(f"{name}: kind must be 'rand' or 'turb', got {kind!r}")
+    if not (isinstance(n, int | np.integer) and n >= 1):
+        raise ValueError(f"{name}: n: expected a number of samples >= 1, got {n!r}")
+    if not (isinstance(k_max, int | np.integer) and k_max >= 1):
+        raise ValueError(f"{name}: k_max: expected an int >= 1, got {k_max!r}")
+    mach = check_number(mach, f"{name}: mach", 0.0, open_low=True)
+    gamma = check_number(gamma, f"{name}: gamma", 1.0, open_low=True)
+    nx, ny = grid_shape(resolution, 2, f"{name}: resolution")
     x = (np.arange(nx) + 0.5) / nx
     y = (np.arange(ny) + 0.5) / ny
     k = np.arange(-k_max, k_max + 1)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 Domain = tuple[tuple[float, float], tuple[float, float]]
+Resolution = int | tuple[int, ...]
 
 
 def cell_centres(n: int, lower: float = 0.0, upper: float = 1.0) -> np.ndarray:
@@ -26,3 +27,16 @@ def check_domain(domain: Domain, name: str = "domain") -> Domain:
     if not all(math.isfinite(v) for v in (x0, x1, y0, y1)) or x0 >= x1 or y0 >= y1:
         raise ValueError(f"{name}: expected finite bounds with x0 < x1 and y0 < y1, got {domain!r}")
     return (x0, x1), (y0, y1)
+
+
+def grid_shape(resolution: Resolution, dim: int, name: str = "resolution") -> tuple[int, ...]:
+    """Grid shape from an int (square, cube) or a tuple of ``dim`` ints, each >= 2."""
+    shape = (resolution,) * dim if isinstance(resolution, int | np.integer) else resolution
+    try:
+        shape = tuple(shape)
+        ok = len(shape) == dim and all(int(s) == s and s >= 2 for s in shape)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name}: expected an int >= 2 or {dim} of them, got {resolution!r}")
+    return tuple(int(s) for s in shape)

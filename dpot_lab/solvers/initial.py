@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-Resolution = int | tuple[int, ...]
+from dpot_lab.solvers.grid import Resolution, grid_shape
+from dpot_lab.solvers.stepping import check_number
 
 
 def gaussian_random_field(
@@ -27,14 +28,14 @@ def gaussian_random_field(
     α = 2.5, τ = 7 and FNO's sigma = τ^(α − 1)): every Fourier mode k ≠ 0 has variance
     sigma² (4π²|k|² + τ²)^(−α) and the mean mode is zero.
     """
-    n_x, n_y = _shape(resolution, 2)
+    n_x, n_y = grid_shape(resolution, 2)
     if sigma is None:
         sigma = tau ** (alpha - 1.0)  # τ^(½(2α − d)) with d = 2
     m_x = np.fft.fftfreq(n_x, 1 / n_x)[:, None]
     m_y = np.fft.fftfreq(n_y, 1 / n_y)[None, :]
     amplitude = sigma * (4 * np.pi**2 * (m_x**2 + m_y**2) + tau**2) ** (-alpha / 2)  # (X, Y)
     amplitude[0, 0] = 0.0
-    noise = _draw(rng, n, (n_x, n_y))  # (n, X, Y) white noise, unit variance per point
+    noise = _draw(rng, _count(n), (n_x, n_y))  # (n, X, Y) white noise, unit variance per point
     # white noise has E|fft|² = X·Y per mode; the factor sqrt(X·Y) makes it one
     field = np.fft.ifft2(np.fft.fft2(noise) * amplitude).real * np.sqrt(n_x * n_y)
     return field
@@ -44,8 +45,8 @@ def diffusion_reaction_initial(
     rng: np.random.Generator, n: int, resolution: Resolution
 ) -> tuple[np.ndarray, np.ndarray]:
     """PDEBench diffusion–reaction initial state: u, v (n, X, Y), independent N(0, 1) per cell."""
-    shape = _shape(resolution, 2)
-    u = np.empty((n, *shape))
+    shape = grid_shape(resolution, 2)
+    u = np.empty((_count(n), *shape))
     v = np.empty((n, *shape))
     for i in range(n):
         u[i] = rng.standard_normal(shape)
@@ -72,7 +73,8 @@ def divergence_free_velocity(
     ``spectrum(k)`` (k = |m| in cycles per unit length; the mean flow is zero), scaled so that
     the root-mean-square of each component is ``u_rms``.
     """
-    shape = _shape(resolution, 3)
+    shape = grid_shape(resolution, 3)
+    u_rms = check_number(u_rms, "u_rms", 0.0)
     m = np.meshgrid(*(np.fft.fftfreq(s, 1 / s) for s in shape[:2]), indexing="ij")
     m = [a[..., None] for a in m] + [np.fft.rfftfreq(shape[2], 1 / shape[2])[None, None, :]]
     k = np.sqrt(sum(a**2 for a in m))  # (X, Y, Z//2+1)
@@ -82,22 +84,27 @@ def divergence_free_velocity(
     # no Nyquist modes: they have no real-valued derivative, so no exact divergence
     for mi, s in zip(m, shape, strict=True):
         amplitude = np.where(np.abs(mi) < s / 2, amplitude, 0.0)
-    out = np.empty((n, 3, *shape))
+    out = np.empty((_count(n), 3, *shape))
     for i in range(n):
         noise_hat = np.fft.rfftn(rng.standard_normal((3, *shape)), axes=(1, 2, 3)) * amplitude
         along = sum(mi * ni for mi, ni in zip(m, noise_hat, strict=True)) / k_safe**2  # (m·û)/|m|²
         u_hat = noise_hat - np.stack([mi * along for mi in m])  # û − m (m·û)/|m|²
         u = np.fft.irfftn(u_hat, s=shape, axes=(1, 2, 3))  # (3, X, Y, Z)
-        out[i] = u * (u_rms / np.sqrt(np.mean(u**2)))
+        rms = np.sqrt(np.mean(u**2))
+        if not rms > 0:
+            raise ValueError(
+                f"divergence_free_velocity: the spectrum leaves no energy on the grid {shape} "
+                "(Nyquist modes are left out: a size-2 axis has none other than 0)"
+            )
+        out[i] = u * (u_rms / rms)
     return out
 
 
-def _shape(resolution: Resolution, dim: int) -> tuple[int, ...]:
-    """Grid shape from an int (cube) or a tuple of ``dim`` ints."""
-    shape = (resolution,) * dim if isinstance(resolution, int) else tuple(resolution)
-    if len(shape) != dim or any(int(s) != s or s < 2 for s in shape):
-        raise ValueError(f"resolution: expected an int >= 2 or {dim} of them, got {resolution!r}")
-    return tuple(int(s) for s in shape)
+def _count(n: int) -> int:
+    """The number of samples n; ValueError unless it is an int >= 0."""
+    if not (isinstance(n, int | np.integer) and n >= 0):
+        raise ValueError(f"n: expected a number of samples >= 0, got {n!r}")
+    return int(n)
 
 
 def _draw(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from dpot_lab.solvers.finite_volume import integrate_ssprk2, limited_slope
-from dpot_lab.solvers.grid import Domain, cell_centres, check_domain
+from dpot_lab.solvers.grid import Domain, cell_centres, check_domain, grid_shape
 from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_number, check_save_times
 
 DEFAULT_DOMAIN: Domain = ((-2.5, 2.5), (-2.5, 2.5))
@@ -43,15 +43,17 @@ def dam_break_initial(
 ) -> np.ndarray:
     """(X, Y) depth of a radial dam break: ``h_in`` where the cell centre lies within ``radius``
     of ``center``, ``h_out`` elsewhere (PDEBench's set-up)."""
-    nx, ny = (resolution, resolution) if isinstance(resolution, int) else resolution
-    if radius <= 0 or h_in < 0 or h_out < 0:
-        raise ValueError(
-            f"dam_break_initial: expected radius > 0 and depths >= 0, got radius={radius}, "
-            f"h_in={h_in}, h_out={h_out}"
-        )
-    x = cell_centres(nx, *domain[0])[:, None] - center[0]
-    y = cell_centres(ny, *domain[1])[None, :] - center[1]
-    return np.where(x**2 + y**2 <= radius**2, float(h_in), float(h_out))
+    name = "dam_break_initial"
+    nx, ny = grid_shape(resolution, 2, f"{name}: resolution")
+    radius = check_number(radius, f"{name}: radius", 0.0, open_low=True)
+    h_in, h_out = (
+        check_number(h, f"{name}: {n}", 0.0) for h, n in ((h_in, "h_in"), (h_out, "h_out"))
+    )
+    cx, cy = (check_number(c, f"{name}: center") for c in center)
+    (x0, x1), (y0, y1) = check_domain(domain, f"{name}: domain")
+    x = cell_centres(nx, x0, x1)[:, None] - cx
+    y = cell_centres(ny, y0, y1)[None, :] - cy
+    return np.where(x**2 + y**2 <= radius**2, h_in, h_out)
 
 
 def random_dam_radius(rng: np.random.Generator) -> float:

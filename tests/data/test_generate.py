@@ -16,6 +16,7 @@ import xarray as xr
 
 import dpot_lab as dl
 from dpot_lab.data.generation import GENERATORS, generate, generate_cached
+from dpot_lab.data.generators import make_diffusion_reaction, make_ns2d, make_ns3d
 from dpot_lab.solvers import (
     diffusion_reaction_2d,
     diffusion_reaction_initial,
@@ -89,6 +90,35 @@ def test_ns3d_samples_are_the_solver_run_from_their_own_seed(tmp_path):
     expected = navier_stokes_3d(u0, 5e-3, [0.0, 0.05])[0].astype(np.float32)  # (T, 3, X, Y, Z)
     for c, name in enumerate("uvw"):
         np.testing.assert_array_equal(read(path, name)[0], expected[:, c])
+
+
+@pytest.mark.parametrize(
+    "make,resolution,times,domain",
+    [
+        (make_ns2d, (12, 8), dict(dt_save=0.1), (0, 1)),
+        (make_diffusion_reaction, (10, 6), dict(t_end=0.1), (-1, 1)),
+        (make_ns3d, (8, 6, 4), dict(dt_save=0.1), (0, 1)),
+    ],
+)
+def test_generators_make_non_square_grids(make, resolution, times, domain):
+    # before: a TypeError from the coordinates, after the solver had run
+    seeds = np.random.SeedSequence(0).spawn(1)
+    ds = make(1, resolution, seeds, n_frames=2, **times)
+    for axis, n in zip("xyz", resolution, strict=False):
+        np.testing.assert_array_equal(ds[axis].values, cell_centres(n, *domain))
+    assert all(ds[v].shape[2:] == resolution for v in ds.data_vars)
+    if make is make_ns2d:
+        w0 = gaussian_random_field(np.random.default_rng(seeds[0]), 1, resolution)
+        expected = navier_stokes_2d(w0, 1e-3, [0.1, 0.2]).astype(np.float32)
+        np.testing.assert_array_equal(ds["vorticity"].values, expected)
+
+
+def test_generator_times_must_be_positive():
+    seeds = np.random.SeedSequence(0).spawn(1)
+    with pytest.raises(ValueError, match="dt_save: expected a finite number > 0, got 0"):
+        make_ns2d(1, 8, seeds, dt_save=0.0)  # before: every frame at t = 0
+    with pytest.raises(ValueError, match="t_end: expected a finite number > 0, got -1"):
+        make_diffusion_reaction(1, 8, seeds, t_end=-1.0)  # before: named t_save
 
 
 @pytest.mark.skipif(

@@ -139,6 +139,16 @@ def test_velocity_input_moves_water():
     np.testing.assert_allclose(out[2], 0.0, atol=1e-15)
 
 
+def test_dam_on_a_non_square_grid_of_another_domain():
+    domain = ((0.0, 4.0), (-1.0, 1.0))
+    h0 = dam_break_initial((8, 4), 0.6, h_in=3.0, center=(1.25, -0.25), domain=domain)
+    # cell centres x = 0.25, 0.75, ..., y = -0.75, -0.25, ...: the centre is cell (2, 1), and
+    # its four neighbours are 0.5 from it (the diagonal ones 0.71)
+    inside = np.zeros((8, 4), bool)
+    inside[[2, 1, 3, 2, 2], [1, 1, 1, 0, 2]] = True
+    np.testing.assert_array_equal(h0, np.where(inside, 3.0, 1.0))
+
+
 def test_dam_radius_distribution_and_errors():
     rng = np.random.default_rng(0)
     radii = np.array([random_dam_radius(rng) for _ in range(200)])

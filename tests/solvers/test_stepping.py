@@ -1,5 +1,6 @@
-"""The input checks that every solver shares (stepping.as_batched, as_batched_like,
-check_save_times): a bad state or save time is one ValueError naming the argument."""
+"""The input checks that every solver and initial-state helper shares (stepping.as_batched,
+as_batched_like, check_save_times, check_number, grid.check_domain, grid.grid_shape): a bad
+state, save time or parameter is one ValueError naming the argument."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ import pytest
 import torch
 
 from dpot_lab.solvers import (
+    cns_random_initial,
     compressible_ns_2d,
+    dam_break_initial,
     diffusion_reaction_2d,
+    diffusion_reaction_initial,
+    divergence_free_velocity,
+    gaussian_random_field,
     navier_stokes_2d,
     navier_stokes_3d,
     shallow_water_2d,
@@ -169,9 +175,45 @@ BAD_PARAMETERS = {
     "domain: expected finite bounds": cns(domain=((0, 1), (0, np.inf))),
     "p0: expected values > 0, got a minimum of 0": cns(p0=ZEROS),
 }
+RNG = np.random.default_rng(0)
+# before: NaN fields (k_max = 0, a size-2 grid, mach = nan), a ZeroDivisionError or a numpy
+# error about stacking, unpacking or negative dimensions
+BAD_INITIAL_STATES = {
+    "n: expected a number of samples >= 0, got -1": lambda: gaussian_random_field(RNG, -1, 8),
+    "n: expected a number of samples >= 0, got 2.5": lambda: diffusion_reaction_initial(
+        RNG, 2.5, 8
+    ),
+    r"resolution: expected an int >= 2 or 2 of them, got \(8,\)": lambda: gaussian_random_field(
+        RNG, 1, (8,)
+    ),
+    r"the spectrum leaves no energy on the grid \(2, 2, 2\)": lambda: divergence_free_velocity(
+        RNG, 1, 2
+    ),
+    "u_rms: expected a finite number >= 0, got nan": lambda: divergence_free_velocity(
+        RNG, 1, 8, u_rms=np.nan
+    ),
+    "k_max: expected an int >= 1, got 0": lambda: cns_random_initial(RNG, 1, 8, k_max=0),
+    "mach: expected a finite number > 0, got nan": lambda: cns_random_initial(RNG, 1, 8, np.nan),
+    "gamma: expected a finite number > 1, got 0": lambda: cns_random_initial(RNG, 1, 8, gamma=0),
+    "cns_random_initial: resolution: expected an int >= 2 or 2 of them, got 0": (
+        lambda: cns_random_initial(RNG, 1, 0)
+    ),
+    "dam_break_initial: resolution: expected an int >= 2 or 2 of them, got 0": (
+        lambda: dam_break_initial(0, 0.5)
+    ),
+    "dam_break_initial: radius: expected a finite number > 0, got nan": (
+        lambda: dam_break_initial(8, np.nan)
+    ),
+    "dam_break_initial: h_in: expected a finite number >= 0, got nan": (
+        lambda: dam_break_initial(8, 0.5, h_in=np.nan)
+    ),
+    "dam_break_initial: domain: expected finite bounds": (
+        lambda: dam_break_initial(8, 0.5, domain=((1, -1), (0, 1)))
+    ),
+}
 
 
-@pytest.mark.parametrize("message", BAD_PARAMETERS)
+@pytest.mark.parametrize("message", [*BAD_PARAMETERS, *BAD_INITIAL_STATES])
 def test_a_bad_parameter_is_refused_by_name(message):
     with pytest.raises(ValueError, match=message):
-        BAD_PARAMETERS[message]()
+        {**BAD_PARAMETERS, **BAD_INITIAL_STATES}[message]()
