@@ -66,6 +66,40 @@ def test_density_and_pressure_stay_positive_far_above_the_speed_of_sound():
             assert np.all(np.abs(tot - tot[0]) <= 1e-10 * scale)
 
 
+def test_mirrored_or_rotated_state_gives_the_mirrored_or_rotated_solution():
+    rho, vx, vy, p = (a[0] for a in cns_random_initial(np.random.default_rng(7), 1, 16, mach=0.5))
+    ref = compressible_ns_2d(rho, vx, vy, p, [0.05], 0.01, 0.02)[0]  # (4, X, Y): vx, vy, ρ, p
+
+    def flip(a):
+        return a[::-1].copy()
+
+    def turn(a):
+        return np.rot90(a).copy()
+
+    mirrored = compressible_ns_2d(flip(rho), -flip(vx), flip(vy), flip(p), [0.05], 0.01, 0.02)
+    expected = np.stack([-flip(ref[0]), flip(ref[1]), flip(ref[2]), flip(ref[3])])
+    np.testing.assert_allclose(mirrored[0], expected, rtol=0, atol=1e-13)
+    rotated = compressible_ns_2d(turn(rho), -turn(vy), turn(vx), turn(p), [0.05], 0.01, 0.02)
+    expected = np.stack([-turn(ref[1]), turn(ref[0]), turn(ref[2]), turn(ref[3])])
+    np.testing.assert_allclose(rotated[0], expected, rtol=0, atol=1e-13)
+
+
+def test_twice_the_domain_is_the_same_flow_at_twice_the_time_and_viscosity():
+    # x -> 2x, t -> 2t keeps the velocities if η and ζ double (σ ~ η ∇v, ∇·σ ~ η/L²)
+    state = [a[0] for a in cns_random_initial(np.random.default_rng(8), 1, (12, 10), mach=0.5)]
+    small = compressible_ns_2d(*state, [0.05], 0.01, 0.02)
+    big = compressible_ns_2d(*state, [0.1], 0.02, 0.04, domain=((0.0, 2.0), (1.0, 3.0)))
+    np.testing.assert_allclose(big, small, rtol=1e-12)
+
+
+def test_a_contact_at_rest_stays_at_rest():
+    # any density at uniform pressure and zero velocity is a steady solution (no heat conduction)
+    rho = 0.5 + np.random.default_rng(9).random((12, 10))
+    zeros = np.zeros_like(rho)
+    out = compressible_ns_2d(rho, zeros, zeros, np.ones_like(rho), [0.2], 0.01, 0.01)[0]
+    np.testing.assert_allclose(out, np.stack([zeros, zeros, rho, np.ones_like(rho)]), atol=1e-14)
+
+
 def advected_wave_error(n: int, limiter: str) -> tuple[float, float]:
     """L1 error and phase error of ρ = 1 + 0.1 sin 2πx carried by u = 1 to t = 0.25 on n x 4."""
     rho = (1 + 0.1 * cell_average_sine(n, 0.0))[:, None].repeat(4, axis=1)

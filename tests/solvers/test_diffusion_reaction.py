@@ -68,6 +68,36 @@ def test_inhibitor_mass_obeys_its_balance_law():
     np.testing.assert_allclose(v_sum - v_sum[0], integral, atol=1e-3 * np.abs(v_sum).max())
 
 
+def test_rotated_or_mirrored_state_gives_the_rotated_or_mirrored_solution():
+    # no-flux walls on the square keep its symmetries; the non-square grid keeps its mirrors
+    rng = np.random.default_rng(6)
+    for shape, rotate in ((12, True), ((12, 7), False)):
+        u0, v0 = (a[0] for a in diffusion_reaction_initial(rng, 1, shape))
+        ref = diffusion_reaction_2d(u0, v0, [0.5])  # (T, 2, X, Y)
+        mirrored = diffusion_reaction_2d(u0[::-1].copy(), v0[::-1].copy(), [0.5])
+        np.testing.assert_allclose(mirrored, ref[:, :, ::-1], rtol=0, atol=1e-14)
+        if rotate:
+            rotated = diffusion_reaction_2d(np.rot90(u0).copy(), np.rot90(v0).copy(), [0.5])
+            np.testing.assert_allclose(rotated, np.rot90(ref, axes=(2, 3)), rtol=0, atol=1e-14)
+
+
+def test_uniform_states_stay_uniform_and_follow_the_reaction():
+    from scipy.integrate import solve_ivp
+
+    k = 5e-3
+    rest = -np.cbrt(k)  # u = v = −k^(1/3) is a fixed point of the reaction
+    out = diffusion_reaction_2d(np.full((6, 5), rest), np.full((6, 5), rest), [1.0, 5.0], k=k)
+    np.testing.assert_array_equal(out, rest)
+    times = np.linspace(0.0, 2.0, 41)
+    out = diffusion_reaction_2d(np.full((6, 5), 0.8), np.full((6, 5), -0.3), times, k=k)
+    np.testing.assert_array_equal(out, out[..., :1, :1] * np.ones((6, 5)))  # uniform in space
+    ode = solve_ivp(
+        lambda t, y: [y[0] - y[0] ** 3 - k - y[1], y[0] - y[1]],
+        (0.0, 2.0), [0.8, -0.3], t_eval=times, rtol=1e-12, atol=1e-12,
+    )  # fmt: skip
+    np.testing.assert_allclose(out[:, :, 0, 0], ode.y.T, atol=1e-5)
+
+
 def test_batch_members_do_not_affect_each_other():
     u0, v0 = diffusion_reaction_initial(np.random.default_rng(2), 3, 16)
     u0[1] *= 2  # larger values take smaller steps

@@ -126,6 +126,33 @@ def test_batch_members_do_not_affect_each_other():
         np.testing.assert_allclose(batched[b], navier_stokes_2d(w0[b], 1e-3, times), atol=1e-12)
 
 
+def test_rotated_or_mirrored_vorticity_gives_the_rotated_or_mirrored_flow():
+    # without forcing the periodic square is symmetric under 90° rotations and mirrors (vorticity
+    # is a pseudo-scalar: a mirror flips its sign); the odd, non-square grid is mirrored only
+    rng = np.random.default_rng(8)
+    square, odd = gaussian_random_field(rng, 1, 16)[0], gaussian_random_field(rng, 1, (15, 12))[0]
+    for w0, rotate in ((square, True), (odd, False)):
+        ref = navier_stokes_2d(w0, 1e-3, [0.5], forcing=None)  # (T, X, Y)
+        mirrored = navier_stokes_2d(-w0[::-1].copy(), 1e-3, [0.5], forcing=None)
+        np.testing.assert_allclose(mirrored, -ref[:, ::-1], rtol=0, atol=1e-14)
+        if rotate:
+            rotated = navier_stokes_2d(np.rot90(w0).copy(), 1e-3, [0.5], forcing=None)
+            np.testing.assert_allclose(rotated, np.rot90(ref, axes=(1, 2)), rtol=0, atol=1e-14)
+
+
+def test_mean_vorticity_and_states_at_rest_are_kept():
+    rng = np.random.default_rng(9)
+    w0 = gaussian_random_field(rng, 1, (9, 6))[0] + 0.7  # odd, non-square, nonzero mean
+    out = navier_stokes_2d(w0, 1e-3, [0.5, 1.0], forcing="fno")  # the forcing has mean 0
+    assert rel(out[-1], w0) > 0.1
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), w0.mean(), rtol=1e-14)
+    for nu in (0.0, 1e-3):
+        np.testing.assert_array_equal(navier_stokes_2d(np.zeros((9, 6)), nu, [1.0], None), 0.0)
+        np.testing.assert_array_equal(navier_stokes_2d(np.full((9, 6), 2.5), nu, [1.0], None), 2.5)
+    # a very large viscosity leaves the mean, exactly
+    np.testing.assert_allclose(navier_stokes_2d(w0, 1e4, [0.1], None), w0.mean(), rtol=1e-14)
+
+
 def test_torch_input_keeps_dtype_and_matches_numpy():
     w0 = gaussian_random_field(np.random.default_rng(5), 1, 32)[0]
     ref = navier_stokes_2d(w0, 1e-3, [1.0])

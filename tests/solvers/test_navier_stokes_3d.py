@@ -96,6 +96,22 @@ def test_random_flow_stays_incompressible_and_loses_energy():
     assert rel(out[-1], linear.real) > 0.1
 
 
+def test_a_flow_rotated_about_z_is_the_rotated_flow_and_keeps_its_mean():
+    # grid 8 x 8 x 6 (square in x, y only); a 90° turn maps (u, v, w)(x) to (−v, u, w)(R⁻¹x)
+    rng = np.random.default_rng(2)
+    u0 = divergence_free_velocity(rng, 1, (8, 8, 6))[0]
+    u0 += np.array([0.3, -0.2, 0.1])[:, None, None, None]  # a mean flow: momentum
+
+    def turn(u: np.ndarray) -> np.ndarray:  # (..., 3, X, Y, Z)
+        r = np.rot90(u, axes=(-3, -2))
+        return np.stack([-r[..., 1, :, :, :], r[..., 0, :, :, :], r[..., 2, :, :, :]], axis=-4)
+
+    ref = navier_stokes_3d(u0, 1e-2, [0.3])  # (T, 3, X, Y, Z)
+    assert rel(ref[0], u0) > 0.05
+    np.testing.assert_allclose(navier_stokes_3d(turn(u0), 1e-2, [0.3]), turn(ref), atol=1e-14)
+    np.testing.assert_allclose(ref[0].mean(axis=(1, 2, 3)), [0.3, -0.2, 0.1], rtol=1e-13)
+
+
 def test_random_velocity_follows_the_spectrum():
     # shell energies averaged over samples have the shape of E(k) ∝ k⁴ exp(−2 (k/k_peak)²)
     n, k_peak = 24, 3.0

@@ -65,6 +65,51 @@ def test_dam_break_is_radially_symmetric():
         assert frame.max() - frame.min() > 0.3  # not trivially flat
 
 
+def random_state(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """Depth, velocities and bathymetry with no symmetry, (X, Y) each."""
+    h0 = 1 + 0.3 * rng.random(shape)
+    return (
+        h0,
+        0.2 * rng.standard_normal(shape),
+        0.2 * rng.standard_normal(shape),
+        0.2 * rng.random(shape),
+    )
+
+
+def test_mirrored_or_rotated_state_gives_the_mirrored_or_rotated_solution():
+    h0, u0, v0, bed = random_state(np.random.default_rng(1), (16, 16))
+    ref = shallow_water_2d(h0, [0.3], u0, v0, bed, return_momentum=True)[0]  # (3, X, Y)
+    assert np.abs(ref[0] - h0).max() > 0.05
+
+    def flip(a):
+        return a[::-1].copy()
+
+    def turn(a):
+        return np.rot90(a).copy()
+
+    mirrored = shallow_water_2d(
+        flip(h0), [0.3], -flip(u0), flip(v0), flip(bed), return_momentum=True
+    )
+    expected = np.stack([flip(ref[0]), -flip(ref[1]), flip(ref[2])])  # hu changes sign
+    np.testing.assert_allclose(mirrored[0], expected, rtol=0, atol=1e-14)
+    rotated = shallow_water_2d(
+        turn(h0), [0.3], -turn(v0), turn(u0), turn(bed), return_momentum=True
+    )
+    expected = np.stack([turn(ref[0]), -turn(ref[2]), turn(ref[1])])  # (hu, hv) turned by 90°
+    np.testing.assert_allclose(rotated[0], expected, rtol=0, atol=1e-14)
+
+
+def test_twice_the_domain_is_the_same_flow_at_twice_the_time():
+    # x -> 2x, t -> 2t leaves the equations (velocities, depth, g) unchanged
+    h0, u0, v0, bed = random_state(np.random.default_rng(2), (12, 8))  # non-square too
+    small = shallow_water_2d(h0, [0.15, 0.3], u0, v0, bed, return_momentum=True)
+    big = shallow_water_2d(
+        h0, [0.3, 0.6], u0, v0, bed, domain=((-5.0, 5.0), (-5.0, 5.0)), return_momentum=True
+    )
+    np.testing.assert_allclose(big, small, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(big[:, 0].sum(axis=(-2, -1)), h0.sum(), rtol=1e-13)  # mass
+
+
 @pytest.mark.parametrize("h_out", [1e-6, 0.0])
 def test_wet_dry_front_keeps_depth_nonnegative(h_out):
     h0 = dam_break_initial(32, 0.6, h_in=1.0, h_out=h_out)
@@ -76,6 +121,19 @@ def test_wet_dry_front_keeps_depth_nonnegative(h_out):
     x, y = grid(32)
     wet = out[-1, 0] > 1e-3
     assert np.hypot(x, y)[wet].max() > 1.2
+
+
+def test_water_torn_apart_dries_the_middle_without_negative_depth():
+    # outflow at three times the wave speed in all four quadrants: a double rarefaction that
+    # all but empties the middle (the hardest case for positivity)
+    x, y = grid(24)
+    h0 = np.ones((24, 24))
+    out = shallow_water_2d(
+        h0, [0.25, 0.5], 3.0 * np.sign(x) * h0, 3.0 * np.sign(y) * h0, return_momentum=True
+    )
+    assert np.isfinite(out).all() and out[:, 0].min() >= 0.0
+    assert out[-1, 0, 11:13, 11:13].max() < 1e-3  # dry in the middle
+    np.testing.assert_allclose(out[:, 0].sum(axis=(-2, -1)), h0.sum(), rtol=1e-13)
 
 
 def stoker(x: np.ndarray, t: float, h_l: float, h_r: float, g: float) -> np.ndarray:
