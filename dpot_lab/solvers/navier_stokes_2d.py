@@ -2,7 +2,9 @@
 
     ∂w/∂t + u·∇w = ν Δw + f,    u = (∂ψ/∂y, −∂ψ/∂x),    −Δψ = w
 
-Pseudo-spectral in space (2/3-rule dealiasing of the advection term), integrating-factor RK4 in
+Pseudo-spectral in space with the 2/3 rule: the advection term is computed from, and kept on,
+the modes |m| < n/3 alone (a Galerkin truncation: without viscosity and forcing it conserves
+energy and enstrophy; finer modes of w0 only decay by viscosity). Integrating-factor RK4 in
 time (viscosity exact, advection and forcing RK4), step size from the CFL condition on the
 velocity of each sample. Grid values sit at cell centres x_i = (i + 1/2)/X, y_j = (j + 1/2)/Y.
 This is the set-up of the FNO Navier–Stokes data (Li et al. 2021) with forcing "fno".
@@ -73,10 +75,11 @@ def navier_stokes_2d(
 
     f_hat = _forcing_hat(forcing, w)  # (B or 1, X, Y//2+1) or None
     inv_dx = torch.tensor([n_x, n_y], dtype=real, device=dev)
-    # ŵ -> (û, v̂, ∂x ŵ, ∂y ŵ) with û = i ky ψ̂, v̂ = −i kx ψ̂, ψ̂ = ŵ/|k|²
+    # ŵ -> (û, v̂, ∂x ŵ, ∂y ŵ) of the kept modes, û = i ky ψ̂, v̂ = −i kx ψ̂, ψ̂ = ŵ/|k|²
     to_fields = 1j * torch.stack(
         [dy_k * inv_k2, -dx_k * inv_k2, dx_k.expand_as(k2), dy_k.expand_as(k2)]
     )  # (4, X, Y//2+1)
+    to_fields = to_fields * keep
 
     def rate(w_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fields = torch.fft.irfft2(w_hat[:, None] * to_fields, s=(n_x, n_y))  # (B, 4, X, Y)

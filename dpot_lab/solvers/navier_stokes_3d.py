@@ -3,9 +3,11 @@
     ∂u/∂t = P[u × ω] + ν Δu + P f,    ω = ∇ × u,    ∇·u = 0
 
 Rotational form: the pressure and ½|u|² gradients are removed by the projection P onto
-divergence-free fields (in Fourier space P = I − k kᵀ/|k|²). Pseudo-spectral with 2/3-rule
-dealiasing of u × ω, integrating-factor RK4 in time (viscosity exact), step size from the CFL
-condition of each sample. Grid values sit at cell centres (i + 1/2)/X, … .
+divergence-free fields (in Fourier space P = I − k kᵀ/|k|²). Pseudo-spectral with the 2/3 rule:
+u × ω is computed from, and kept on, the modes |m| < n/3 alone (without viscosity and forcing
+the energy is conserved; finer modes of u0 only decay by viscosity). Integrating-factor RK4 in
+time (viscosity exact), step size from the CFL condition of each sample. Grid values sit at cell
+centres (i + 1/2)/X, … .
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def navier_stokes_3d(
         f_hat = project(torch.fft.rfftn(f, dim=dims))
 
     def rate(u_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u_hat = u_hat * keep  # (B, 3, X, Y, Z//2+1), the modes that take part in u × ω
         vel = torch.fft.irfftn(u_hat, s=size, dim=dims)  # (B, 3, X, Y, Z)
         w_hat = torch.stack(  # ω = i k × û
             [
