@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from dpot_lab.solvers import divergence_free_velocity, navier_stokes_3d, passot_pouquet_spectrum
 from dpot_lab.solvers.grid import cell_centres
@@ -120,6 +121,16 @@ def test_inviscid_flow_with_unresolved_modes_conserves_energy():
     assert rel(out[-1], u0) > 0.1
     np.testing.assert_allclose(np.mean(out**2, axis=(1, 2, 3, 4)), np.mean(u0**2), rtol=1e-8)
     assert np.abs(divergence(out)).max() < 1e-12 * np.abs(u0).max() * 9
+
+
+def test_batch_members_do_not_affect_each_other():
+    u0 = divergence_free_velocity(np.random.default_rng(4), 2, 8)  # (2, 3, X, Y, Z)
+    u0[1] *= 3  # a faster flow takes smaller steps
+    batched = navier_stokes_3d(torch.from_numpy(u0), 1e-2, [0.1, 0.2])  # (2, T, 3, X, Y, Z)
+    for b in range(2):
+        np.testing.assert_allclose(
+            batched[b], navier_stokes_3d(u0[b], 1e-2, [0.1, 0.2]), atol=1e-14
+        )
 
 
 def test_random_velocity_follows_the_spectrum():
