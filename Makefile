@@ -41,6 +41,7 @@ lab: venv
 bench: venv
 	$(PY) benchmarks/model_speed.py
 	$(PY) benchmarks/data_speed.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/trainer_speed.py
 	$(VENV)/bin/torchrun --standalone --nproc_per_node=2 benchmarks/sharding.py --preset S
 
 lint: venv
