@@ -1,6 +1,7 @@
 """``dpot-lab`` sub-commands: pre-train, fine-tune, evaluate a checkpoint, generate data.
 
     dpot-lab pretrain configs/tiny_cpu.yaml --out runs/tiny [--max-steps N] [--resume | --overwrite]
+        [--set optim.lr=1e-4 --set data.num_workers=8 ...]
     dpot-lab finetune configs/finetune.yaml --from runs/tiny/checkpoints/best.pt --out runs/ft
     dpot-lab evaluate runs/tiny/checkpoints/best.pt --data a.h5 b.h5 [--horizon 10] [--last 8]
     dpot-lab generate ns2d --out ns.h5 --n-samples 32 --resolution 64 --seed 0 --param nu=1e-3
@@ -29,7 +30,7 @@ def _train(args: argparse.Namespace, init_from: str | None = None) -> int:
     from dpot_lab.train.config import TrainConfig
     from dpot_lab.train.trainer import Trainer
 
-    changes = {}
+    changes = dict(args.settings or [])
     if args.max_steps is not None:
         changes["steps"] = args.max_steps
     if init_from is not None:
@@ -176,6 +177,16 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setting(text: str) -> tuple[str, object]:
+    """argparse type of ``--set``: a dotted config key and its YAML value."""
+    from dpot_lab.train.config import parse_setting
+
+    try:
+        return parse_setting(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _int_from(low: int) -> Callable[[str], int]:
     """An argparse type: an int >= ``low``."""
 
@@ -202,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="YAML run config (see configs/)")
         p.add_argument("--out", required=True, help="run directory")
         p.add_argument("--max-steps", type=_int_from(1), help="override the config's steps")
+        p.add_argument(
+            "--set", dest="settings", action="append", type=_setting, metavar="KEY=VALUE",
+            help="change a config value, e.g. --set optim.lr=1e-4 --set data.num_workers=8",
+        )  # fmt: skip
         again = p.add_mutually_exclusive_group()
         again.add_argument("--resume", action="store_true", help="continue from RUN_DIR's last.pt")
         again.add_argument(

@@ -46,12 +46,15 @@ def test_generate_writes_the_asked_for_file(ns_file):
 
 def test_pretrain_evaluate_finetune(ns_file, tmp_path, capsys):
     cfg = _config(tmp_path, ns_file)
-    assert main(["-q", "pretrain", cfg, "--out", str(tmp_path / "pre"), "--max-steps", "2"]) == 0
+    settings = ["--set", "optim.lr=2e-3", "--set", "noise={kind: norm, scale: 1e-4}"]
+    argv = ["-q", "pretrain", cfg, "--out", str(tmp_path / "pre"), "--max-steps", "2", *settings]
+    assert main(argv) == 0
     ckpt = tmp_path / "pre" / "checkpoints" / "best.pt"
     model = dl.load_checkpoint(ckpt)
     assert model.metadata["step"] == 2  # --max-steps overrides the config's steps
     resolved = yaml.safe_load((tmp_path / "pre" / "config.yaml").read_text())
     assert resolved["steps"] == 2 and resolved["model"]["embed_dim"] == 32
+    assert resolved["optim"]["lr"] == 2e-3 and resolved["noise"] == {"kind": "norm", "scale": 1e-4}
     capsys.readouterr()
 
     assert main(["-q", "evaluate", str(ckpt), "--data", str(ns_file), "--horizon", "4",
@@ -119,6 +122,10 @@ def test_user_errors_are_one_line_messages(ns_file, tmp_path, capsys):
         # argparse: usage, then one error line
         (["pretrain", "{cfg}", "--out", "{tmp}/r", "--max-steps", "0"], "expected an int >= 1"),
         (["pretrain", "{cfg}", "--out", "{tmp}/r", "--resume", "--overwrite"], "not allowed"),
+        (["pretrain", "{cfg}", "--out", "{tmp}/r", "--set", "optim.lr"], "expected KEY=VALUE"),
+        (["pretrain", "{cfg}", "--out", "{tmp}/r", "--set", "optim.lr=fast"],
+         "optim.lr: expected float, got str 'fast'"),
+        (["pretrain", "{cfg}", "--out", "{tmp}/r", "--set", "optim.lrr=1"], "optim.lrr"),
         (["evaluate", "{tmp}/corrupt.pt", "--data", "{ns}", "--last", "0"], "an int >= 1"),
         (["generate", "ns2d", "--out", "{tmp}/g.h5", "--n-samples", "2", "--resolution", "x"],
          "expected an int >= 1, got 'x'"),

@@ -508,6 +508,18 @@ def _is_int(value: Any) -> bool:
 
 
 # ---------------------------------------------------------------------- YAML
+def parse_setting(text: str) -> tuple[str, Any]:
+    """``key=value`` from a command line: a dotted key and a YAML value, read as config files
+    are (``optim.lr=1e-4``, ``eval.every=0``, ``data.sources=[a.h5, b.h5]``)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"{text!r}: expected KEY=VALUE, e.g. optim.lr=1e-4")
+    try:
+        return key.strip(), yaml.load(raw, Loader=_Loader)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{text!r}: the value is not valid YAML ({err.problem})") from None
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader that reads ``1e-3`` and ``1E+4`` as floats (YAML 1.1 wants ``1.0e-3``) and
     refuses a key given twice in one mapping (YAML would keep the last silently)."""
