@@ -29,7 +29,11 @@ def gaussian_random_field(
     sigma² (4π²|k|² + τ²)^(−α) and the mean mode is zero.
     """
     n_x, n_y = grid_shape(resolution, 2)
+    alpha = check_number(alpha, "gaussian_random_field: alpha", 0, open_low=True)
+    tau = check_number(tau, "gaussian_random_field: tau", 0)
     if sigma is None:
+        if tau == 0:
+            raise ValueError("gaussian_random_field: tau = 0 needs a sigma (τ^(α−1) would be 0)")
         sigma = tau ** (alpha - 1.0)  # τ^(½(2α − d)) with d = 2
     m_x = np.fft.fftfreq(n_x, 1 / n_x)[:, None]
     m_y = np.fft.fftfreq(n_y, 1 / n_y)[None, :]

@@ -180,6 +180,8 @@ RNG = np.random.default_rng(0)
 # error about stacking, unpacking or negative dimensions
 BAD_INITIAL_STATES = {
     "n: expected a number of samples >= 0, got -1": lambda: gaussian_random_field(RNG, -1, 8),
+    "tau = 0 needs a sigma": lambda: gaussian_random_field(RNG, 1, 8, tau=0),  # was all zeros
+    "alpha: expected a finite number > 0, got 0": lambda: gaussian_random_field(RNG, 1, 8, 0),
     "n: expected a number of samples >= 0, got 2.5": lambda: diffusion_reaction_initial(
         RNG, 2.5, 8
     ),
