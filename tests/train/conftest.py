@@ -4,37 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import xarray as xr
+from train_helpers import advected_fields
 
 import dpot_lab as dl
-
-
-def advected_fields(
-    n_samples: int = 24, n_time: int = 16, size: int = 32, channels: int = 1, seed: int = 0
-) -> xr.Dataset:
-    """Smooth random periodic fields carried at a constant velocity, exactly (field c moves by
-    (1 + c, 0.5) grid points per frame): learnable dynamics whose persistence error is large."""
-    rng = np.random.default_rng(seed)
-    grid = np.arange(size) / size
-    xx, yy = np.meshgrid(grid, grid, indexing="ij")
-    t = np.arange(n_time)[:, None, None]
-    out = np.zeros((channels, n_samples, n_time, size, size), np.float32)
-    for c in range(channels):
-        vx, vy = (1.0 + c) / size, 0.5 / size
-        for s in range(n_samples):
-            for kx, ky in [(1, 0), (0, 1), (1, 1), (2, 1)]:
-                a, phase = rng.normal(), rng.uniform(0, 2 * np.pi)
-                out[c, s] += a * np.cos(
-                    2 * np.pi * (kx * (xx - vx * t) + ky * (yy - vy * t)) + phase
-                )
-    names = ["u", "v", "w"][:channels]
-    return xr.Dataset(
-        {n: (("sample", "time", "x", "y"), out[c]) for c, n in enumerate(names)},
-        coords={"time": np.arange(n_time, dtype=float), "x": grid, "y": grid},
-        attrs={"pde": "advection", "source_format": "synthetic"},
-    )
 
 
 @pytest.fixture(scope="session")
@@ -53,46 +26,3 @@ def adv3(data_dir) -> Path:
     """3 channels, 40², 14 frames, 12 trajectories (another channel count and resolution)."""
     ds = advected_fields(n_samples=12, n_time=14, size=40, channels=3, seed=1)
     return dl.data.save(ds, data_dir / "adv3.h5")
-
-
-def tiny_config(sources: list, **changes) -> dict:
-    """A config of a tiny model (D 32, depth 1, 32², t_in 4) that trains in seconds on a CPU."""
-    cfg = {
-        "name": "tiny",
-        "steps": 6,
-        "batch_size": 4,
-        "seed": 0,
-        "model": {"preset": "nano", "embed_dim": 32, "depth": 1, "modes": 4, "mlp_ratio": 1,
-                  "out_layer_dim": 16},
-        "data": {"sources": [str(s) for s in sources], "resolution": 32, "t_in": 4,
-                 "channels": 2, "n_test": 4},
-        "optim": {"lr": 3e-3},
-        "noise": {"kind": "rms", "scale": 0.05},
-        "eval": {"horizon": 4},
-        "log": {"every": 1, "progress": False},
-    }  # fmt: skip
-    for key, value in changes.items():
-        node = cfg
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return cfg
-
-
-def check_rollback_restores(trainer) -> None:
-    """Snapshot after one step, train two more, restore: weights, EMA and optimizer state
-    (this rank's shards under FSDP) equal the snapshot exactly, and the weights had moved."""
-    import torch
-
-    trainer.fit(1)
-    snap = trainer._snapshot = trainer._take_snapshot()
-    trainer.fit(3)
-    moved = trainer._take_snapshot()
-    trainer._restore_snapshot()
-    now = trainer._take_snapshot()
-    assert any(not torch.equal(moved["model"][k], v) for k, v in snap["model"].items())
-    for part in (lambda s: s["model"], lambda s: s["ema"], lambda s: s["optimizer"]["state"]):
-        torch.testing.assert_close(part(now), part(snap), rtol=0, atol=0)
-    lrs = [[g["lr"] for g in s["optimizer"]["param_groups"]] for s in (now, snap)]
-    assert lrs[0] == lrs[1]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import check_rollback_restores, tiny_config
+from train_helpers import check_rollback_restores, tiny_config
 
 import dpot_lab as dl
 from dpot_lab.train import Trainer, distributed
@@ -114,7 +114,7 @@ def test_fsdp_matches_one_process_and_resumes_across_strategies(adv1, tmp_path):
 _ROLLBACK_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
-from conftest import check_rollback_restores, tiny_config
+from train_helpers import check_rollback_restores, tiny_config
 from dpot_lab.train import Trainer
 cfg = tiny_config([{data!r}], ema=0.9, **{{"model.depth": 2, "distributed.strategy": "fsdp"}})
 check_rollback_restores(Trainer(cfg, run_dir={out!r}))

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 import torch
 import yaml
-from conftest import tiny_config
+from train_helpers import tiny_config
 
 import dpot_lab as dl
 from dpot_lab.data.mixture import Mixture

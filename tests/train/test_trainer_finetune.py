@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
+from train_helpers import tiny_config
 
 import dpot_lab as dl
 from dpot_lab.data.generation import generate_cached
