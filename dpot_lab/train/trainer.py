@@ -678,11 +678,15 @@ class Trainer:
         }
 
     def save_checkpoint(self, best: bool = False) -> Path | None:
-        """Write the step checkpoint, ``last.pt`` (and ``best.pt``) on the main rank; every rank
-        calls it (the state is gathered from all of them)."""
+        """Write the step checkpoint, ``last.pt`` (and ``best.pt``); every rank calls it (the state
+        is gathered from all of them), the main rank writes, and all return once it is written.
+        Returns the path on the main rank (None elsewhere, or when the weights are not finite)."""
         weights, extra = distributed.model_state(self.model), self.state_extra()
-        if not self.dist.is_main:
-            return None
+        path = self._write_checkpoint(weights, extra, best) if self.dist.is_main else None
+        distributed.barrier()  # a rank that goes on (e.g. to resume) finds the files
+        return path
+
+    def _write_checkpoint(self, weights: dict, extra: dict, best: bool) -> Path | None:
         metadata = {
             "step": self.step, "name": self.config.name, "sources": self.source_names,
             "l2re": {k: r["l2re"] for k, r in self.last_eval.items()},

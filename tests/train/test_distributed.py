@@ -116,9 +116,13 @@ import sys
 sys.path.insert(0, {tests!r})
 from train_helpers import check_rollback_restores, tiny_config
 from dpot_lab.train import Trainer
-cfg = tiny_config([{data!r}], ema=0.9, **{{"model.depth": 2, "distributed.strategy": "fsdp"}})
-check_rollback_restores(Trainer(cfg, run_dir={out!r}))
-"""
+cfg = tiny_config([{data!r}], ema=0.9, **{{"model.depth": 2, "distributed.strategy": "fsdp",
+                  "optim.freeze": ["embed"], "optim.part_lrs": {{"head": 1e-4}}}})
+trainer = Trainer(cfg, run_dir={out!r})
+check_rollback_restores(trainer)
+trainer.fit(4)  # every rank returns once the main rank has written this step's checkpoint
+assert Trainer(cfg, run_dir={out!r}, resume=True).step == 4
+"""  # frozen parameters and two parameter groups under FSDP
 
 
 def test_rollback_restores_the_snapshot_exactly(adv1, tmp_path):
