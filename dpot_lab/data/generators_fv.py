@@ -117,7 +117,7 @@ def make_cns2d(
     dims = ("sample", "time", "x", "y")
     names = ("vx", "vy", "density", "pressure")
     data = {name: (dims, out[:, :, c].astype(np.float32)) for c, name in enumerate(names)}
-    coords = {"time": times, "x": (np.arange(nx) + 0.5) / nx, "y": (np.arange(ny) + 0.5) / ny}
+    coords = {"time": times, "x": cell_centres(nx), "y": cell_centres(ny)}
     attrs = {
         "pde": "compressible_ns_2d",
         "source_format": "dpot-lab",
