@@ -31,10 +31,12 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Unsupported global" in str(err):
+        if "GLOBAL " in str(err):  # the weights-only unpickler met a class or function
+            name = str(err).split("GLOBAL ", 1)[1].split()[0]
             raise ValueError(
-                f"refusing to load {path}: it holds Python objects that would run code on load "
-                f"(only tensors and plain containers are accepted). Details: {err}"
+                f"refusing to load {path}: the file is readable but holds the Python object "
+                f"{name}, and loading it would run code; a checkpoint may hold only tensors and "
+                "plain containers (dicts, lists, numbers, strings)"
             ) from None
         reason = err
     except Exception as err:  # the unpickler raises many kinds on bytes that are no checkpoint
