@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -103,12 +104,17 @@ def _create(
     return dset
 
 
-def _fill(dset: h5py.Dataset, var: xr.Variable, offset: int, bar: Callable[[int], None]) -> None:
+def _fill(
+    dset: h5py.Dataset, var: xr.Variable, offset: int, bar: Callable[[int], None]
+) -> tuple[set[int | None], int]:
     """Write ``var`` into ``dset`` from ``offset`` along its sample axis (else its first axis),
-    a block of samples at a time, so lazily backed inputs stream."""
+    a block of samples at a time, so lazily backed inputs stream. Returns the samples (file
+    indices) and the number of frames that hold NaN/Inf."""
     if var.ndim == 0:
         dset[()] = _stored(var.values)
-        return
+        return _non_finite(np.asarray(var.values), var.dims, offset)
+    samples: set[int | None] = set()
+    frames = 0
     axis = var.dims.index("sample") if "sample" in var.dims else 0
     n = var.shape[axis]
     per_index = var.nbytes // max(n, 1)
@@ -118,6 +124,38 @@ def _fill(dset: h5py.Dataset, var: xr.Variable, offset: int, bar: Callable[[int]
         values = _stored(np.asarray(var.isel({var.dims[axis]: part}).values))
         dset[(slice(None),) * axis + (slice(offset + part.start, offset + part.stop),)] = values
         bar(int(per_index * (part.stop - part.start)))
+        found = _non_finite(values, var.dims, offset + part.start)
+        samples, frames = samples | found[0], frames + found[1]
+    return samples, frames
+
+
+def _non_finite(
+    values: np.ndarray, dims: tuple[str, ...], first: int
+) -> tuple[set[int | None], int]:
+    """The samples (indices from ``first``; None without a sample axis) and the number of frames
+    (one per sample and time) in which ``values`` (dims ``dims``) holds NaN/Inf."""
+    if values.dtype.kind not in "fc" or np.isfinite(values).all():
+        return set(), 0
+    lead = [dims.index(d) for d in ("sample", "time") if d in dims]
+    moved = np.moveaxis(values, lead, list(range(len(lead))))
+    flags = ~np.isfinite(moved.reshape(*moved.shape[: len(lead)], -1)).all(-1)  # (S?, T?)
+    if "sample" not in dims:
+        return {None}, int(flags.sum())
+    hit = flags.reshape(flags.shape[0], -1).any(-1)  # (S,)
+    return {first + int(i) for i in np.flatnonzero(hit)}, int(flags.sum())
+
+
+def _non_finite_report(path: Path, bad: dict[str, tuple[set[int | None], int]]) -> str:
+    """The warning for a file saved with NaN/Inf: variable, samples and frames."""
+    parts = []
+    for name, (samples, frames) in bad.items():
+        listed = sorted(s for s in samples if s is not None)
+        where = f"samples {listed[:20]}" + (" …" if len(listed) > 20 else "") if listed else ""
+        parts.append(f"'{name}' in {frames} frame(s)" + (f" of {where}" if where else ""))
+    return (
+        f"{path}: saved with NaN/Inf values: " + "; ".join(parts) + ". They are kept in the "
+        "file; a training Mixture drops these samples (schema.check_finite)"
+    )
 
 
 def _stored(values: np.ndarray) -> np.ndarray:
@@ -134,6 +172,10 @@ def save(ds: xr.Dataset, path: str | os.PathLike, *, compression: str | None = N
     filter name ("gzip", "lzf") or None. The file is written to a temporary file in the same
     folder and moved into place, so an interrupted save never leaves a half-written file at
     ``path``. Lazily backed inputs are streamed a block of samples at a time.
+
+    Values are written as they are: data variables with NaN/Inf (a diverged rollout, a masked
+    region) are kept, and a warning names each such variable, its samples and how many frames
+    hold them; a training ``Mixture`` drops those samples when it reads the file.
     """
     return save_parts([ds], path, ds.sizes.get("sample", 0), compression=compression)
 
@@ -162,6 +204,7 @@ def save_parts(
              disable=projected < _PROGRESS_BYTES) as bar,
     ):  # fmt: skip
         start, dsets = 0, {}
+        bad: dict[str, tuple[set[int | None], int]] = {}  # variable -> (samples, frames) non-finite
         for k, ds in enumerate(itertools.chain([first], parts)):
             validate(ds, f"{path}: save")  # never write a file that open_dataset would refuse
             if k == 0:
@@ -178,10 +221,15 @@ def save_parts(
             for name, dset in dsets.items():
                 var = ds[name].variable
                 if "sample" in var.dims or k == 0:
-                    _fill(dset, var, start if "sample" in var.dims else 0, bar.update)
+                    found = _fill(dset, var, start if "sample" in var.dims else 0, bar.update)
+                    if name in ds.data_vars and found[1]:
+                        samples, frames = bad.get(name, (set(), 0))
+                        bad[name] = (samples | found[0], frames + found[1])
             start += ds.sizes.get("sample", 0)
         if start != n_samples:
             raise ValueError(f"{path}: the parts hold {start} samples, expected {n_samples}")
+    if bad:
+        warnings.warn(_non_finite_report(path, bad), stacklevel=3)
     log.info("saved %s (%d variables, %d samples)", path, len(dsets), n_samples)
     return path
 

@@ -1,5 +1,7 @@
 """The native HDF5 format: exact round trip, one frame per chunk, atomic writes, netCDF export."""
 
+import warnings
+
 import h5py
 import numpy as np
 import pytest
@@ -124,3 +126,26 @@ def test_xarray_engine_reads_native(tmp_path):
     path = native.save(ds, tmp_path / "set.h5")
     with xr.open_dataset(path, engine="dpot_lab") as back:
         xr.testing.assert_identical(back.load(), ds)
+
+
+def test_save_keeps_nan_frames_and_warns_where_they_are(tmp_path):
+    ds = make_dataset()
+    ds["vorticity"][1, 2, 0, 0] = np.nan
+    ds["vorticity"][1, 4] = np.inf
+    ds["forcing"][2, 3, 1] = np.nan  # no time axis: one frame per sample
+    path = tmp_path / "nan.h5"
+    with pytest.warns(UserWarning) as record:
+        native.save(ds, path)
+    (message,) = [str(w.message) for w in record]
+    assert message.startswith(f"{path}: saved with NaN/Inf values: ")
+    assert "'vorticity' in 2 frame(s) of samples [1]" in message
+    assert "'forcing' in 1 frame(s) of samples [2]" in message
+    assert "tracer" not in message
+    back = open_dataset(path).load()
+    xr.testing.assert_identical(back["vorticity"], ds["vorticity"])  # kept as they were
+
+
+def test_save_of_finite_data_does_not_warn(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        native.save(make_dataset(), tmp_path / "ok.h5")
