@@ -30,7 +30,26 @@ def test_pdebench_groups_diffusion_reaction(tmp_path, layouts):
     np.testing.assert_array_equal(ds.x, np.linspace(-1, 1, 8, dtype=np.float32))
     np.testing.assert_array_equal(ds.time, np.linspace(0, 5, 5, dtype=np.float32))
     assert ds.attrs["pde"] == "diffusion_reaction" and ds.attrs["source_format"] == "pdebench"
+    assert "field_names_guessed" not in ds.attrs  # the name tells: nothing guessed
     assert "Du: 0.001" in ds.attrs["config"]
+
+
+def test_pdebench_groups_without_a_telling_name_are_not_called_diffusion_reaction(
+    tmp_path, layouts
+):
+    path = layouts.write_pdebench_groups(tmp_path / "2D_some_other_pde.h5", channels=2)
+    with pytest.warns(UserWarning, match=r"2D_some_other_pde\.h5: field names \('u', 'v'\) guess"):
+        ds = open_dataset(path)
+    assert ds.attrs["pde"] == "unknown" and ds.attrs["source_format"] == "pdebench"
+    assert ds.attrs["field_names_guessed"].startswith("field names ('u', 'v') guessed from 2 ch")
+    assert field_names(ds) == ["u", "v"]
+    told = layouts.write_pdebench_groups(tmp_path / "anonymous.h5", channels=2)
+    with h5py.File(told, "a") as f:  # the config's name tells
+        f["0000"].attrs["config"] = "name: 2D_diff-react_NA_NA\nsim:\n  Du: 0.001\n"
+    told = open_dataset(told)
+    assert told.attrs["pde"] == "diffusion_reaction" and "field_names_guessed" not in told.attrs
+    named = open_dataset(path, fields=["a", "b"])  # names given: nothing guessed, pde unknown
+    assert named.attrs["pde"] == "unknown" and "field_names_guessed" not in named.attrs
 
 
 def test_pdebench_groups_names_by_channels_and_fields(tmp_path, layouts):
@@ -38,8 +57,13 @@ def test_pdebench_groups_names_by_channels_and_fields(tmp_path, layouts):
     assert field_names(swe) == ["h"] and swe.attrs["pde"] == "shallow_water"
     assert_coded(swe, layouts, {"h": 0})
     odd = layouts.write_pdebench_groups(tmp_path / "mystery.h5", channels=3)
-    assert field_names(open_dataset(odd)) == ["c0", "c1", "c2"]
-    assert "fields=" in open_dataset(odd).attrs["note"]
+    with pytest.warns(UserWarning, match="mystery.h5: field names"):
+        guessed = open_dataset(odd)
+    assert field_names(guessed) == ["c0", "c1", "c2"] and guessed.attrs["pde"] == "unknown"
+    assert "fields=" in guessed.attrs["field_names_guessed"]
+    wrong = layouts.write_pdebench_groups(tmp_path / "2D_diff-react_3.h5", channels=3)
+    with pytest.warns(UserWarning, match=r"a diffusion_reaction file has 2 channel"):
+        assert open_dataset(wrong).attrs["pde"] == "diffusion_reaction"
     named = open_dataset(odd, fields=["a", "b", "c"])
     assert_coded(named, layouts, {"a": 0, "b": 1, "c": 2})
     with pytest.raises(ValueError, match="names 2 channels"):

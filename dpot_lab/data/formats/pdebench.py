@@ -6,6 +6,10 @@
 - top-level arrays (``.hdf5``): compressible NS ``density``, ``Vx``[/``Vy``/``Vz``: one per
   spatial dim], ``pressure`` (N, T, X[, Y, Z]); incompressible NS ``velocity`` (B, T, X, Y, 2),
   ``particles`` (B, T, X, Y, 1), ``force`` (B, X, Y, 2), ``t`` (B, T); 1D ``tensor`` (N, T, X).
+
+A per-sample-groups file says which PDE it holds only through its name (``2D_diff-react_…``,
+``2D_rdb_…``) or the name its ``config`` gives; otherwise ``pde`` is ``"unknown"`` and the
+channels are named by their count, a guess kept in the attr ``field_names_guessed`` and warned.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from pathlib import Path
 
 import h5py
@@ -31,8 +36,8 @@ _GROUP_PDES = (
     (("rdb", "swe", "shallow"), "shallow_water", ("h",)),
     (("diff-sorp", "diff_sorp", "diffusion-sorption"), "diffusion_sorption", ("u",)),
 )
-# Without a telling file name, a 2D groups file is named by its channel count.
-_BY_CHANNELS = {2: ("diffusion_reaction", ("u", "v")), 1: ("shallow_water", ("h",))}
+# Without a telling name, the channels of a 2D groups file are named by their count.
+_BY_CHANNELS = {2: ("u", "v"), 1: ("h",)}
 
 
 def _groups(f: h5py.File) -> list[str]:
@@ -101,11 +106,12 @@ def _open_groups(path: Path, f: h5py.File, fields: list[str] | None) -> xr.Datas
         )
     n_space, n_channels = len(shape) - 2, shape[-1]
     space = SPATIAL[:n_space]
-    pde, names, note = _group_names(path, n_space, n_channels, fields)
+    config = plain(first.attrs["config"]) if "config" in first.attrs else None
+    pde, names, guess = _group_names(path, str(config or ""), n_space, n_channels, fields)
     attrs: dict = {"pde": pde}
-    if note:
-        attrs["note"] = note
-        log.warning("%s: %s", path, note)
+    if guess:
+        attrs["field_names_guessed"] = guess
+        warnings.warn(f"{path}: {guess}", stacklevel=2)
     sources = [(path, f"{g}/data") for g in groups]
     data_vars = {
         name: lazy_variable(
@@ -120,37 +126,37 @@ def _open_groups(path: Path, f: h5py.File, fields: list[str] | None) -> xr.Datas
             coords[dim] = _axis_coord(path, f"{groups[0]}/grid/{dim}", grid[dim][()], n)
     if "t" in grid:
         coords["time"] = frame_coord(path, f"{groups[0]}/grid/t", grid["t"][()], shape[0])
-    if "config" in first.attrs:
-        attrs["config"] = plain(first.attrs["config"])
+    if config is not None:
+        attrs["config"] = config
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
 def _group_names(
-    path: Path, n_space: int, n_channels: int, fields: list[str] | None
+    path: Path, config: str, n_space: int, n_channels: int, fields: list[str] | None
 ) -> tuple[str, tuple[str, ...], str]:
-    """(pde, one name per channel, note when the names were guessed)."""
-    name = path.name.lower()
-    pde = next((p for keys, p, _ in _GROUP_PDES if any(k in name for k in keys)), None)
+    """(pde, one name per channel, what was guessed: "" when nothing). The PDE comes from the
+    file name or a ``name:`` line of its ``config``, never from the channel count alone."""
+    named = " ".join([path.name, *re.findall(r"^\s*name:\s*(\S+)", config, re.M)]).lower()
+    known = next(((p, n) for keys, p, n in _GROUP_PDES if any(k in named for k in keys)), None)
+    pde = known[0] if known else "unknown"
     if fields is not None:
         if len(fields) != n_channels:
             raise ValueError(
                 f"{path}: fields={list(fields)} names {len(fields)} channels, "
                 f"the file's 'data' has {n_channels}"
             )
-        return pde or "unknown", tuple(fields), ""
-    known = next((p, n) for keys, p, n in _GROUP_PDES if p == pde) if pde else None
+        return pde, tuple(fields), ""
     if known and len(known[1]) == n_channels:
-        return known[0], known[1], ""
-    if n_space == 2 and n_channels in _BY_CHANNELS:
-        pde, names = _BY_CHANNELS[n_channels]
-        return pde, names, f"field names {names} guessed from {n_channels} channel(s)"
-    names = tuple(f"c{i}" for i in range(n_channels))
-    return (
-        pde or "unknown",
-        names,
-        f"channel meaning unknown ({n_channels} channels); named {names}; "
-        "pass fields=[...] to name them",
+        return pde, known[1], ""
+    names = _BY_CHANNELS.get(n_channels) if n_space == 2 else None
+    names = names or tuple(f"c{i}" for i in range(n_channels))
+    why = (
+        f"a {pde} file has {len(known[1])} channel(s)"
+        if known
+        else "neither the file name nor its config names the PDE"
     )
+    guess = f"field names {names} guessed from {n_channels} channel(s) ({why})"
+    return pde, names, guess + "; pass fields=[...] to name them"
 
 
 def _axis_coord(path: Path, key: str, values: np.ndarray, n: int) -> np.ndarray:
