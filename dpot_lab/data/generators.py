@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from dpot_lab.data.schema import SPATIAL
 from dpot_lab.solvers import (
     diffusion_reaction_2d,
     divergence_free_velocity,
@@ -174,6 +175,6 @@ def _coords(
 ) -> dict[str, tuple[str, np.ndarray]]:
     """time and cell-centre coords x, y[, z] of a box of side ``domain`` along every axis."""
     coords = {"time": ("time", np.asarray(times, dtype=np.float64))}
-    for name, n in zip(("x", "y", "z"), grid_shape(resolution, ndim), strict=False):
+    for name, n in zip(SPATIAL, grid_shape(resolution, ndim), strict=False):
         coords[name] = (name, cell_centres(n, *domain))
     return coords

@@ -220,7 +220,7 @@ class Mixture(Dataset):
     def _inspect(self, name: str, item: SourceLike, weight: int, n_test: int | None) -> _Source:
         """Open one source, check it against the mixture's settings and describe it."""
         path = None if isinstance(item, xr.Dataset) else Path(item)
-        ds = item if path is None else _open_file(path, name)
+        ds = schema.canonical(item if path is None else _open_file(path, name))
         label = f"source {name!r}" + (f" ({path})" if path else "")
         space = schema.spatial_dims(ds)
         variables = tuple(schema.field_names(ds))

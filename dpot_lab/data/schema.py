@@ -4,6 +4,9 @@ Fields are data variables with dims ``("sample", "time", "x", "y")`` (+ ``"z"``)
 variables (an initial condition ``(sample, x, y)``, a forcing, per-sample parameters) may sit
 beside them. Coordinates ``time``/``x``/``y``/``z`` where known; attrs ``pde``,
 ``source_format`` and the PDE's parameters as plain scalars or strings.
+
+This module is the one home of the dims (``SAMPLE``, ``TIME``, ``SPATIAL``) and of the rule for
+which variables are fields (:func:`field_names`); everything else asks it.
 """
 
 from __future__ import annotations
@@ -24,15 +27,35 @@ REQUIRED_ATTRS = ("pde", "source_format")
 _PROGRESS_BYTES = 1 << 30
 
 
-def spatial_dims(ds: xr.Dataset) -> tuple[str, ...]:
-    """The spatial dims of ``ds`` in order, e.g. ``("x", "y")``."""
-    return tuple(d for d in SPATIAL if d in ds.dims)
+def spatial_dims(obj: xr.Dataset | xr.DataArray) -> tuple[str, ...]:
+    """The spatial dims of ``obj`` in canonical order, e.g. ``("x", "y")``."""
+    return tuple(d for d in SPATIAL if d in obj.dims)
+
+
+def field_dims(obj: xr.Dataset | xr.DataArray) -> tuple[str, ...]:
+    """The canonical dims of a field of ``obj``: ``(sample, time, x, y[, z])``."""
+    return (SAMPLE, TIME, *spatial_dims(obj))
 
 
 def field_names(ds: xr.Dataset) -> list[str]:
-    """Names of the data variables that are fields: dims exactly (sample, time, x, y[, z])."""
-    want = (SAMPLE, TIME, *spatial_dims(ds))
-    return [str(n) for n, v in ds.data_vars.items() if v.dims == want]
+    """Names of the data variables that are fields, in the Dataset's order.
+
+    A field has exactly the dims ``sample``, ``time`` and every spatial dim of ``ds``, in any
+    order. Dims are named, so their order carries no meaning in the data model: a Dataset built
+    by hand or read from netCDF as (sample, time, y, x) is the same data as the readers'
+    (sample, time, x, y). Code that reads by position calls :func:`canonical` first; everything
+    else selects by name.
+    """
+    want = set(field_dims(ds))
+    return [str(n) for n, v in ds.data_vars.items() if set(v.dims) == want]
+
+
+def canonical(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with every field's dims in the order ``(sample, time, x, y[, z])`` (lazily: nothing
+    is read); ``ds`` itself when they already are."""
+    want = field_dims(ds)
+    moved = {n: ds[n].transpose(*want) for n in field_names(ds) if ds[n].dims != want}
+    return ds.assign(moved) if moved else ds
 
 
 def plain(value: object) -> object:
@@ -73,7 +96,7 @@ def validate(ds: xr.Dataset, source: str = "dataset") -> xr.Dataset:
     if not fields:
         want = (SAMPLE, TIME, *space)
         found = {str(n): v.dims for n, v in ds.data_vars.items()}
-        problems.append(f"no field with dims {want}; data variables are {found}")
+        problems.append(f"no field with dims {want} (in any order); data variables are {found}")
     for name in fields:
         if ds[name].dtype.kind not in "biufc":
             problems.append(f"field '{name}' has non-numeric dtype {ds[name].dtype}")

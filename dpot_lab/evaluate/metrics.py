@@ -15,9 +15,9 @@ from typing import TypeVar
 import numpy as np
 import xarray as xr
 
+from dpot_lab.data.schema import SPATIAL as SPATIAL_DIMS
 from dpot_lab.evaluate.rollout import field_layout, prediction_like, rollout_times
 
-SPATIAL_DIMS = ("x", "y", "z")
 EPS_VAR = 1e-7  # The Well's VRMSE/NRMSE guard
 
 XR = TypeVar("XR", xr.Dataset, xr.DataArray)

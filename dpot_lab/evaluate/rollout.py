@@ -13,11 +13,10 @@ import xarray as xr
 from torch import nn
 from tqdm.auto import tqdm
 
+from dpot_lab.data import schema
 from dpot_lab.data.transforms import pad_channels, resize
 
 logger = logging.getLogger(__name__)
-
-SPATIAL_DIMS = ("x", "y", "z")
 
 
 def _core(model: nn.Module) -> nn.Module:
@@ -76,9 +75,7 @@ def source_name(dataset: xr.Dataset) -> str:
 def field_layout(dataset: xr.Dataset) -> tuple[list[str], tuple[str, ...]]:
     """The fields (variables shaped (sample, time, *space)) and the spatial dims of a dataset."""
     src = source_name(dataset)
-    spatial = tuple(d for d in SPATIAL_DIMS if d in dataset.dims)
-    wanted = {"sample", "time", *spatial}
-    fields = [str(n) for n, v in dataset.data_vars.items() if set(v.dims) == wanted]
+    spatial, fields = schema.spatial_dims(dataset), schema.field_names(dataset)
     if not fields:
         raise ValueError(
             f"{src}: no field has the dims (sample, time, {', '.join(spatial) or 'x, y'}); "

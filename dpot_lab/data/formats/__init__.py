@@ -10,8 +10,6 @@ import numpy as np
 
 from dpot_lab.data.schema import plain
 
-SPATIAL = ("x", "y", "z")
-
 
 def plain_attrs(obj: h5py.HLObject) -> dict:
     """All attrs of an h5py object as plain Python values."""

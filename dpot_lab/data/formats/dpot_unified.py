@@ -14,8 +14,8 @@ from pathlib import Path
 import h5py
 import xarray as xr
 
-from dpot_lab.data.formats import SPATIAL
 from dpot_lab.data.lazy import H5Array, lazy_variable, open_h5
+from dpot_lab.data.schema import SPATIAL
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from dpot_lab.data.formats import SPATIAL, frame_coord, plain_attrs
+from dpot_lab.data.formats import frame_coord, plain_attrs
 from dpot_lab.data.lazy import H5Array, lazy_variable, open_h5
-from dpot_lab.data.schema import plain
+from dpot_lab.data.schema import SPATIAL, plain
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from dpot_lab.data.formats import SPATIAL, plain_attrs
+from dpot_lab.data.formats import plain_attrs
 from dpot_lab.data.lazy import H5Array, lazy_variable, open_h5
-from dpot_lab.data.schema import plain
+from dpot_lab.data.schema import SPATIAL, plain
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def open(path: str | os.PathLike) -> xr.Dataset:
         raise ValueError(f"{path}: not a file of The Well (missing {missing})")
     dims_group = f["dimensions"]
     names = plain(
-        dims_group.attrs.get("spatial_dims", ["x", "y", "z"][: f.attrs.get("n_spatial_dims", 2)])
+        dims_group.attrs.get("spatial_dims", list(SPATIAL[: f.attrs.get("n_spatial_dims", 2)]))
     )
     names = [names] if isinstance(names, str) else [str(n) for n in names]
     if len(names) > len(SPATIAL):
