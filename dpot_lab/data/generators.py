@@ -10,7 +10,7 @@ batch size can then change the last bits (batched FFTs round differently).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import numpy as np
@@ -27,6 +27,7 @@ from dpot_lab.solvers import (
 )
 from dpot_lab.solvers.grid import Resolution, cell_centres, grid_shape
 from dpot_lab.solvers.initial import diffusion_reaction_initial, passot_pouquet_spectrum
+from dpot_lab.solvers.navier_stokes_2d import nodes
 from dpot_lab.solvers.stepping import check_number
 
 SOURCE_FORMAT = "dpot-lab"
@@ -49,8 +50,9 @@ def make_ns2d(
     device: str = "cpu",
 ) -> xr.Dataset:
     """FNO Navier–Stokes set-up: GRF(α, τ) initial vorticity on the periodic unit square,
-    forcing "fno" (or None), viscosity ν. ``vorticity`` (sample, time, x, y) at times
-    dt_save·1, …, dt_save·n_frames (as in the FNO files, the initial state is not a frame)."""
+    forcing "fno" (or None), viscosity ν, on the nodes x, y = i/n as FNO. ``vorticity``
+    (sample, time, x, y) at times dt_save·1, …, dt_save·n_frames (as in the FNO files, the
+    initial state is not a frame)."""
     _check_counts(n_samples, seed_seqs, n_frames)
     dt_save = check_number(dt_save, "dt_save", 0.0, open_low=True)
     forcing = None if forcing in (None, "none") else forcing
@@ -64,7 +66,7 @@ def make_ns2d(
     w = navier_stokes_2d(
         torch.as_tensor(w0, dtype=_dtype(dtype), device=device), nu, times, forcing, cfl=cfl
     )  # (B, T, X, Y)
-    coords = _coords(times, resolution, 2, (0.0, 1.0))
+    coords = _coords(times, resolution, 2, (0.0, 1.0), nodes)
     params = dict(nu=nu, forcing=forcing or "none", dt_save=dt_save, alpha=alpha, tau=tau)
     return xr.Dataset(
         {"vorticity": (("sample", "time", "x", "y"), w.astype(np.float32))},
@@ -171,10 +173,15 @@ def _dtype(name: str) -> torch.dtype:
 
 
 def _coords(
-    times: np.ndarray, resolution: Resolution, ndim: int, domain: tuple[float, float]
+    times: np.ndarray,
+    resolution: Resolution,
+    ndim: int,
+    domain: tuple[float, float],
+    points: Callable[[int, float, float], np.ndarray] = cell_centres,
 ) -> dict[str, tuple[str, np.ndarray]]:
-    """time and cell-centre coords x, y[, z] of a box of side ``domain`` along every axis."""
+    """time and coords x, y[, z] of a box of side ``domain`` along every axis: the cell centres,
+    or the grid ``points(n, lower, upper)`` (e.g. the nodes of the spectral NS solvers)."""
     coords = {"time": ("time", np.asarray(times, dtype=np.float64))}
     for name, n in zip(SPATIAL, grid_shape(resolution, ndim), strict=False):
-        coords[name] = (name, cell_centres(n, *domain))
+        coords[name] = (name, points(n, *domain))
     return coords

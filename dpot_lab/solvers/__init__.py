@@ -9,7 +9,7 @@ from dpot_lab.solvers.initial import (
     gaussian_random_field,
     passot_pouquet_spectrum,
 )
-from dpot_lab.solvers.navier_stokes_2d import fno_forcing, navier_stokes_2d
+from dpot_lab.solvers.navier_stokes_2d import fno_forcing, kolmogorov_forcing, navier_stokes_2d
 from dpot_lab.solvers.navier_stokes_3d import navier_stokes_3d
 from dpot_lab.solvers.shallow_water import dam_break_initial, random_dam_radius, shallow_water_2d
 
@@ -22,6 +22,7 @@ __all__ = [
     "divergence_free_velocity",
     "fno_forcing",
     "gaussian_random_field",
+    "kolmogorov_forcing",
     "navier_stokes_2d",
     "navier_stokes_3d",
     "passot_pouquet_spectrum",

@@ -22,11 +22,15 @@ def gaussian_random_field(
     tau: float = 7.0,
     sigma: float | None = None,
 ) -> np.ndarray:
-    """Zero-mean periodic Gaussian random fields on the unit square, (n, X, Y).
+    """Zero-mean periodic Gaussian random fields on the unit square, (n, X, Y): FNO's
+    ``GaussianRF`` (``data_generation/navier_stokes/random_fields.py``, Li et al. 2021).
 
-    Covariance sigma² (−Δ + τ²)^(−α) (the FNO Navier–Stokes initial vorticity with the defaults
-    α = 2.5, τ = 7 and FNO's sigma = τ^(α − 1)): every Fourier mode k ≠ 0 has variance
-    sigma² (4π²|k|² + τ²)^(−α) and the mean mode is zero.
+    As there, every Fourier mode gets a complex coefficient with independent N(0, 1) real and
+    imaginary parts times X·Y·√2·sigma·(4π²|k|² + τ²)^(−α/2) (mean mode 0), and the field is
+    the real part of the inverse FFT; sigma = τ^(α − 1) = τ^(½(2α − d)) by default. Covariance
+    2 sigma² (−Δ + τ²)^(−α): each mode k ≠ 0 of ``fft2(field) / (X·Y)`` has variance
+    2 sigma² (4π²|k|² + τ²)^(−α) (twice that of filtered real white noise). The defaults
+    α = 2.5, τ = 7 are the FNO Navier–Stokes initial vorticity (std ≈ 0.27 on 64²).
     """
     n_x, n_y = grid_shape(resolution, 2)
     alpha = check_number(alpha, "gaussian_random_field: alpha", 0, open_low=True)
@@ -37,12 +41,11 @@ def gaussian_random_field(
         sigma = tau ** (alpha - 1.0)  # τ^(½(2α − d)) with d = 2
     m_x = np.fft.fftfreq(n_x, 1 / n_x)[:, None]
     m_y = np.fft.fftfreq(n_y, 1 / n_y)[None, :]
-    amplitude = sigma * (4 * np.pi**2 * (m_x**2 + m_y**2) + tau**2) ** (-alpha / 2)  # (X, Y)
-    amplitude[0, 0] = 0.0
-    noise = _draw(rng, _count(n), (n_x, n_y))  # (n, X, Y) white noise, unit variance per point
-    # white noise has E|fft|² = X·Y per mode; the factor sqrt(X·Y) makes it one
-    field = np.fft.ifft2(np.fft.fft2(noise) * amplitude).real * np.sqrt(n_x * n_y)
-    return field
+    lam = 4 * np.pi**2 * (m_x**2 + m_y**2) + tau**2  # (X, Y)
+    sqrt_eig = n_x * n_y * np.sqrt(2.0) * sigma * lam ** (-alpha / 2)
+    sqrt_eig[0, 0] = 0.0
+    coeff = _draw(rng, _count(n), (n_x, n_y, 2))  # (n, X, Y, 2): real, imaginary parts
+    return np.fft.ifft2((coeff[..., 0] + 1j * coeff[..., 1]) * sqrt_eig).real  # (n, X, Y)
 
 
 def diffusion_reaction_initial(

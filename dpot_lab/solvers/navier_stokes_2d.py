@@ -1,13 +1,15 @@
 """Incompressible Navier–Stokes in 2D, vorticity form, on the periodic unit square [0, 1)².
 
-    ∂w/∂t + u·∇w = ν Δw + f,    u = (∂ψ/∂y, −∂ψ/∂x),    −Δψ = w
+    ∂w/∂t + u·∇w = ν Δw − μ w + f,    u = (∂ψ/∂y, −∂ψ/∂x),    −Δψ = w
 
 Pseudo-spectral in space with the 2/3 rule: the advection term is computed from, and kept on,
 the modes |m| < n/3 alone (a Galerkin truncation: without viscosity and forcing it conserves
 energy and enstrophy; finer modes of w0 only decay by viscosity). Integrating-factor RK4 in
-time (viscosity exact, advection and forcing RK4), step size from the CFL condition on the
-velocity of each sample. Grid values sit at cell centres x_i = (i + 1/2)/X, y_j = (j + 1/2)/Y.
-This is the set-up of the FNO Navier–Stokes data (Li et al. 2021) with forcing "fno".
+time (viscosity and drag μ exact, advection and forcing RK4), step size from the CFL condition
+on the velocity of each sample. Grid values sit on the nodes x_i = i/X, y_j = j/Y, as in FNO's
+``ns_spectral.py`` (``torch.linspace(0, 1, n + 1)[:-1]``). This is the set-up of the FNO
+Navier–Stokes data (Li et al. 2021) with forcing "fno"; Kolmogorov flow takes
+:func:`kolmogorov_forcing` and a drag.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from dpot_lab.solvers.grid import cell_centres
 from dpot_lab.solvers.spectral import wavenumbers
 from dpot_lab.solvers.stepping import (
     as_batched,
@@ -31,6 +32,11 @@ from dpot_lab.solvers.stepping import (
 ArrayLike = np.ndarray | torch.Tensor
 
 
+def nodes(n: int, lower: float = 0.0, upper: float = 1.0) -> np.ndarray:
+    """(n,) nodes lower + i (upper − lower)/n, i = 0 … n − 1, of a periodic grid."""
+    return lower + (upper - lower) * np.arange(n) / n
+
+
 def fno_forcing(x: ArrayLike, y: ArrayLike) -> ArrayLike:
     """FNO forcing 0.1 (sin 2π(x+y) + cos 2π(x+y)) at points x, y (broadcast together)."""
     lib = torch if isinstance(x, torch.Tensor) else np
@@ -38,9 +44,16 @@ def fno_forcing(x: ArrayLike, y: ArrayLike) -> ArrayLike:
     return 0.1 * (lib.sin(phase) + lib.cos(phase))
 
 
+def kolmogorov_forcing(y: ArrayLike, k_f: int = 4, amplitude: float = 1.0) -> ArrayLike:
+    """Vorticity forcing −A k_f cos(k_f y) at y (any shape), in units where the domain is
+    [0, 2π)²: the curl of the body force A sin(k_f y) x̂ (Kolmogorov flow)."""
+    lib = torch if isinstance(y, torch.Tensor) else np
+    return -amplitude * k_f * lib.cos(k_f * y)
+
+
 def navier_stokes_2d(
     w0: ArrayLike,
-    nu: float,
+    nu: float | ArrayLike,
     t_save: Sequence[float],
     forcing: str | ArrayLike | None = "fno",
     dt: float | None = None,
@@ -49,55 +62,95 @@ def navier_stokes_2d(
     dtype: torch.dtype | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
+    drag: float = 0.0,
 ) -> np.ndarray:
     """Vorticity frames at the save times.
 
     w0: initial vorticity (X, Y) or (B, X, Y), numpy or torch. numpy runs in float64 on the CPU;
     a torch tensor runs in its own dtype on its own device (``dtype``/``device`` override both).
-    nu: kinematic viscosity. t_save: non-decreasing times >= 0 (0 gives w0 back).
-    forcing: "fno", None, or a time-independent field (X, Y) or (B, X, Y).
+    nu: kinematic viscosity, one number or one per sample (B,). drag: linear drag μ >= 0.
+    t_save: non-decreasing times >= 0 (0 gives w0 back).
+    forcing: "fno" (on the nodes), None, or a time-independent field (X, Y) or (B, X, Y).
     dt: fixed step (shrunk to hit save times); None takes ``cfl / (max|u|/dx + max|v|/dy)``
     each step, at most ``max_dt``. Returns numpy (T, X, Y) or (B, T, X, Y).
     """
-    nu, cfl = check_number(nu, "nu", 0.0), check_number(cfl, "cfl", 0.0, open_low=True)
+    cfl = check_number(cfl, "cfl", 0.0, open_low=True)
+    drag = check_number(drag, "drag", 0.0)
     if not max_dt > 0:
         raise ValueError(f"max_dt: expected a step > 0 (inf: no cap), got {max_dt!r}")
     times = check_save_times(t_save)
     w, batched = as_batched(w0, "w0", 2, dtype, device)  # (B, X, Y)
-    n_x, n_y = w.shape[-2:]
-    real, dev = w.dtype, w.device
-
-    kx, dx_k, keep_x = (a.to(dev)[:, None] for a in wavenumbers(n_x, real))  # (X, 1)
-    ky, dy_k, keep_y = (a.to(dev)[None, :] for a in wavenumbers(n_y, real, half=True))
-    k2 = kx**2 + ky**2  # (X, Y//2+1)
-    inv_k2 = torch.where(k2 > 0, 1 / k2.clamp(min=1e-30), torch.zeros_like(k2))
-    keep = keep_x & keep_y
-
-    f_hat = _forcing_hat(forcing, w)  # (B or 1, X, Y//2+1) or None
-    inv_dx = torch.tensor([n_x, n_y], dtype=real, device=dev)
-    # ŵ -> (û, v̂, ∂x ŵ, ∂y ŵ) of the kept modes, û = i ky ψ̂, v̂ = −i kx ψ̂, ψ̂ = ŵ/|k|²
-    to_fields = 1j * torch.stack(
-        [dy_k * inv_k2, -dx_k * inv_k2, dx_k.expand_as(k2), dy_k.expand_as(k2)]
-    )  # (4, X, Y//2+1)
-    to_fields = to_fields * keep
+    nu = per_sample(nu, "nu", w)  # (B, 1, 1)
+    ops = SpectralOps(*w.shape[-2:], w.dtype, w.device)
+    f_hat = forcing_hat(forcing, w)  # (B or 1, X, Y//2+1) or None
 
     def rate(w_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        fields = torch.fft.irfft2(w_hat[:, None] * to_fields, s=(n_x, n_y))  # (B, 4, X, Y)
-        u, v, w_x, w_y = fields.unbind(dim=1)
-        advection = torch.fft.rfft2(u * w_x + v * w_y) * keep
+        u, v, w_x, w_y = ops.fields(w_hat, w_hat)  # (B, X, Y) each
+        advection = ops.dealiased(u * w_x + v * w_y)
         out = -advection if f_hat is None else f_hat - advection
-        speed = u.abs().amax(dim=(-2, -1)) * inv_dx[0] + v.abs().amax(dim=(-2, -1)) * inv_dx[1]
-        return out, cfl / speed
+        return out, cfl / ops.speed(u, v)
 
     w_hat = torch.fft.rfft2(w)  # (B, X, Y//2+1)
     frames = integrate(
-        w_hat, rate, times, linear=-nu * k2, dt=dt, max_dt=max_dt, progress=progress
+        w_hat, rate, times, linear=-nu * ops.k2 - drag, dt=dt, max_dt=max_dt, progress=progress
     )  # (B, T, X, Y//2+1)
-    out = torch.fft.irfft2(frames, s=(n_x, n_y)).cpu().numpy()  # (B, T, X, Y)
+    out = torch.fft.irfft2(frames, s=ops.shape).cpu().numpy()  # (B, T, X, Y)
     return out if batched else out[0]
 
 
-def _forcing_hat(forcing: str | ArrayLike | None, w: torch.Tensor) -> torch.Tensor | None:
+class SpectralOps:
+    """Wavenumbers of the periodic unit square on X × Y points, for rfft2 spectra (X, Y//2+1),
+    and what the vorticity solvers compute from them: velocity and gradients from the modes
+    inside the 2/3 rule, the dealiased spectrum of a product, the CFL rate."""
+
+    def __init__(self, n_x: int, n_y: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.shape = (n_x, n_y)
+        kx, dx_k, keep_x = (a.to(device)[:, None] for a in wavenumbers(n_x, dtype))  # (X, 1)
+        ky, dy_k, keep_y = (a.to(device)[None, :] for a in wavenumbers(n_y, dtype, half=True))
+        self.k2 = kx**2 + ky**2  # (X, Y//2+1)
+        inv_k2 = torch.where(self.k2 > 0, 1 / self.k2.clamp(min=1e-30), torch.zeros_like(self.k2))
+        self.keep = keep_x & keep_y
+        # ŵ -> (û, v̂) of the kept modes, û = i ky ψ̂, v̂ = −i kx ψ̂, ψ̂ = ŵ/|k|²; ĉ -> ∂x ĉ, ∂y ĉ
+        self.to_velocity = 1j * torch.stack([dy_k * inv_k2, -dx_k * inv_k2]) * self.keep
+        self.to_gradient = 1j * torch.stack([dx_k.expand_as(self.k2), dy_k.expand_as(self.k2)])
+        self.to_gradient = self.to_gradient * self.keep  # (2, X, Y//2+1)
+
+    def fields(self, w_hat: torch.Tensor, *c_hats: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """u, v from ŵ (B, X, Y//2+1) and ∂x c, ∂y c of each ĉ: real (B, X, Y) each."""
+        spectra = [w_hat[:, None] * self.to_velocity]
+        spectra += [c_hat[:, None] * self.to_gradient for c_hat in c_hats]
+        return torch.fft.irfft2(torch.cat(spectra, dim=1), s=self.shape).unbind(dim=1)
+
+    def dealiased(self, product: torch.Tensor) -> torch.Tensor:
+        """rfft2 of a product (B, X, Y), kept on the modes inside the 2/3 rule."""
+        return torch.fft.rfft2(product) * self.keep
+
+    def speed(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """max|u|/dx + max|v|/dy per sample, (B,)."""
+        n_x, n_y = self.shape
+        return u.abs().amax(dim=(-2, -1)) * n_x + v.abs().amax(dim=(-2, -1)) * n_y
+
+
+def per_sample(value: float | ArrayLike, name: str, like: torch.Tensor) -> torch.Tensor:
+    """A coefficient >= 0, one number or one per sample of ``like`` (B, ...), as (B, 1, ..., 1)
+    in the real dtype of ``like`` on its device; ValueError naming ``name`` otherwise."""
+    batch, ones = like.shape[0], (1,) * (like.dim() - 1)
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if np.ndim(value) == 0:
+        values = [check_number(value, name, 0.0)] * batch
+    else:
+        arr = np.asarray(value)
+        if arr.shape != (batch,):
+            raise ValueError(
+                f"{name}: expected one number or one per sample, shape ({batch},), "
+                f"got shape {arr.shape}"
+            )
+        values = [check_number(x, name, 0.0) for x in arr.tolist()]
+    return torch.tensor(values, dtype=like.real.dtype, device=like.device).reshape(batch, *ones)
+
+
+def forcing_hat(forcing: str | ArrayLike | None, w: torch.Tensor) -> torch.Tensor | None:
     """rfft2 of the forcing, (1 or B, X, Y//2+1), or None; w (B, X, Y) the vorticity."""
     if forcing is None:
         return None
@@ -106,6 +159,6 @@ def _forcing_hat(forcing: str | ArrayLike | None, w: torch.Tensor) -> torch.Tens
     if forcing != "fno":
         raise ValueError(f"forcing: expected 'fno', None or an array, got {forcing!r}")
     n_x, n_y = w.shape[-2:]
-    x = torch.as_tensor(cell_centres(n_x), dtype=w.dtype, device=w.device)[:, None]
-    y = torch.as_tensor(cell_centres(n_y), dtype=w.dtype, device=w.device)[None, :]
+    x = torch.as_tensor(nodes(n_x), dtype=w.dtype, device=w.device)[:, None]
+    y = torch.as_tensor(nodes(n_y), dtype=w.dtype, device=w.device)[None, :]
     return torch.fft.rfft2(fno_forcing(x, y)[None])

@@ -26,6 +26,7 @@ from dpot_lab.solvers import (
     navier_stokes_3d,
 )
 from dpot_lab.solvers.grid import cell_centres
+from dpot_lab.solvers.navier_stokes_2d import nodes
 
 generate_module = importlib.import_module("dpot_lab.data.generation")
 NS2D = dict(resolution=16, n_frames=2, dt_save=0.25)  # a few hundredths of a second per sample
@@ -93,19 +94,19 @@ def test_ns3d_samples_are_the_solver_run_from_their_own_seed(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "make,resolution,times,domain",
+    "make,resolution,times,domain,points",
     [
-        (make_ns2d, (12, 8), dict(dt_save=0.1), (0, 1)),
-        (make_diffusion_reaction, (10, 6), dict(t_end=0.1), (-1, 1)),
-        (make_ns3d, (8, 6, 4), dict(dt_save=0.1), (0, 1)),
+        (make_ns2d, (12, 8), dict(dt_save=0.1), (0, 1), nodes),  # FNO's grid i/n
+        (make_diffusion_reaction, (10, 6), dict(t_end=0.1), (-1, 1), cell_centres),
+        (make_ns3d, (8, 6, 4), dict(dt_save=0.1), (0, 1), cell_centres),
     ],
 )
-def test_generators_make_non_square_grids(make, resolution, times, domain):
+def test_generators_make_non_square_grids(make, resolution, times, domain, points):
     # before: a TypeError from the coordinates, after the solver had run
     seeds = np.random.SeedSequence(0).spawn(1)
     ds = make(1, resolution, seeds, n_frames=2, **times)
     for axis, n in zip("xyz", resolution, strict=False):
-        np.testing.assert_array_equal(ds[axis].values, cell_centres(n, *domain))
+        np.testing.assert_array_equal(ds[axis].values, points(n, *domain))
     assert all(ds[v].shape[2:] == resolution for v in ds.data_vars)
     if make is make_ns2d:
         w0 = gaussian_random_field(np.random.default_rng(seeds[0]), 1, resolution)
@@ -132,7 +133,7 @@ def test_file_opens_in_the_data_model(tmp_path):
     assert ds["vorticity"].dims == ("sample", "time", "x", "y")
     assert ds["vorticity"].shape == (2, 2, 16, 16)
     np.testing.assert_allclose(ds["time"], [0.25, 0.5])
-    np.testing.assert_allclose(ds["x"], cell_centres(16))
+    np.testing.assert_allclose(ds["x"], np.arange(16) / 16)  # the nodes (FNO's grid)
     assert ds.attrs["pde"] == "navier_stokes_2d"
     assert ds.attrs["source_format"] == "dpot-lab"
     assert ds.attrs["nu"] == 1e-4 and ds.attrs["forcing"] == "fno" and ds.attrs["seed"] == 0

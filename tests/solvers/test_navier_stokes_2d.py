@@ -1,7 +1,10 @@
-"""2D Navier–Stokes (vorticity): exact solutions, invariants, time order, and agreement with an
-independent finite-difference solver built on py-pde."""
+"""2D Navier–Stokes (vorticity): exact solutions (decaying modes, FNO and Kolmogorov forcing),
+invariants, time order, per-sample viscosity, agreement with FNO's own initial-state sampler and
+solver (transcribed here) and with an independent finite-difference solver built on py-pde."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -9,11 +12,12 @@ import torch
 
 from dpot_lab.solvers import fno_forcing, gaussian_random_field, navier_stokes_2d
 from dpot_lab.solvers.grid import cell_centres
+from dpot_lab.solvers.navier_stokes_2d import kolmogorov_forcing, nodes
 
 
 def grid(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cell-centre coordinates x (n, 1), y (1, n) of the unit square."""
-    c = cell_centres(n)
+    """The solver's node coordinates x (n, 1), y (1, n) of the unit square, i/n."""
+    c = nodes(n)
     return c[:, None], c[None, :]
 
 
@@ -64,7 +68,8 @@ def test_single_fourier_mode_decays_exactly():
 
 def test_fno_forcing_from_rest_follows_exact_solution():
     # the FNO forcing is one Fourier mode k = 2π(1, 1): advection vanishes and
-    # w(t) = f (1 − exp(−ν|k|²t)) / (ν|k|²) exactly; this also pins the forcing to cell centres
+    # w(t) = f (1 − exp(−ν|k|²t)) / (ν|k|²) exactly; this also pins the forcing to the nodes
+    # i/n (FNO's grid; before: cell centres (i + 1/2)/n)
     n, nu = 32, 1e-2
     x, y = grid(n)
     f = fno_forcing(x, y)
@@ -189,6 +194,14 @@ def test_bad_inputs_name_the_argument():
         navier_stokes_2d(np.zeros((8, 8)), 1e-3, [1.0], forcing="kolmogorov")
     with pytest.raises(ValueError, match="t_save"):
         navier_stokes_2d(np.zeros((8, 8)), 1e-3, [1.0, 0.5])
+    with pytest.raises(
+        ValueError, match=r"nu: expected one number or one per sample, shape \(2,\)"
+    ):
+        navier_stokes_2d(np.zeros((2, 8, 8)), [1e-3, 1e-3, 1e-3], [1.0])
+    with pytest.raises(ValueError, match="nu: expected a finite number >= 0, got -1"):
+        navier_stokes_2d(np.zeros((2, 8, 8)), [1e-3, -1.0], [1.0])
+    with pytest.raises(ValueError, match="drag: expected a finite number >= 0"):
+        navier_stokes_2d(np.zeros((8, 8)), 1e-3, [1.0], drag=-0.1)
 
 
 def test_gaussian_random_field_has_the_fno_covariance():
@@ -201,7 +214,8 @@ def test_gaussian_random_field_has_the_fno_covariance():
     ))  # fmt: skip
     m = np.fft.fftfreq(n, 1 / n)
     lam = 4 * np.pi**2 * (m[:, None] ** 2 + m[None, :] ** 2) + tau**2
-    variance = tau ** (2 * alpha - 2) * lam ** (-alpha)  # per Fourier mode, sigma = τ^(α−1)
+    # per Fourier mode, sigma = τ^(α−1); the 2 of FNO's complex coefficients (before: 1)
+    variance = 2 * tau ** (2 * alpha - 2) * lam ** (-alpha)
     variance[0, 0] = 0
     measured = np.mean(np.abs(np.fft.fft2(samples) / n**2) ** 2, axis=0)  # (X, Y)
     np.testing.assert_allclose(samples.mean(axis=(1, 2)), 0, atol=1e-12)
@@ -209,6 +223,128 @@ def test_gaussian_random_field_has_the_fno_covariance():
         # 400 samples: the mean of |ŵ|² is within ~4 standard errors (1/sqrt(400) = 5 %)
         assert measured[mx, my] == pytest.approx(variance[mx, my], rel=0.2)
     assert np.var(samples) == pytest.approx(variance.sum(), rel=0.1)
+
+
+def test_per_sample_viscosity_equals_each_member_alone():
+    rng = np.random.default_rng(11)
+    w0 = gaussian_random_field(rng, 3, 24)
+    nus = np.array([1e-2, 1e-3, 0.0])
+    times = [0.5, 1.0]
+    batched = navier_stokes_2d(w0, nus, times)
+    for b in range(3):
+        alone = navier_stokes_2d(w0[b], nus[b], times)
+        np.testing.assert_allclose(batched[b], alone, rtol=0, atol=1e-12)
+    assert rel(batched[0, -1], batched[1, -1]) > 1e-3  # the viscosities did differ
+    # a torch (B,) viscosity and one repeated number give the same as the scalar
+    same = navier_stokes_2d(w0, torch.full((3,), 1e-3, dtype=torch.float64), times)
+    np.testing.assert_array_equal(same, navier_stokes_2d(w0, 1e-3, times))
+
+
+def test_kolmogorov_laminar_flow_is_steady_and_reached_from_rest():
+    # a shear flow u(y) x̂ has u·∇w = 0, so the laminar Kolmogorov state balances forcing against
+    # viscosity and drag: w = −A k_f cos(k_f y) / (ν k_f² + μ) in 2π units; on the unit square
+    # (y' = y/2π) the viscosity is ν/4π² and the time unchanged. From rest it grows as
+    # w_lam (1 − exp(−(ν k_f² + μ) t)) (to RK4's error in the forcing term: steps of max_dt).
+    n, k_f, amplitude, nu, drag = 32, 4, 0.5, 1 / 20, 0.1
+    _, y = grid(n)
+    f = np.broadcast_to(kolmogorov_forcing(2 * np.pi * y, k_f, amplitude), (n, n))
+    rate = nu * k_f**2 + drag
+    laminar = f / rate  # (X, Y)
+    assert np.abs(laminar).max() == pytest.approx(amplitude * k_f / rate)
+    times = [0.5, 2.0, 5.0]
+    steady = navier_stokes_2d(laminar, nu / (4 * np.pi**2), times, f, drag=drag)
+    np.testing.assert_allclose(steady, np.broadcast_to(laminar, steady.shape), atol=1e-12)
+    start = navier_stokes_2d(np.zeros((n, n)), nu / (4 * np.pi**2), times, f, drag=drag)
+    for frame, t in zip(start, times, strict=True):
+        assert rel(frame, laminar * (1 - np.exp(-rate * t))) < 1e-8
+    # the drag alone damps a mode at rate μ on top of viscosity
+    mode = fourier_mode(n, 1, 2)
+    out = navier_stokes_2d(mode, 1e-3, [1.0], forcing=None, drag=0.3)[0]
+    assert rel(out, mode * np.exp(-(1e-3 * 4 * np.pi**2 * 5 + 0.3))) < 1e-10
+
+
+# --- FNO's own code, transcribed (Li et al. 2021, github.com/neuraloperator/neuraloperator,
+# data_generation/navier_stokes/random_fields.py and ns_spectral.py) ------------------------------
+
+
+def fno_gaussian_rf(n_samples: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """GaussianRF(2, size, alpha=2.5, tau=7).sample(n_samples): (n, size, size)."""
+    alpha, tau = 2.5, 7.0
+    sigma = tau ** (0.5 * (2 * alpha - 2))
+    k_max = size // 2
+    wavenumbers = torch.cat((torch.arange(0, k_max), torch.arange(-k_max, 0))).repeat(size, 1)
+    k_x, k_y = wavenumbers.transpose(0, 1), wavenumbers
+    sqrt_eig = (size**2) * math.sqrt(2.0) * sigma
+    sqrt_eig = sqrt_eig * (4 * math.pi**2 * (k_x**2 + k_y**2) + tau**2) ** (-alpha / 2.0)
+    sqrt_eig[0, 0] = 0.0
+    coeff = torch.randn(n_samples, size, size, 2, generator=generator, dtype=torch.float64)
+    coeff = torch.complex(sqrt_eig * coeff[..., 0], sqrt_eig * coeff[..., 1])
+    return torch.fft.ifftn(coeff, dim=(-2, -1)).real
+
+
+def fno_navier_stokes_2d(w0, f, visc, T, delta_t=1e-4):
+    """FNO's Crank–Nicolson pseudo-spectral solver: w0, f (N, N) -> w(T) (N, N).
+
+    As in ns_spectral.py: advection explicit (Euler) from all modes, then 2/3-dealiased by
+    |k| <= 2/3 k_max; viscosity Crank–Nicolson. torch.rfft/irfft(onesided=False) of the original
+    become rfft2/irfft2 (the same real transforms on the half spectrum)."""
+    N = w0.shape[-1]
+    k_max = math.floor(N / 2.0)
+    steps = math.ceil(T / delta_t)
+    w_h, f_h = torch.fft.rfft2(w0), torch.fft.rfft2(f)
+    k_y = torch.cat((torch.arange(0, k_max), torch.arange(-k_max, 0))).repeat(N, 1)
+    k_x = k_y.transpose(0, 1)[:, : k_max + 1].to(w0.dtype)
+    k_y = k_y[:, : k_max + 1].to(w0.dtype)
+    lap = 4 * (math.pi**2) * (k_x**2 + k_y**2)
+    lap[0, 0] = 1.0
+    dealias = ((k_y.abs() <= (2.0 / 3.0) * k_max) & (k_x.abs() <= (2.0 / 3.0) * k_max)).to(w0.dtype)
+    # psi_h = w_h / lap; u = psi_y, v = -psi_x, w_x, w_y: one stacked transform per step
+    to_fields = torch.stack(
+        [
+            2j * math.pi * k_y / lap,
+            -2j * math.pi * k_x / lap,
+            2j * math.pi * k_x,
+            2j * math.pi * k_y,
+        ]
+    )
+    explicit, implicit = 1.0 - 0.5 * delta_t * visc * lap, 1.0 + 0.5 * delta_t * visc * lap
+    for _ in range(steps):
+        q, v, w_x, w_y = torch.fft.irfft2(to_fields * w_h, s=(N, N))
+        F_h = dealias * torch.fft.rfft2(q * w_x + v * w_y)
+        w_h = (-delta_t * F_h + delta_t * f_h + explicit * w_h) / implicit
+    return torch.fft.irfft2(w_h, s=(N, N))
+
+
+def fno_forcing_field(n: int) -> torch.Tensor:
+    """FNO's forcing: on torch.linspace(0, 1, n + 1)[:-1], meshgrid ij."""
+    t = torch.linspace(0, 1, n + 1, dtype=torch.float64)[0:-1]
+    X, Y = torch.meshgrid(t, t, indexing="ij")
+    return 0.1 * (torch.sin(2 * math.pi * (X + Y)) + torch.cos(2 * math.pi * (X + Y)))
+
+
+def test_initial_vorticity_has_fno_gaussian_rf_distribution():
+    # 1000 samples each: the std of a sample set is within ~1 % of its expectation; both are
+    # stationary Gaussian, so the std of w and of its gradient pin the amplitude and spectrum
+    n, count = 64, 1000
+    ours = gaussian_random_field(np.random.default_rng(12), count, n)
+    theirs = fno_gaussian_rf(count, n, torch.Generator().manual_seed(12)).numpy()
+    for a, b in ((ours, theirs), (np.diff(ours, axis=1), np.diff(theirs, axis=1))):
+        assert a.std() / b.std() == pytest.approx(1.0, abs=0.03)
+    assert theirs.std() == pytest.approx(0.268, rel=0.03)  # before: ours was 0.184
+
+
+def test_trajectory_matches_fno_solver_to_t5():
+    # FNO's scheme is first order (explicit Euler advection, dt = 1e-4): ours (IFRK4, CFL steps)
+    # differ by ~2e-6 relative at t = 5 (32² and 64² alike); 32² keeps FNO's 50,000 steps ~6 s
+    n, nu = 32, 1e-3
+    w0 = gaussian_random_field(np.random.default_rng(13), 1, n)[0]
+    theirs = fno_navier_stokes_2d(torch.from_numpy(w0), fno_forcing_field(n), nu, 5.0).numpy()
+    ours = navier_stokes_2d(w0, nu, [5.0])[0]
+    assert rel(ours, theirs) < 1e-4
+    # the forcing at cell centres (as before) is a different flow
+    c = cell_centres(n)
+    shifted = navier_stokes_2d(w0, nu, [5.0], fno_forcing(c[:, None], c[None, :]))[0]
+    assert rel(shifted, theirs) > 1e-2
 
 
 # --- agreement with py-pde ----------------------------------------------------------------------
