@@ -11,6 +11,7 @@ from dpot_lab.solvers.initial import (
 )
 from dpot_lab.solvers.navier_stokes_2d import fno_forcing, kolmogorov_forcing, navier_stokes_2d
 from dpot_lab.solvers.navier_stokes_3d import navier_stokes_3d
+from dpot_lab.solvers.passive_scalar import passive_scalar_2d
 from dpot_lab.solvers.shallow_water import dam_break_initial, random_dam_radius, shallow_water_2d
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "kolmogorov_forcing",
     "navier_stokes_2d",
     "navier_stokes_3d",
+    "passive_scalar_2d",
     "passot_pouquet_spectrum",
     "random_dam_radius",
     "shallow_water_2d",
