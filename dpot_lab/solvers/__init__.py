@@ -1,6 +1,7 @@
 """Numerical PDE solvers that generate data, each a pure function from an initial state to
 frames, and the random initial states of the data sources."""
 
+from dpot_lab.solvers.burgers import burgers_2d
 from dpot_lab.solvers.compressible_ns import cns_random_initial, compressible_ns_2d
 from dpot_lab.solvers.diffusion_reaction import diffusion_reaction_2d
 from dpot_lab.solvers.initial import (
@@ -15,6 +16,7 @@ from dpot_lab.solvers.passive_scalar import passive_scalar_2d
 from dpot_lab.solvers.shallow_water import dam_break_initial, random_dam_radius, shallow_water_2d
 
 __all__ = [
+    "burgers_2d",
     "cns_random_initial",
     "compressible_ns_2d",
     "dam_break_initial",
