@@ -1,0 +1,138 @@
+"""The DPOT paper's scoring protocol, once: rollout L2RE against the truth and persistence.
+
+The score of one sample is the relative L2 ‖ŷ−y‖₂ / ‖y‖₂ per field over all scored frames and
+space jointly, averaged over the (real) fields; a source scores the mean over its samples.
+
+    pred = dl.rollout(model, ds, t_in=10)
+    s = score_rollout(pred, ds)  # l2re (sample, field), step_error (sample, time, field), mean
+    s = score_model(model, ds)  # the same for the model and the persistence baseline
+
+On tensors (the trainer, under masks and across processes) the same reduction is
+``relative_l2`` (per sample and field) then ``field_mean`` (per sample); the mean over samples
+is theirs to take (a sum and a count when the samples are spread over processes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from dpot_lab.data import schema
+from dpot_lab.evaluate import metrics
+from dpot_lab.evaluate.rollout import rollout
+
+EPS = 1e-8  # guards an all-zero truth
+
+
+def _grid_weights(grid_mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(*S) or (B, *S) bool -> (B or 1, *S, 1, 1) weights for (B, *S, T, C)."""
+    n_spatial = like.dim() - 3
+    m = grid_mask if grid_mask.dim() == n_spatial + 1 else grid_mask.unsqueeze(0)
+    return m.to(like.device, like.dtype)[..., None, None]
+
+
+def relative_l2(
+    pred: torch.Tensor,
+    truth: torch.Tensor,
+    grid_mask: torch.Tensor | None = None,
+    per_step: bool = False,
+) -> torch.Tensor:
+    """Relative L2 of pred against truth, both (B, *S, T, C), over space and all frames jointly
+    -> (B, C); ``per_step``: over space at each frame -> (B, T, C). ``grid_mask`` (*S) or (B, *S)
+    keeps the points of the native grid. Float32 at least (float64 stays)."""
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and truth {tuple(truth.shape)} differ")
+    dtype = torch.promote_types(torch.promote_types(pred.dtype, truth.dtype), torch.float32)
+    ref = truth.to(dtype)
+    diff = pred.to(dtype) - ref
+    if grid_mask is not None:
+        m = _grid_weights(grid_mask, diff)
+        diff, ref = diff * m, ref * m
+    space = tuple(range(1, pred.dim() - 2))
+    dims = space if per_step else (*space, pred.dim() - 2)
+    return diff.square().sum(dims).sqrt() / (ref.square().sum(dims).sqrt() + EPS)
+
+
+def field_mean(per_field: torch.Tensor, channel_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, [T,] C) errors -> (B, [T]) means over the fields where ``channel_mask`` (C,) or (B, C)
+    is True (None: all; padded channels are no fields)."""
+    if channel_mask is None:
+        return per_field.mean(-1)
+    b, c = per_field.shape[0], per_field.shape[-1]
+    m = channel_mask.to(per_field.device)
+    if m.shape not in ((c,), (b, c)):
+        raise ValueError(f"channel_mask of shape {tuple(m.shape)} does not fit ({b}, {c})")
+    w = m.expand(b, c).to(per_field.dtype)
+    if per_field.dim() == 3:
+        w = w[:, None, :]
+    return (per_field * w).sum(-1) / w.sum(-1).clamp_min(1)
+
+
+def sample_l2re(
+    pred: torch.Tensor,
+    truth: torch.Tensor,
+    channel_mask: torch.Tensor | None = None,
+    grid_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The paper's score of each sample (B,): ``relative_l2`` over all frames, ``field_mean``."""
+    return field_mean(relative_l2(pred, truth, grid_mask), channel_mask)
+
+
+def _stack(ds: xr.Dataset, fields: list[str], spatial: tuple[str, ...]) -> torch.Tensor:
+    """Fields of (sample, time, *space) -> tensor (N, *S, T, C), float64."""
+    arr = np.stack(
+        [ds[f].transpose("sample", *spatial, "time").values for f in fields], axis=-1
+    ).astype(np.float64)
+    return torch.from_numpy(arr)
+
+
+def score_rollout(pred: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+    """Score a rollout (the layout of ``dl.rollout``'s result, or of ``metrics.persistence``)
+    against the dataset it came from, matched by sample and time coordinates.
+
+    Returns a Dataset with ``l2re`` (sample, field): relative L2 over all scored frames and space;
+    ``step_error`` (sample, time, field): relative L2 over space per frame; ``mean`` (): the mean
+    of ``l2re`` over fields, then samples. A diverged (NaN) sample makes its scores and the mean
+    NaN."""
+    pred, truth = metrics.align(pred, truth)
+    fields = [str(f) for f in pred.data_vars]
+    spatial = schema.spatial_dims(truth)
+    p, t = _stack(pred, fields, spatial), _stack(truth, fields, spatial)  # (N, *S, T, C)
+    per_field = relative_l2(p, t).numpy()  # (N, C)
+    per_step = relative_l2(p, t, per_step=True).numpy()  # (N, T, C)
+    mean = field_mean(relative_l2(p, t)).mean().item()
+    coords = {"sample": pred["sample"].values, "time": pred["time"].values, "field": fields}
+    return xr.Dataset(
+        {
+            "l2re": (("sample", "field"), per_field),
+            "step_error": (("sample", "time", "field"), per_step),
+            "mean": ((), mean),
+        },
+        coords=coords,
+    )
+
+
+def score_model(
+    model: nn.Module,
+    dataset: xr.Dataset,
+    t_in: int | None = None,
+    steps: int | None = None,
+    batch_size: int = 8,
+    **rollout_kwargs,
+) -> xr.Dataset:
+    """Roll ``model`` out on ``dataset`` from its first ``t_in`` frames (None: the model's input
+    frames) for ``steps`` frames (None: to the end) and score it and the persistence baseline:
+    the variables of ``score_rollout`` plus ``persistence_l2re``, ``persistence_step_error`` and
+    ``persistence_mean``; attrs ``t_in``, ``steps``. ``rollout_kwargs`` go to ``dl.rollout``
+    (``device``, ``dtype``, ``progress``, ...)."""
+    if t_in is None:
+        t_in = getattr(model, "module", model).config.in_timesteps
+    pred = rollout(model, dataset, t_in=t_in, steps=steps, batch_size=batch_size, **rollout_kwargs)
+    steps = pred.sizes["time"]
+    still = metrics.persistence(dataset, t_in=t_in, steps=steps)
+    ours, base = score_rollout(pred, dataset), score_rollout(still, dataset)
+    out = ours.assign({f"persistence_{k}": base[k] for k in ("l2re", "step_error", "mean")})
+    out.attrs = {"t_in": t_in, "steps": steps}
+    return out

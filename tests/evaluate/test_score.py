@@ -1,0 +1,79 @@
+"""The paper score against numpy formulas and the xarray metrics; masks; persistence."""
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import dpot_lab as dl
+from dpot_lab.evaluate import metrics
+from dpot_lab.evaluate.score import (
+    field_mean,
+    relative_l2,
+    sample_l2re,
+    score_model,
+    score_rollout,
+)
+
+
+def _truth(n=3, t=9, shape=(12, 10), seed=0) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    dims = ("sample", "time", "x", "y")
+    return xr.Dataset(
+        {f: (dims, rng.standard_normal((n, t, *shape))) for f in ("u", "p")},
+        coords={"time": 0.5 * np.arange(t)},
+    )
+
+
+def test_score_rollout_is_the_paper_protocol():
+    truth = _truth()
+    after = truth.isel(time=slice(4, None))
+    pred = after + 0.2 * np.random.default_rng(1).standard_normal(after.u.shape)
+    s = score_rollout(pred, truth)  # truth holds the input frames too: matched by time
+    assert s.l2re.dims == ("sample", "field") and list(s.field.values) == ["u", "p"]
+    assert s.step_error.dims == ("sample", "time", "field") and s.sizes["time"] == 5
+    for f in ("u", "p"):
+        y, yhat = truth[f].values[:, 4:], pred[f].values
+        joint = np.linalg.norm((yhat - y).reshape(3, -1), axis=1) / np.linalg.norm(
+            y.reshape(3, -1), axis=1
+        )
+        np.testing.assert_allclose(s.l2re.sel(field=f).values, joint, rtol=1e-7)
+        np.testing.assert_allclose(
+            s.step_error.sel(field=f).values, metrics.per_step_error(pred, truth)[f].values,
+            rtol=1e-7,
+        )  # fmt: skip
+    paper = metrics.l2re(pred, truth).to_array("field").mean("field").mean("sample")
+    assert float(s["mean"]) == pytest.approx(float(paper), rel=1e-7)
+
+
+def test_field_mean_skips_padded_channels_and_the_grid_mask_cuts_points():
+    rng = torch.Generator().manual_seed(0)
+    truth = torch.randn(2, 6, 5, 3, 3, generator=rng)  # (B, X, Y, T, C)
+    pred = truth + 0.1 * torch.randn(truth.shape, generator=rng)
+    pred[..., 2] = 1e3  # a padded channel: ignored when masked out
+    mask = torch.tensor([True, True, False])
+    per = relative_l2(pred, truth)  # (B, C)
+    torch.testing.assert_close(sample_l2re(pred, truth, mask), per[:, :2].mean(-1))
+    torch.testing.assert_close(field_mean(per), per.mean(-1))
+    grid = torch.zeros(6, 5, dtype=torch.bool)
+    grid[:4, :3] = True  # the native grid inside a padded one
+    cut = relative_l2(pred[:, :4, :3], truth[:, :4, :3])
+    torch.testing.assert_close(relative_l2(pred, truth, grid), cut)
+    per_step = relative_l2(pred, truth, per_step=True)  # (B, T, C)
+    assert per_step.shape == (2, 3, 3)
+    torch.testing.assert_close(per_step[:, 1], relative_l2(pred[..., 1:2, :], truth[..., 1:2, :]))
+
+
+def test_score_model_scores_the_model_and_persistence():
+    truth = _truth(n=2, t=7, shape=(16, 16)).astype(np.float32)
+    model = dl.create_model(
+        "nano", img_size=16, patch_size=4, in_channels=2, in_timesteps=3, embed_dim=16, depth=1,
+        modes=2, out_layer_dim=8,
+    )  # fmt: skip
+    s = score_model(model, truth, progress=False)
+    assert s.attrs == {"t_in": 3, "steps": 4} and s.sizes["time"] == 4
+    still = score_rollout(metrics.persistence(truth, t_in=3), truth)
+    np.testing.assert_allclose(s.persistence_l2re.values, still.l2re.values, rtol=1e-12)
+    pred = dl.rollout(model, truth, t_in=3, progress=False)
+    np.testing.assert_allclose(s.l2re.values, score_rollout(pred, truth).l2re.values, rtol=1e-12)
+    assert float(s.persistence_mean) == pytest.approx(float(still["mean"]))
