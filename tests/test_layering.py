@@ -41,10 +41,6 @@ ALLOWED: dict[tuple[str, str], str] = {
         "dpot_lab.evaluate.data_efficiency",
         "dpot_lab.train.trainer",
     ): "the data-efficiency study (work in progress) drives Trainer runs; it belongs above train",
-    (
-        "dpot_lab.train.config",
-        "dpot_lab.train.finetune",
-    ): "adapt_model_config is moving beside the checkpoint opener in models (issue 10, item 4)",
 }
 
 _MODULE_NAME = re.compile(r"dpot_lab(\.\w+)+")

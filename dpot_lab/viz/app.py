@@ -31,6 +31,7 @@ from dpot_lab.data.generation import generate_cached
 from dpot_lab.data.open import open_dataset
 from dpot_lab.evaluate import metrics
 from dpot_lab.evaluate.rollout import field_layout, rollout
+from dpot_lab.evaluate.score import score_rollout
 from dpot_lab.models import load_checkpoint
 from dpot_lab.viz import DEMO_DATA, demo_checkpoint, views
 
@@ -283,11 +284,13 @@ class ViewerState(param.Parameterized):
         """The sample's L2RE per field and its mean."""
         if self.pred is None:
             return ""
-        l2re = metrics.l2re(self.pred, self.truth).isel(sample=0)  # matched by sample and time
-        per_field = " · ".join(f"{f} {float(l2re[f]):.3g}" for f in l2re.data_vars)
-        mean = float(l2re.to_array("field").mean())
+        score = score_rollout(self.pred, self.truth)  # matched by sample and time
+        l2re = score["l2re"].isel(sample=0)  # (field,)
+        per_field = " · ".join(
+            f"{f} {float(e):.3g}" for f, e in zip(l2re.field.values, l2re.values, strict=True)
+        )
         label = self.pred["sample"].values[0]
-        return f"**L2RE** of sample {label}: {per_field} · mean **{mean:.3g}**"
+        return f"**L2RE** of sample {label}: {per_field} · mean **{float(score['mean']):.3g}**"
 
     @param.depends("pred", "field", "frame", "message")
     def status(self) -> str:
