@@ -15,12 +15,9 @@ from tqdm.auto import tqdm
 
 from dpot_lab.data import schema
 from dpot_lab.data.transforms import pad_channels, resize
+from dpot_lab.models.util import unwrap
 
 logger = logging.getLogger(__name__)
-
-
-def _core(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)  # DDP wrapper
 
 
 def predict_frames(
@@ -32,7 +29,7 @@ def predict_frames(
     """Yield the next predicted frames (B, *S, T_out, C) from the window x (B, *S, T_in, C), without
     end, feeding each prediction back. Channels where ``channel_mask`` (C,) is False are padding:
     they are reset to ``pad_value`` in every prediction, as in training."""
-    core = _core(model)
+    core = unwrap(model)
     t_in = core.config.in_timesteps if hasattr(core, "config") else x.shape[-2]
     window = x[..., -t_in:, :]
     while True:
@@ -146,7 +143,7 @@ def prediction_like(
 
 def _check(model: nn.Module, dataset: xr.Dataset, fields: list[str], spatial: tuple, t_in: int):
     """Raise ValueError naming the file, the fields and what the model expects, on any mismatch."""
-    src, cfg = source_name(dataset), _core(model).config
+    src, cfg = source_name(dataset), unwrap(model).config
     n_spatial = len(cfg.img_size)
     if len(spatial) != n_spatial:
         raise ValueError(
@@ -197,7 +194,7 @@ def rollout(
     """
     fields, spatial = field_layout(dataset)
     _check(model, dataset, fields, spatial, t_in)
-    cfg = _core(model).config
+    cfg = unwrap(model).config
     src = source_name(dataset)
     if steps is None:
         steps = dataset.sizes["time"] - t_in

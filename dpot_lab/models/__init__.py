@@ -1,11 +1,19 @@
 """DPOT models (2D and 3D), named presets, our checkpoints and the release's."""
 
-from dpot_lab.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from dpot_lab.models.dpot import DPOT, DPOT3D, DPOTConfig, build_model
+from dpot_lab.models.checkpoint import (
+    Opened,
+    load_checkpoint,
+    open_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from dpot_lab.models.dpot import DPOT, DPOT3D, DPOTConfig, adapt_model_config, build_model
 from dpot_lab.models.official import load_official
 from dpot_lab.models.presets import PRESETS, create_model
+from dpot_lab.models.util import size_tuple, unwrap
 
 __all__ = [
-    "DPOT", "DPOT3D", "DPOTConfig", "PRESETS", "build_model", "create_model", "load_checkpoint",
-    "load_official", "read_checkpoint", "save_checkpoint",
+    "DPOT", "DPOT3D", "DPOTConfig", "Opened", "PRESETS", "adapt_model_config", "build_model",
+    "create_model", "load_checkpoint", "load_official", "open_checkpoint", "read_checkpoint",
+    "save_checkpoint", "size_tuple", "unwrap",
 ]  # fmt: skip

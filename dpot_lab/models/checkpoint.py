@@ -1,25 +1,39 @@
-"""Our checkpoint format: config + weights + metadata, written atomically, loaded without
-running code.
+"""Checkpoints: ours (config + weights + metadata, written atomically), loaded without running
+code, and the one opener that tells ours from the DPOT release's.
 
-A file is a plain dict ``{"format": "dpot-lab", "version": 1, "config": {...}, "model":
+Our file is a plain dict ``{"format": "dpot-lab", "version": 1, "config": {...}, "model":
 state_dict, "metadata": {...}, **extra}``; ``extra`` holds what a trainer adds (optimizer,
-scheduler, RNG states).
+scheduler, RNG states). ``open_checkpoint`` reads any checkpoint once and returns its
+architecture and its weights in our names and layouts.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import nn
 
 from dpot_lab.atomic import atomic_path
 from dpot_lab.models.dpot import DPOT, DPOTConfig, build_model
+from dpot_lab.models.release import (
+    convert_release_state,
+    infer_release_config,
+    is_release_state,
+    release_to_config,
+)
+from dpot_lab.models.util import unwrap
 
 FORMAT, VERSION = "dpot-lab", 1
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile
+_EXPECTED = (
+    "expected a dpot-lab checkpoint, a DPOT release checkpoint {'model': state_dict} or a state "
+    "dict (name -> tensor)"
+)
 
 
 def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
@@ -93,8 +107,7 @@ def save_checkpoint(
     ``state``: the weights to write instead of ``model.state_dict()`` (e.g. gathered from FSDP
     shards). Refuses to write non-finite weights, so a diverged run never replaces a good one.
     """
-    model = getattr(model, "module", model)  # DDP / compiled wrappers
-    model = getattr(model, "_orig_mod", model)
+    model = unwrap(model)
     state = model.state_dict() if state is None else state
     state = {k: v.detach().cpu() for k, v in state.items()}
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
@@ -111,28 +124,123 @@ def save_checkpoint(
     return atomic_save(payload, path)
 
 
+class Opened(NamedTuple):
+    """A checkpoint as ``open_checkpoint`` read it.
+
+    ``state``: the weights in our names and layouts (wrapper prefixes stripped, release tensors
+    converted). ``kind``: ``"dpot-lab"`` (our file), ``"release"`` (the DPOT release's names) or
+    ``"state"`` (a bare state dict in our names). ``config``: stored in our files; read off the
+    weights otherwise, with the release's defaults for what weights do not show (modes, act);
+    None for a bare state dict too partial to tell. ``extra``: the rest of our file (metadata,
+    step, optimizer, ...); {} for the others.
+    """
+
+    config: DPOTConfig | None
+    state: dict[str, torch.Tensor]
+    kind: Literal["dpot-lab", "release", "state"]
+    description: str
+    extra: dict[str, Any]
+
+
+def open_checkpoint(
+    source: str | os.PathLike | Mapping, map_location: str | torch.device = "cpu"
+) -> Opened:
+    """Read a checkpoint once and tell what it is: a path to, or the loaded dict of, one of our
+    checkpoints, a DPOT release checkpoint ``{'model': state_dict}`` or a state dict (ours or the
+    release's, DDP ``module.`` prefixes allowed). Raises ValueError naming the source."""
+    if isinstance(source, (str, os.PathLike)):
+        name, obj = str(source), safe_load(source, map_location)
+    else:
+        name, obj = "state dict", source
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{name}: {_EXPECTED}; got {type(obj).__name__}")
+    if obj.get("format") == FORMAT:
+        for key in ("config", "model"):
+            if key not in obj:
+                raise ValueError(f"checkpoint {name} has no '{key}' entry")
+        try:
+            config = DPOTConfig.from_dict(obj["config"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"checkpoint {name}: config: {err}") from None
+        extra = {k: v for k, v in obj.items() if k not in ("format", "version", "config", "model")}
+        state = _tensors(obj["model"], name)
+        return Opened(config, state, "dpot-lab", f"dpot-lab checkpoint {name}", extra)
+    if isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]  # the release's {'model': state_dict}
+    state = _tensors(obj, name)
+    if is_release_state(state):
+        c = _config_from_weights(state, name)  # raises when a sized tensor is missing
+        desc = f"{name} (DPOT release, {c.n_spatial}D, C={c.in_channels}, T_in={c.in_timesteps})"
+        return Opened(c, convert_release_state(state), "release", desc, {})
+    try:
+        config = _config_from_weights(state, name)
+        config.mode_rule = DPOTConfig.mode_rule  # our names: our default rule
+        desc = f"{name} (dpot-lab names, config read off the weights)"
+    except (LookupError, ValueError, ArithmeticError):  # partial: its weights still transfer
+        config, desc = None, f"{name} (dpot-lab names, partial: no config)"
+    return Opened(config, state, "state", desc, {})
+
+
+def _config_from_weights(state: dict[str, torch.Tensor], name: str) -> DPOTConfig:
+    """The architecture read off a state dict; an output width that is no multiple of the input
+    channels is taken as ``out_channels`` with one output frame."""
+    kw, _ = infer_release_config(state, name)
+    width = kw.pop("_out_width")
+    kw.setdefault("out_channels", width)
+    kw.setdefault("out_timesteps", 1)
+    return release_to_config(kw, state["pos_embed"].dim() - 2)
+
+
+def _tensors(obj: Any, name: str) -> dict[str, torch.Tensor]:
+    """A state dict with wrapper prefixes stripped, or a ValueError naming ``name``."""
+    if not isinstance(obj, Mapping) or not obj:
+        raise ValueError(f"{name}: {_EXPECTED}; got {type(obj).__name__} {obj!r:.60}")
+    if not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{name}: {_EXPECTED}; got a dict with keys {sorted(obj)[:8]}")
+    state = {}
+    for key, value in obj.items():
+        for prefix in _WRAPPER_PREFIXES:
+            key = key.removeprefix(prefix)
+        state[key] = value
+    return state
+
+
+def _open_ours(source: str | os.PathLike | Opened, map_location: str | torch.device) -> Opened:
+    """``open_checkpoint`` for a file that must be one of ours."""
+    opened = source if isinstance(source, Opened) else open_checkpoint(source, map_location)
+    if opened.kind != "dpot-lab":
+        raise ValueError(
+            f"{_name(source)} is not a dpot-lab checkpoint: no 'format': '{FORMAT}' entry "
+            "(a DPOT release file? use dl.load_official)"
+        )
+    return opened
+
+
+def _name(source: Any) -> str:
+    if isinstance(source, Opened):
+        return source.description
+    return str(source) if isinstance(source, (str, os.PathLike)) else "state dict"
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """The whole checkpoint dict, validated as ours."""
-    ckpt = safe_load(path, map_location)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        hint = (
-            " (a DPOT release file? use dl.load_official)"
-            if isinstance(ckpt, dict) and "model" in ckpt
-            else ""
-        )
-        raise ValueError(
-            f"{path} is not a dpot-lab checkpoint: no 'format': '{FORMAT}' entry{hint}"
-        )
-    for key in ("config", "model"):
-        if key not in ckpt:
-            raise ValueError(f"checkpoint {path} has no '{key}' entry")
-    return ckpt
+    config, state, _, _, extra = _open_ours(path, map_location)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": config.to_dict(),
+        "model": state,
+        **extra,
+    }
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> DPOT:
-    """Model from one of our checkpoints; ``model.metadata`` holds the saved metadata."""
-    ckpt = read_checkpoint(path, map_location)
-    model = build_model(DPOTConfig.from_dict(ckpt["config"]))
-    load_state_strict(model, ckpt["model"], str(path))
-    model.metadata = ckpt.get("metadata", {})
+def load_checkpoint(
+    path: str | os.PathLike | Opened, map_location: str | torch.device = "cpu"
+) -> DPOT:
+    """Model from one of our checkpoints (a path, or a file ``open_checkpoint`` read);
+    ``model.metadata`` holds the saved metadata."""
+    config, state, _, _, extra = _open_ours(path, map_location)
+    model = build_model(config)
+    load_state_strict(model, state, _name(path))
+    model.metadata = extra.get("metadata", {})
     return model

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dpot_lab.models.afno import MODE_RULES, FourierMixing, activation
+from dpot_lab.models.util import size_tuple
 
 TIME_AGGREGATIONS = ("exp_mlp", "mlp")
 
@@ -55,11 +57,7 @@ class DPOTConfig:
     def __post_init__(self):
         if self.n_spatial not in (2, 3):
             raise ValueError(f"n_spatial must be 2 or 3, got {self.n_spatial}")
-        size = self.img_size
-        size = (size,) * self.n_spatial if isinstance(size, int) else tuple(int(s) for s in size)
-        if len(size) != self.n_spatial:
-            raise ValueError(f"img_size {size} does not have {self.n_spatial} entries")
-        self.img_size = size
+        size = self.img_size = size_tuple(self.img_size, self.n_spatial, "img_size")
         if self.out_channels is None:
             self.out_channels = self.in_channels
         if any(s % self.patch_size for s in size):
@@ -100,6 +98,40 @@ class DPOTConfig:
         if unknown:
             raise ValueError(f"unknown DPOTConfig keys {unknown}; known keys: {sorted(known)}")
         return cls(**d)
+
+
+def adapt_model_config(source_config: DPOTConfig, **changes: Any) -> DPOTConfig:
+    """The fine-tuning model's config: ``source_config`` with ``changes`` applied.
+
+    Derived sizes follow the changes unless given: ``embed_hidden`` (C·p + grid channels) when it
+    had its default, ``out_channels`` when it equalled ``in_channels``, and a square (cubic)
+    ``img_size`` gains or loses an axis with ``n_spatial``. Everything else (modes, mode rule,
+    widths) is kept, so the pre-trained blocks fit.
+    """
+    src = source_config
+    known = set(src.to_dict())
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(
+            f"adapt_model_config: unknown DPOTConfig fields {unknown}; known: {sorted(known)}"
+        )
+    d = src.to_dict()
+    if "embed_hidden" not in changes and src.embed_hidden == (
+        src.in_channels * src.patch_size + src.n_spatial + 1
+    ):
+        d["embed_hidden"] = None
+    if "out_channels" not in changes and src.out_channels == src.in_channels:
+        d["out_channels"] = None
+    n = changes.get("n_spatial", src.n_spatial)
+    if n != src.n_spatial and "img_size" not in changes:
+        if len(set(src.img_size)) != 1:
+            raise ValueError(
+                f"adapt_model_config: n_spatial {src.n_spatial} -> {n} needs img_size: the source "
+                f"grid {src.img_size} is not square, so it cannot be extended"
+            )
+        d["img_size"] = src.img_size[:1] * n
+    d.update(changes)
+    return DPOTConfig.from_dict(d)
 
 
 def _group_norm(x: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
@@ -381,4 +413,4 @@ def build_model(config: DPOTConfig) -> DPOT:
     return (DPOT if config.n_spatial == 2 else DPOT3D)(config)
 
 
-__all__ = ["DPOTConfig", "DPOT", "DPOT3D", "build_model"]
+__all__ = ["DPOTConfig", "DPOT", "DPOT3D", "adapt_model_config", "build_model"]

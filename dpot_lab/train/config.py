@@ -29,7 +29,7 @@ import torch
 import yaml
 
 from dpot_lab.models.afno import ACTIVATIONS, MODE_RULES
-from dpot_lab.models.dpot import TIME_AGGREGATIONS, DPOTConfig
+from dpot_lab.models.dpot import TIME_AGGREGATIONS, DPOTConfig, adapt_model_config
 from dpot_lab.models.presets import PRESETS
 
 PARTS = ("embed", "blocks", "head")
@@ -436,8 +436,6 @@ class TrainConfig:
         changes = {**self.model.overrides, **self.derived_model_fields()}
         try:
             if self.model.preset is None:
-                from dpot_lab.train.finetune import adapt_model_config
-
                 if base is None:
                     raise ValueError("preset is null: pass the checkpoint's config as ``base``")
                 changes.setdefault("n_cls", 0)  # the class head takes no part in training

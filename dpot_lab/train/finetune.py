@@ -26,7 +26,6 @@ and each ``blocks.N.{norm1,filter,norm2,mlp}``):
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -35,9 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpot_lab.models.checkpoint import FORMAT, safe_load
-from dpot_lab.models.dpot import DPOTConfig
-from dpot_lab.models.official import convert_release_state, infer_release_config
+from dpot_lab.models.checkpoint import Opened, open_checkpoint
+from dpot_lab.models.util import unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +47,6 @@ PARTS: dict[str, list[str]] = {
 }
 # Units re-initialised when the number of spatial axes changes (the release's 2D -> 3D rule).
 _SPACE_BOUND_UNITS = ("patch_embed", "pos_embed", "time_agg", "head")
-_RELEASE_MARKERS = ("time_agg_layer.", "out_layer.", "patch_embed.proj.0.")
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile
 
 
 class Adapted(NamedTuple):
@@ -147,49 +143,14 @@ def _fmt(shape: tuple[int, ...]) -> str:
 
 
 # ------------------------------------------------------------------------------- sources
-def _unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "module", model)  # DDP
-    return getattr(model, "_orig_mod", model)  # torch.compile
-
-
 def _source_state(source: Any) -> tuple[dict[str, torch.Tensor], str]:
-    """Our checkpoint / release checkpoint (path or dict), a model or a state dict -> (state in
-    our names and layouts, description)."""
+    """A model, an ``Opened`` checkpoint, or what ``open_checkpoint`` reads -> (state in our
+    names and layouts, description)."""
     if isinstance(source, nn.Module):
-        model = _unwrap(source)
+        model = unwrap(source)
         return dict(model.state_dict()), f"{type(model).__name__} model"
-    if isinstance(source, (str, os.PathLike)):
-        desc, obj = str(source), safe_load(source)
-    else:
-        desc, obj = "state dict", source
-    if not isinstance(obj, Mapping):
-        raise ValueError(
-            f"{desc}: expected a dpot-lab checkpoint, a DPOT release checkpoint "
-            f"{{'model': state_dict}}, a model or a state dict; got {type(obj).__name__}"
-        )
-    if obj.get("format") == FORMAT:
-        if "model" not in obj:
-            raise ValueError(f"checkpoint {desc} has no 'model' entry")
-        desc, obj = f"dpot-lab checkpoint {desc}", obj["model"]
-    elif isinstance(obj.get("model"), Mapping):
-        obj = obj["model"]  # the release's {'model': state_dict}
-    if not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(
-            f"{desc}: expected a dpot-lab checkpoint, a DPOT release checkpoint "
-            f"{{'model': state_dict}}, a model or a state dict (name -> tensor); got a dict with "
-            f"keys {sorted(obj)[:8]}"
-        )
-    state = {}
-    for key, value in obj.items():
-        for prefix in _WRAPPER_PREFIXES:
-            key = key.removeprefix(prefix)
-        state[key] = value
-    if any(k.startswith(_RELEASE_MARKERS) for k in state):
-        kw, _ = infer_release_config(state, desc)  # raises when a release key is missing
-        n = state["pos_embed"].dim() - 2
-        desc = f"{desc} (DPOT release, {n}D, C={kw['in_channels']}, T_in={kw['in_timesteps']})"
-        state = convert_release_state(state)
-    return state, desc
+    opened = source if isinstance(source, Opened) else open_checkpoint(source)
+    return opened.state, opened.description
 
 
 def _n_spatial(state: Mapping[str, torch.Tensor]) -> int | None:
@@ -242,12 +203,13 @@ def transfer_weights(
     """Fill ``model`` in place from pre-trained weights and report what happened to every tensor.
 
     ``source``: a path to a dpot-lab checkpoint or a DPOT release checkpoint, a model, a state dict
-    (ours or the release's, DDP ``module.`` prefixes allowed) or a release ``{'model': state}``.
+    (ours or the release's, DDP ``module.`` prefixes allowed), a release ``{'model': state}`` or
+    a checkpoint already read by ``open_checkpoint`` (an ``Opened``).
     ``reinit``: part names of ``PARTS`` or tensor-name prefixes (``"pos_embed"``, ``"blocks.3"``)
     that stay at the model's fresh init. The rules are in the module docstring. Raises ValueError
     when nothing of the source fits the model.
     """
-    target = _unwrap(model)
+    target = unwrap(model)
     state, desc = _source_state(source)
     own = target.state_dict()
     names = list(own)
@@ -334,7 +296,7 @@ def param_groups(
         if unknown:
             raise ValueError(f"{what}: unknown parts {unknown}; known parts: {sorted(PARTS)}")
     by_part: dict[str, list[nn.Parameter]] = {part: [] for part in PARTS}
-    for name, p in _unwrap(model).named_parameters():
+    for name, p in unwrap(model).named_parameters():
         part = _part_of(name)
         if part is None:
             raise ValueError(f"parameter {name!r} is in no part of PARTS {PARTS}")
@@ -355,46 +317,10 @@ def param_groups(
     return groups
 
 
-# ------------------------------------------------------------------------------- configs
-def adapt_model_config(source_config: DPOTConfig, **changes: Any) -> DPOTConfig:
-    """The fine-tuning model's config: ``source_config`` with ``changes`` applied.
-
-    Derived sizes follow the changes unless given: ``embed_hidden`` (C·p + grid channels) when it
-    had its default, ``out_channels`` when it equalled ``in_channels``, and a square (cubic)
-    ``img_size`` gains or loses an axis with ``n_spatial``. Everything else (modes, mode rule,
-    widths) is kept, so the pre-trained blocks fit.
-    """
-    src = source_config
-    known = set(src.to_dict())
-    unknown = sorted(set(changes) - known)
-    if unknown:
-        raise ValueError(
-            f"adapt_model_config: unknown DPOTConfig fields {unknown}; known: {sorted(known)}"
-        )
-    d = src.to_dict()
-    if "embed_hidden" not in changes and src.embed_hidden == (
-        src.in_channels * src.patch_size + src.n_spatial + 1
-    ):
-        d["embed_hidden"] = None
-    if "out_channels" not in changes and src.out_channels == src.in_channels:
-        d["out_channels"] = None
-    n = changes.get("n_spatial", src.n_spatial)
-    if n != src.n_spatial and "img_size" not in changes:
-        if len(set(src.img_size)) != 1:
-            raise ValueError(
-                f"adapt_model_config: n_spatial {src.n_spatial} -> {n} needs img_size: the source "
-                f"grid {src.img_size} is not square, so it cannot be extended"
-            )
-        d["img_size"] = src.img_size[:1] * n
-    d.update(changes)
-    return DPOTConfig.from_dict(d)
-
-
 __all__ = [
     "PARTS",
     "Adapted",
     "TransferReport",
-    "adapt_model_config",
     "param_groups",
     "transfer_weights",
 ]

@@ -10,11 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from dpot_lab.models import DPOTConfig, build_model, load_official, save_checkpoint
+from dpot_lab.models import (
+    DPOTConfig,
+    adapt_model_config,
+    build_model,
+    load_official,
+    save_checkpoint,
+)
 from dpot_lab.train.finetune import (
     PARTS,
     TransferReport,
-    adapt_model_config,
     param_groups,
     transfer_weights,
 )
