@@ -107,14 +107,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _load_any(path: str):
-    """Our checkpoint, or else a DPOT release checkpoint."""
+    """Our checkpoint, or else a DPOT release checkpoint (the file read once)."""
     import dpot_lab as dl
-    from dpot_lab.models.checkpoint import FORMAT, safe_load
+    from dpot_lab.models.checkpoint import open_checkpoint
 
-    obj = safe_load(path)
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        return dl.load_checkpoint(path)
-    return dl.load_official(obj)
+    opened = open_checkpoint(path)
+    return (dl.load_checkpoint if opened.kind == "dpot-lab" else dl.load_official)(opened)
 
 
 def _parse_param(text: str) -> tuple[str, object]:
