@@ -14,6 +14,7 @@ from dpot_lab.solvers.navier_stokes_2d import fno_forcing, kolmogorov_forcing, n
 from dpot_lab.solvers.navier_stokes_3d import navier_stokes_3d
 from dpot_lab.solvers.passive_scalar import passive_scalar_2d
 from dpot_lab.solvers.shallow_water import dam_break_initial, random_dam_radius, shallow_water_2d
+from dpot_lab.solvers.wave import wave_2d
 
 __all__ = [
     "burgers_2d",
@@ -32,4 +33,5 @@ __all__ = [
     "passot_pouquet_spectrum",
     "random_dam_radius",
     "shallow_water_2d",
+    "wave_2d",
 ]
