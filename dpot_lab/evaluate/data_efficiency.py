@@ -1,0 +1,220 @@
+"""The paper's data-efficiency study: fine-tuning a pre-trained checkpoint against the same
+architecture trained from scratch, on a growing number of trajectories of one new PDE.
+
+    import dpot_lab as dl
+    table = dl.evaluate.data_efficiency("dpot_lab/assets/pretrained.pt", "kolmogorov.h5",
+                                        counts=[2, 4, 8, 16, 32], steps=600)
+    print(dl.evaluate.format_study(table))
+    dl.evaluate.trajectories_to_match(table, 8)   # how many scratch needs to match fine-tuning on 8
+
+The last ``n_test`` trajectories of the dataset are the test set of every run; the first ``n`` of
+the others train. Both runs of a count see the same trajectories, steps, batch and recipe (the
+learning rate aside: ``lr`` and ``scratch_lr``); scores are the 10-step (``horizon``) rollout
+L2RE of the final weights on the test set (``Trainer.evaluate``), next to persistence and the
+checkpoint without fine-tuning (zero-shot).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from dpot_lab.data import native
+from dpot_lab.data.open import open_dataset
+from dpot_lab.evaluate.rollout import source_name
+from dpot_lab.models.checkpoint import open_checkpoint
+from dpot_lab.train.trainer import Trainer
+
+# The recipe of both runs; any key of a run config may be changed through ``recipe``.
+RECIPE: dict[str, Any] = {
+    "batch_size": 8,
+    "noise": {"kind": "rms", "scale": 0.02},
+    "optim": {"lr": 5e-4, "schedule": "onecycle", "warmup": 0.1},
+    "eval": {"every": 0, "horizon": 10},
+    "checkpoint": {"every": 0, "keep": 1},
+    "log": {"every": 50, "progress": False},
+    "device": "cpu",
+}
+SCRATCH_LR = 2e-3  # a randomly initialised model takes a larger step than a pre-trained one
+RUNS = ("finetuned", "scratch")
+# Model fields that a run takes from its data, not from the checkpoint.
+_FROM_DATA = ("img_size", "in_channels", "in_timesteps", "out_timesteps", "n_cls")
+
+
+def data_efficiency(
+    checkpoint: str | os.PathLike,
+    dataset: str | os.PathLike | xr.Dataset,
+    counts: Sequence[int] = (2, 4, 8, 16, 32),
+    steps: int = 600,
+    *,
+    n_test: int = 8,
+    horizon: int = 10,
+    lr: float | None = None,
+    scratch_lr: float = SCRATCH_LR,
+    recipe: dict[str, Any] | None = None,
+    runs: Sequence[str] = RUNS,
+    seed: int = 0,
+    work_dir: str | os.PathLike | None = None,
+    callback: Callable[[dict], Any] | None = None,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Fine-tuned and from-scratch test L2RE for each training-set size -> Dataset.
+
+    checkpoint: ours or a DPOT release file; its architecture is used by both runs (channels,
+    grid and ``t_in`` of the checkpoint: data with fewer channels is padded, other grids resized).
+    dataset: a file ``dl.open_dataset`` reads, or a Dataset; needs ``n_test + max(counts)``
+    trajectories of at least ``t_in + horizon`` frames. steps: optimizer steps of every run.
+    Returns variables ``finetuned`` and ``scratch`` over dim ``n_train`` and the scalars
+    ``persistence`` and ``zero_shot`` (L2RE on the same test set); attrs name the inputs.
+    ``callback`` gets a dict per finished run: {"run", "n_train", "l2re"}.
+    """
+    counts = sorted({int(n) for n in counts})
+    unknown = sorted(set(runs) - set(RUNS))
+    if unknown or not runs:
+        raise ValueError(f"runs: expected some of {RUNS}, got {list(runs)}")
+    if not counts or counts[0] < 1:
+        raise ValueError(f"counts: expected positive trajectory counts, got {counts}")
+    if steps < 1 or n_test < 1 or horizon < 1:
+        raise ValueError(f"steps, n_test and horizon must be >= 1 (got {steps}, {n_test}, {horizon})")
+    where = str(dataset) if not isinstance(dataset, xr.Dataset) else "dataset"
+    ds = dataset if isinstance(dataset, xr.Dataset) else open_dataset(dataset)
+    name = source_name(ds) if isinstance(dataset, xr.Dataset) else Path(dataset).stem
+    opened = open_checkpoint(checkpoint)
+    arch = opened.config
+    t_in = arch.in_timesteps
+    n_samples, n_frames = ds.sizes["sample"], ds.sizes["time"]
+    if n_samples < n_test + counts[-1]:
+        raise ValueError(
+            f"{where}: sample: {n_samples} trajectories; the study needs n_test={n_test} + "
+            f"max(counts)={counts[-1]}"
+        )
+    if n_frames < t_in + horizon:
+        raise ValueError(
+            f"{where}: time: {n_frames} frames; the checkpoint's t_in={t_in} + horizon={horizon} "
+            "are needed"
+        )
+
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        folder = Path(tmp)
+        test_file = native.save(ds.isel(sample=slice(n_samples - n_test, n_samples)),
+                                folder / f"{name}_test.h5")  # fmt: skip
+        base = _base_config(recipe, arch, steps, horizon, seed, test_file)
+        scores = {run: np.full(len(counts), np.nan) for run in RUNS}
+        reference = None
+        jobs = [(n, run) for n in counts for run in runs]
+        for n, run in tqdm(jobs, desc=f"data efficiency {name}", disable=not progress):
+            train_file = folder / f"{name}_{n}.h5"
+            if not train_file.exists():
+                native.save(ds.isel(sample=slice(0, n)), train_file)
+            cfg = _run_config(base, run, arch, checkpoint, lr, scratch_lr, train_file, n)
+            trainer = Trainer(cfg, run_dir=folder / f"{run}_{n}", overwrite=True)
+            if reference is None and "finetuned" in runs:  # zero-shot: the checkpoint as loaded
+                reference = trainer.evaluate()[_test_name(trainer)]
+            trainer.fit()
+            result = trainer.last_eval or trainer.evaluate()
+            l2re = result[_test_name(trainer)]["l2re"]
+            scores[run][counts.index(n)] = l2re
+            if reference is None:
+                reference = result[_test_name(trainer)]
+            if callback is not None:
+                callback({"run": run, "n_train": n, "l2re": l2re})
+
+    out = xr.Dataset(
+        {run: ("n_train", scores[run]) for run in runs},
+        coords={"n_train": counts},
+        attrs=dict(
+            checkpoint=str(checkpoint), dataset=where, source=name, steps=steps, n_test=n_test,
+            horizon=horizon, t_in=t_in, batch_size=base["batch_size"],
+        ),
+    )  # fmt: skip
+    out["persistence"] = float(reference["persistence"])
+    if "finetuned" in runs:
+        out["zero_shot"] = float(reference["l2re"])
+    return out
+
+
+def trajectories_to_match(table: xr.Dataset, n_train: int = 8) -> float:
+    """Trajectories the scratch model needs to reach the fine-tuned L2RE at ``n_train``:
+    log-log interpolation on the scratch curve; inf where no count reaches it, the smallest
+    count where the first already does."""
+    target = float(table["finetuned"].sel(n_train=n_train))
+    n = table["n_train"].values.astype(float)
+    err = table["scratch"].values
+    if err[0] <= target:
+        return float(n[0])
+    for k in range(1, len(n)):
+        if err[k] <= target:  # between n[k-1] (above) and n[k] (at or below)
+            f = np.log(err[k - 1] / target) / np.log(err[k - 1] / err[k])
+            return float(np.exp(np.log(n[k - 1]) + f * np.log(n[k] / n[k - 1])))
+    return float("inf")
+
+
+def format_study(table: xr.Dataset) -> str:
+    """A text table: one row per training-set size, the runs and persistence as columns."""
+    runs = [r for r in RUNS if r in table]
+    head = f"{'trajectories':>12}  " + "  ".join(f"{r:>10}" for r in runs) + "  ratio  persistence"
+    lines = [f"{table.attrs.get('source', '')}: {table.attrs.get('steps')} steps, "
+             f"{table.attrs.get('horizon')}-step rollout L2RE on {table.attrs.get('n_test')} "
+             "held-out trajectories", head]  # fmt: skip
+    for n in table["n_train"].values:
+        row = table.sel(n_train=n)
+        vals = "  ".join(f"{float(row[r]):>10.4f}" for r in runs)
+        ratio = float(row["finetuned"] / row["scratch"]) if len(runs) == 2 else float("nan")
+        lines.append(f"{int(n):>12}  {vals}  {ratio:>5.2f}  {float(table['persistence']):>11.4f}")
+    if "zero_shot" in table:
+        lines.append(f"zero-shot (no fine-tuning): {float(table['zero_shot']):.4f}")
+    return "\n".join(lines)
+
+
+def _base_config(
+    recipe: dict[str, Any] | None, arch: Any, steps: int, horizon: int, seed: int, test_file: Path
+) -> dict[str, Any]:
+    cfg = copy.deepcopy(RECIPE)
+    for key, value in (recipe or {}).items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    cfg.update(steps=steps, seed=seed)
+    cfg["eval"] = {**cfg.get("eval", {}), "horizon": horizon}
+    cfg["data"] = {
+        **cfg.get("data", {}),
+        "test_sources": [str(test_file)],
+        "resolution": list(arch.img_size),
+        "channels": arch.in_channels,
+        "t_in": arch.in_timesteps,
+    }
+    cfg["t_out"] = arch.out_timesteps
+    return cfg
+
+
+def _run_config(
+    base: dict[str, Any], run: str, arch: Any, checkpoint: Any, lr: float | None,
+    scratch_lr: float, train_file: Path, n: int,
+) -> dict[str, Any]:  # fmt: skip
+    cfg = copy.deepcopy(base)
+    cfg["name"] = f"{run}_{train_file.stem}"
+    cfg["data"]["sources"] = [str(train_file)]
+    # an epoch holds one window per trajectory and repeat: at least two batches of them
+    cfg["data"]["weights"] = [max(1, -(-2 * cfg["batch_size"] // n))]
+    if run == "finetuned":
+        cfg.update(init_from=str(checkpoint), model={"preset": None})
+        if lr is not None:
+            cfg["optim"]["lr"] = lr
+    else:  # the same architecture, random weights
+        fields = {k: v for k, v in arch.to_dict().items() if k not in _FROM_DATA}
+        cfg["model"] = {"preset": "nano", **fields}
+        cfg["optim"]["lr"] = scratch_lr
+    return cfg
+
+
+def _test_name(trainer: Trainer) -> str:
+    return next(iter(trainer.test_data))
