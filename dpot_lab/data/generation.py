@@ -59,6 +59,20 @@ def _registry() -> dict[str, Generator]:
             "2D incompressible Navier–Stokes, vorticity (FNO set-up)",
         ),
         Generator(
+            "kolmogorov",
+            "dpot_lab.data.generators:make_kolmogorov",
+            64,
+            16,
+            "2D Kolmogorov flow, vorticity, Reynolds number per trajectory (sample variable re)",
+        ),
+        Generator(
+            "passive_scalar",
+            "dpot_lab.data.generators:make_passive_scalar",
+            64,
+            16,
+            "2D passive scalar in NS flow, scalar and vorticity, nu and kappa per trajectory",
+        ),
+        Generator(
             "diffusion_reaction",
             "dpot_lab.data.generators:make_diffusion_reaction",
             64,

@@ -2,7 +2,9 @@
 
 Every generator has the signature ``make_x(n_samples, resolution, seed_seqs, **params)``: sample
 i starts from an initial state drawn with ``numpy.random.default_rng(seed_seqs[i])``, so a
-sample does not depend on which batch it was made in. The solvers run in ``dtype`` on
+sample does not depend on which batch it was made in; parameters drawn per trajectory (a
+Reynolds number, a diffusivity) come from the same generator after the initial state and are
+stored as (sample,) variables beside the fields. The solvers run in ``dtype`` on
 ``device`` ("cpu", "cuda", ...); fields are stored as float32. The default "float64" makes
 files bit-identical for any batch size; "float32" runs about twice as fast on a CPU, but the
 batch size can then change the last bits (batched FFTs round differently).
@@ -22,8 +24,10 @@ from dpot_lab.solvers import (
     diffusion_reaction_2d,
     divergence_free_velocity,
     gaussian_random_field,
+    kolmogorov_forcing,
     navier_stokes_2d,
     navier_stokes_3d,
+    passive_scalar_2d,
 )
 from dpot_lab.solvers.grid import Resolution, cell_centres, grid_shape
 from dpot_lab.solvers.initial import diffusion_reaction_initial, passot_pouquet_spectrum
@@ -72,6 +76,149 @@ def make_ns2d(
         {"vorticity": (("sample", "time", "x", "y"), w.astype(np.float32))},
         coords=coords,
         attrs=dict(pde="navier_stokes_2d", source_format=SOURCE_FORMAT, **params),
+    )
+
+
+def make_kolmogorov(
+    n_samples: int,
+    resolution: Resolution,
+    seed_seqs: Sequence[np.random.SeedSequence],
+    *,
+    re_range: tuple[float, float] = (100.0, 1000.0),
+    k_f: int = 4,
+    drag: float = 0.1,
+    burn_in: float = 5.0,
+    n_frames: int = 24,
+    dt_save: float = 0.25,
+    alpha: float = 2.5,
+    tau: float = 7.0,
+    cfl: float = 0.5,
+    dtype: str = "float64",
+    device: str = "cpu",
+) -> xr.Dataset:
+    """Kolmogorov flow: 2D incompressible NS vorticity on the periodic square [0, 2π)², forced by
+    the body force sin(k_f y) x̂ (vorticity forcing −k_f cos(k_f y)) with linear drag μ, viscosity
+    ν = 1/Re (the units of Kochkov et al. 2021: Re 1000, k_f 4, μ 0.1).
+
+    Sample i draws a GRF(α, τ) initial vorticity (:func:`gaussian_random_field` on the grid),
+    then Re log-uniform in ``re_range``, and spins up for ``burn_in``. ``vorticity`` (sample,
+    time, x, y) at burn_in + dt_save·(0, …, n_frames − 1) on the nodes 2π i/n; ``re`` (sample,).
+    At 64² a Re above ~500 is under-resolved (2 % of the enstrophy within the 5 modes below the
+    2/3-rule cut-off at Re 500, 5 % at Re 1000; 0.1 % at Re 100): take 128² there.
+    """
+    _check_counts(n_samples, seed_seqs, n_frames)
+    re_lo, re_hi = _check_range(re_range, "re_range")
+    if not (isinstance(k_f, int | np.integer) and k_f >= 1):
+        raise ValueError(f"k_f: expected an integer wavenumber >= 1, got {k_f!r}")
+    burn_in = check_number(burn_in, "burn_in", 0.0)
+    dt_save = check_number(dt_save, "dt_save", 0.0, open_low=True)
+    w0, re = [], []
+    for s in seed_seqs:
+        rng = np.random.default_rng(s)
+        w0.append(gaussian_random_field(rng, 1, resolution, alpha, tau))
+        re.append(_log_uniform(rng, re_lo, re_hi))
+    n_x, n_y = grid_shape(resolution, 2)
+    y = 2 * np.pi * nodes(n_y)[None, :]  # (1, Y)
+    forcing = np.broadcast_to(kolmogorov_forcing(y, int(k_f)), (n_x, n_y))  # (X, Y)
+    re = np.array(re)  # (B,)
+    # on the solver's unit square (x' = x/2π, same time): ν' = ν/4π², same vorticity and drag
+    times = burn_in + dt_save * np.arange(n_frames)
+    w = navier_stokes_2d(
+        torch.as_tensor(np.concatenate(w0), dtype=_dtype(dtype), device=device),
+        1 / (re * 4 * np.pi**2),
+        times,
+        forcing,
+        cfl=cfl,
+        drag=drag,
+    )  # (B, T, X, Y)
+    params = dict(
+        k_f=int(k_f), drag=drag, re_min=re_lo, re_max=re_hi, burn_in=burn_in, dt_save=dt_save
+    )
+    return xr.Dataset(
+        {
+            "vorticity": (("sample", "time", "x", "y"), w.astype(np.float32)),
+            "re": (("sample",), re),
+        },
+        coords=_coords(times, resolution, 2, (0.0, 2 * np.pi), nodes),
+        attrs=dict(
+            pde="kolmogorov_2d",
+            source_format=SOURCE_FORMAT,
+            forcing="sin(k_f y) x̂",
+            alpha=alpha,
+            tau=tau,
+            **params,
+        ),
+    )
+
+
+def make_passive_scalar(
+    n_samples: int,
+    resolution: Resolution,
+    seed_seqs: Sequence[np.random.SeedSequence],
+    *,
+    nu_range: tuple[float, float] = (1e-4, 1e-3),
+    kappa_range: tuple[float, float] = (1e-4, 1e-3),
+    forcing: str | None = "fno",
+    n_frames: int = 20,
+    dt_save: float = 0.5,
+    alpha: float = 2.5,
+    tau: float = 7.0,
+    cfl: float = 0.5,
+    dtype: str = "float64",
+    device: str = "cpu",
+) -> xr.Dataset:
+    """A passive scalar c in 2D NS flow on the periodic unit square: ∂c/∂t + u·∇c = κΔc with
+    the vorticity of the FNO set-up (forcing "fno" or None), solved together.
+
+    Sample i draws the initial vorticity and then the initial scalar, each a GRF(α, τ)
+    (:func:`gaussian_random_field`), then ν and κ log-uniform in ``nu_range``, ``kappa_range``.
+    ``scalar`` and ``vorticity`` (sample, time, x, y) at dt_save·(0, …, n_frames − 1) (the
+    initial state is frame 0) on the nodes i/n; ``nu``, ``kappa`` (sample,).
+    """
+    _check_counts(n_samples, seed_seqs, n_frames)
+    nu_lo, nu_hi = _check_range(nu_range, "nu_range")
+    kappa_lo, kappa_hi = _check_range(kappa_range, "kappa_range")
+    dt_save = check_number(dt_save, "dt_save", 0.0, open_low=True)
+    forcing = None if forcing in (None, "none") else forcing
+    w0, c0, nu, kappa = [], [], [], []
+    for s in seed_seqs:
+        rng = np.random.default_rng(s)
+        w0.append(gaussian_random_field(rng, 1, resolution, alpha, tau))
+        c0.append(gaussian_random_field(rng, 1, resolution, alpha, tau))
+        nu.append(_log_uniform(rng, nu_lo, nu_hi))
+        kappa.append(_log_uniform(rng, kappa_lo, kappa_hi))
+    nu, kappa = np.array(nu), np.array(kappa)  # (B,) each
+    times = dt_save * np.arange(n_frames)
+    as_tensor = partial(torch.as_tensor, dtype=_dtype(dtype), device=device)
+    cw = passive_scalar_2d(
+        as_tensor(np.concatenate(c0)),
+        as_tensor(np.concatenate(w0)),
+        kappa,
+        nu,
+        times,
+        forcing,
+        cfl=cfl,
+    ).astype(np.float32)  # (B, T, 2, X, Y)
+    dims = ("sample", "time", "x", "y")
+    params = dict(
+        forcing=forcing or "none",
+        nu_min=nu_lo,
+        nu_max=nu_hi,
+        kappa_min=kappa_lo,
+        kappa_max=kappa_hi,
+        dt_save=dt_save,
+        alpha=alpha,
+        tau=tau,
+    )
+    return xr.Dataset(
+        {
+            "scalar": (dims, cw[:, :, 0]),
+            "vorticity": (dims, cw[:, :, 1]),
+            "nu": (("sample",), nu),
+            "kappa": (("sample",), kappa),
+        },
+        coords=_coords(times, resolution, 2, (0.0, 1.0), nodes),
+        attrs=dict(pde="passive_scalar_2d", source_format=SOURCE_FORMAT, **params),
     )
 
 
@@ -164,6 +311,22 @@ def _check_counts(
         raise ValueError(f"seed_seqs: expected {n_samples} seed sequences, got {len(seed_seqs)}")
     if not (isinstance(n_frames, int | np.integer) and n_frames >= 1):
         raise ValueError(f"n_frames: expected an integer >= 1, got {n_frames!r}")
+
+
+def _check_range(value: tuple[float, float], name: str) -> tuple[float, float]:
+    """(low, high) with 0 < low <= high, both finite; ValueError naming ``name`` otherwise."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected (low, high), got {value!r}") from None
+    low = check_number(low, f"{name}: low", 0.0, open_low=True)
+    high = check_number(high, f"{name}: high", low)
+    return low, high
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    """One draw, log-uniform in [low, high] (low itself when they are equal)."""
+    return low if low == high else float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
 def _dtype(name: str) -> torch.dtype:

@@ -16,7 +16,13 @@ import xarray as xr
 
 import dpot_lab as dl
 from dpot_lab.data.generation import GENERATORS, generate, generate_cached
-from dpot_lab.data.generators import make_diffusion_reaction, make_ns2d, make_ns3d
+from dpot_lab.data.generators import (
+    make_diffusion_reaction,
+    make_kolmogorov,
+    make_ns2d,
+    make_ns3d,
+    make_passive_scalar,
+)
 from dpot_lab.solvers import (
     diffusion_reaction_2d,
     diffusion_reaction_initial,
@@ -24,6 +30,7 @@ from dpot_lab.solvers import (
     gaussian_random_field,
     navier_stokes_2d,
     navier_stokes_3d,
+    passive_scalar_2d,
 )
 from dpot_lab.solvers.grid import cell_centres
 from dpot_lab.solvers.navier_stokes_2d import nodes
@@ -159,8 +166,8 @@ def test_unknown_parameter_names_the_accepted_ones(tmp_path):
 def test_registry_names_and_lazy_targets():
     assert GENERATORS["dr"] is GENERATORS["diffusion_reaction"]
     assert GENERATORS["swe"] is GENERATORS["shallow_water"]
-    assert {"ns2d", "ns3d", "cns2d"} <= set(GENERATORS)
-    for name in ("ns2d", "diffusion_reaction", "ns3d"):
+    assert {"ns2d", "ns3d", "cns2d", "kolmogorov", "passive_scalar"} <= set(GENERATORS)
+    for name in ("ns2d", "diffusion_reaction", "ns3d", "kolmogorov", "passive_scalar"):
         assert callable(GENERATORS[name].load())
 
 
@@ -248,3 +255,86 @@ def test_generate_cached_generates_once_when_two_processes_ask_at_once(tmp_path)
     assert waiter[0] == maker[0] and waiter[0].exists()
     assert waiter[1] == maker[1]  # the same bytes
     assert any(m.startswith("waiting for another process to generate") for m in waiter[3])
+
+
+# --- Kolmogorov flow and passive scalar: a parameter per trajectory, stored as (sample,) ------
+
+KOLMOGOROV = dict(resolution=16, n_frames=3, dt_save=0.25, burn_in=0.5, re_range=(50.0, 500.0))
+PASSIVE = dict(resolution=16, n_frames=3, dt_save=0.25, nu_range=(1e-3, 1e-2))
+PER_SAMPLE = {"kolmogorov": ["re"], "passive_scalar": ["nu", "kappa"]}
+FIELDS = {"kolmogorov": ["vorticity"], "passive_scalar": ["scalar", "vorticity"]}
+PARAMS = {"kolmogorov": KOLMOGOROV, "passive_scalar": PASSIVE}
+
+
+@pytest.mark.parametrize("pde", ["kolmogorov", "passive_scalar"])
+def test_per_trajectory_generators_are_deterministic_and_batch_size_independent(tmp_path, pde):
+    params = dict(PARAMS[pde], progress=False)
+    a = generate(pde, tmp_path / "a.h5", 4, seed=7, batch_size=4, **params)
+    b = generate(pde, tmp_path / "b.h5", 4, seed=7, batch_size=3, **params)
+    c = generate(pde, tmp_path / "c.h5", 4, seed=8, **params)
+    for name in FIELDS[pde] + PER_SAMPLE[pde]:
+        np.testing.assert_array_equal(read(a, name), read(b, name))
+        assert np.abs(read(a, name) - read(c, name)).max() > 0
+    for name in PER_SAMPLE[pde]:  # one value per trajectory, each its own
+        assert read(a, name).shape == (4,) and len(set(read(a, name))) == 4
+
+
+def test_kolmogorov_samples_are_the_forced_solver_run_from_their_own_seed(tmp_path):
+    path = generate("kolmogorov", tmp_path / "k.h5", 3, seed=2, progress=False, **KOLMOGOROV)
+    ds = dl.open_dataset(path)
+    assert set(ds.data_vars) == {"vorticity", "re"}
+    assert ds["vorticity"].dims == ("sample", "time", "x", "y") and ds["re"].dims == ("sample",)
+    assert ds["vorticity"].shape == (3, 3, 16, 16)
+    np.testing.assert_allclose(ds["time"], [0.5, 0.75, 1.0])  # burn_in + dt_save·k
+    np.testing.assert_allclose(ds["y"], 2 * np.pi * np.arange(16) / 16)  # nodes of [0, 2π)
+    assert ds.attrs["pde"] == "kolmogorov_2d" and ds.attrs["source_format"] == "dpot-lab"
+    assert (ds.attrs["re_min"], ds.attrs["re_max"], ds.attrs["k_f"]) == (50.0, 500.0, 4)
+    re = ds["re"].values
+    assert np.all((re >= 50) & (re <= 500))
+    # sample i: GRF from its seed, then Re log-uniform from the same stream; the forcing
+    # −k_f cos(k_f y) with y = 2π j/n on the solver's unit square, ν = 1/(4π² Re), drag 0.1
+    y = 2 * np.pi * np.arange(16)[None, :] / 16
+    forcing = np.broadcast_to(-4 * np.cos(4 * y), (16, 16))
+    for i, s in enumerate(np.random.SeedSequence(2).spawn(3)):
+        rng = np.random.default_rng(s)
+        w0 = gaussian_random_field(rng, 1, 16)[0]
+        assert re[i] == np.exp(rng.uniform(np.log(50.0), np.log(500.0)))
+        nu = 1 / (4 * np.pi**2 * re[i])
+        expected = navier_stokes_2d(w0, nu, [0.5, 0.75, 1.0], forcing, drag=0.1)
+        np.testing.assert_array_equal(ds["vorticity"].values[i], expected.astype(np.float32))
+
+
+def test_passive_scalar_samples_are_the_solver_run_from_their_own_seed(tmp_path):
+    path = generate("passive_scalar", tmp_path / "p.h5", 2, seed=4, progress=False, **PASSIVE)
+    ds = dl.open_dataset(path)
+    assert set(ds.data_vars) == {"scalar", "vorticity", "nu", "kappa"}
+    assert ds["scalar"].dims == ("sample", "time", "x", "y") and ds["nu"].dims == ("sample",)
+    np.testing.assert_allclose(ds["time"], [0.0, 0.25, 0.5])  # the initial state is frame 0
+    np.testing.assert_allclose(ds["x"], np.arange(16) / 16)
+    assert ds.attrs["pde"] == "passive_scalar_2d" and ds.attrs["forcing"] == "fno"
+    assert (ds.attrs["kappa_min"], ds.attrs["kappa_max"]) == (1e-4, 1e-3)
+    nu, kappa = ds["nu"].values, ds["kappa"].values
+    assert np.all((nu >= 1e-3) & (nu <= 1e-2)) and np.all((kappa >= 1e-4) & (kappa <= 1e-3))
+    for i, s in enumerate(np.random.SeedSequence(4).spawn(2)):
+        rng = np.random.default_rng(s)
+        w0, c0 = (gaussian_random_field(rng, 1, 16)[0] for _ in range(2))
+        assert nu[i] == np.exp(rng.uniform(np.log(1e-3), np.log(1e-2)))
+        assert kappa[i] == np.exp(rng.uniform(np.log(1e-4), np.log(1e-3)))
+        expected = passive_scalar_2d(c0, w0, kappa[i], nu[i], [0.0, 0.25, 0.5]).astype(np.float32)
+        np.testing.assert_array_equal(ds["scalar"].values[i], expected[:, 0])
+        np.testing.assert_array_equal(ds["vorticity"].values[i], expected[:, 1])
+
+
+def test_per_trajectory_generators_check_their_ranges(tmp_path):
+    seeds = np.random.SeedSequence(0).spawn(1)
+    with pytest.raises(ValueError, match=r"re_range: low: expected a finite number > 0, got 0"):
+        make_kolmogorov(1, 8, seeds, re_range=(0.0, 100.0))
+    with pytest.raises(ValueError, match=r"re_range: high: expected a finite number >= 100"):
+        make_kolmogorov(1, 8, seeds, re_range=(100.0, 50.0))
+    with pytest.raises(ValueError, match=r"kappa_range: expected \(low, high\), got 0.001"):
+        make_passive_scalar(1, 8, seeds, kappa_range=1e-3)
+    with pytest.raises(ValueError, match="k_f: expected an integer wavenumber >= 1, got 0"):
+        make_kolmogorov(1, 8, seeds, k_f=0)
+    # a range of one value gives that value exactly
+    ds = make_passive_scalar(1, 8, seeds, n_frames=1, nu_range=(1e-3, 1e-3))
+    assert ds["nu"].values[0] == 1e-3
