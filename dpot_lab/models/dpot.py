@@ -16,14 +16,15 @@ The model predicts the next ``T_out`` frames themselves (no residual to the last
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpot_lab.models.afno import MODE_RULES, FourierMixing, activation
+from dpot_lab.models.afno import ACTIVATIONS, MODE_RULES, FourierMixing, activation
 from dpot_lab.models.util import size_tuple
 
 TIME_AGGREGATIONS = ("exp_mlp", "mlp")
@@ -31,7 +32,11 @@ TIME_AGGREGATIONS = ("exp_mlp", "mlp")
 
 @dataclass
 class DPOTConfig:
-    """Sizes and options of a DPOT model. ``img_size`` is the grid; an int means square (cube)."""
+    """Sizes and options of a DPOT model. ``img_size`` is the grid; an int means square (cube).
+
+    The rules of the fields live here, for the model and for every run config that sets one:
+    ``MINIMA`` (smallest value of the integer fields), ``CHOICES`` (the named ones), and
+    ``DATA_FIELDS``, the sizes that follow from the data a model is trained on."""
 
     img_size: int | tuple[int, ...] = 128
     patch_size: int = 8
@@ -54,9 +59,49 @@ class DPOTConfig:
     embed_hidden: int | None = None  # None: C·p + n_grid, the release's width
     n_spatial: int = 2
 
+    MINIMA: ClassVar[dict[str, int]] = {
+        "img_size": 1, "patch_size": 1, "in_channels": 1, "out_channels": 1, "in_timesteps": 1,
+        "out_timesteps": 1, "embed_dim": 8, "depth": 1, "n_blocks": 1, "modes": 1, "modes_z": 1,
+        "out_layer_dim": 1, "n_cls": 0, "embed_hidden": 1,
+    }  # fmt: skip
+    CHOICES: ClassVar[dict[str, list]] = {
+        "act": sorted(ACTIVATIONS), "time_agg": list(TIME_AGGREGATIONS),
+        "mode_rule": list(MODE_RULES), "n_spatial": [2, 3],
+    }  # fmt: skip
+    DATA_FIELDS: ClassVar[tuple[str, ...]] = (
+        "img_size", "in_channels", "in_timesteps", "out_timesteps",
+    )  # fmt: skip
+
+    @classmethod
+    def field_problem(cls, name: str, value: Any) -> str | None:
+        """What field ``name`` expects when ``value`` breaks its range or choices, else None
+        (None values and types are not checked here)."""
+        if value is None:
+            return None
+        if name in cls.MINIMA:
+            low = cls.MINIMA[name]
+            sizes = value if isinstance(value, (list, tuple)) else [value]
+            if min(sizes, default=low) < low:
+                return f"{'sizes' if len(sizes) > 1 else 'an int'} >= {low}, got {value}"
+        if name == "mlp_ratio" and not value > 0:
+            return f"a float > 0, got {value}"
+        if name in cls.CHOICES and value not in cls.CHOICES[name]:
+            return f"one of {cls.CHOICES[name]}, got {value!r}"
+        return None
+
+    @classmethod
+    def field_types(cls) -> dict[str, Any]:
+        """Each field's type in plain data (a list for ``img_size``, as ``to_dict`` writes it)."""
+        hints = typing.get_type_hints(cls)
+        hints = {f.name: hints[f.name] for f in fields(cls)}
+        hints["img_size"] = int | list[int]
+        return hints
+
     def __post_init__(self):
-        if self.n_spatial not in (2, 3):
-            raise ValueError(f"n_spatial must be 2 or 3, got {self.n_spatial}")
+        for f in fields(self):
+            problem = self.field_problem(f.name, getattr(self, f.name))
+            if problem:
+                raise ValueError(f"{f.name}: expected {problem}")
         size = self.img_size = size_tuple(self.img_size, self.n_spatial, "img_size")
         if self.out_channels is None:
             self.out_channels = self.in_channels
@@ -64,12 +109,12 @@ class DPOTConfig:
             raise ValueError(f"img_size {size} is not divisible by patch_size {self.patch_size}")
         if self.embed_dim % 8:
             raise ValueError(
-                f"embed_dim {self.embed_dim} must be divisible by 8 (GroupNorm groups)"
+                f"embed_dim: expected a multiple of 8 (GroupNorm groups), got {self.embed_dim}"
             )
-        if self.time_agg not in TIME_AGGREGATIONS:
-            raise ValueError(f"time_agg must be one of {TIME_AGGREGATIONS}, got {self.time_agg!r}")
-        if self.mode_rule not in MODE_RULES:
-            raise ValueError(f"mode_rule must be one of {MODE_RULES}, got {self.mode_rule!r}")
+        if self.embed_dim % self.n_blocks:
+            raise ValueError(
+                f"n_blocks: expected a divisor of embed_dim={self.embed_dim}, got {self.n_blocks}"
+            )
         if self.normalize and self.out_channels != self.in_channels:
             raise ValueError(
                 "normalize=True needs out_channels == in_channels (output is de-normalised)"

@@ -1,13 +1,16 @@
-"""Run configuration: nested dataclasses, read from YAML or a dict with strict validation.
+"""Run configuration: the schema of a training run (nested dataclasses) and its value checks.
 
-Every key is checked against the dataclasses before anything else happens (no data is read), and a
-mistake names the file, the key path and the expected type::
+Read with ``dpot_lab.configfile`` (typed YAML, ``base:`` inheritance): every key is checked
+before anything else happens (no data is read), and a mistake names the file, the key path and
+the expected type::
 
     configs/x.yaml: optim.lr: expected float, got str 'fast'
     configs/x.yaml: unknown key 'optim.lrr' (known keys: accumulate, betas, ...)
     configs/x.yaml: data.test_fraction: expected a fraction in [0, 1), got 1.0
 
-``TrainConfig.from_yaml(path)``, ``TrainConfig.from_dict(d)`` and ``config.to_dict()`` round-trip.
+The model section is a preset plus any ``DPOTConfig`` field, checked by ``DPOTConfig``'s own
+rules. ``TrainConfig.from_yaml(path)``, ``TrainConfig.from_dict(d)`` and ``config.to_dict()``
+round-trip; the dict has no ``base:`` left.
 """
 
 from __future__ import annotations
@@ -15,11 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import math
 import os
-import re
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,28 +27,28 @@ from typing import Any, ClassVar, Literal
 import torch
 import yaml
 
-from dpot_lab.models.afno import ACTIVATIONS, MODE_RULES
-from dpot_lab.models.dpot import TIME_AGGREGATIONS, DPOTConfig, adapt_model_config
+from dpot_lab.configfile import (
+    ConfigError,
+    build,
+    convert,
+    is_int,
+    parse_setting,
+    read_yaml,
+    set_dotted,
+)
+from dpot_lab.models.dpot import DPOTConfig, adapt_model_config
 from dpot_lab.models.presets import PRESETS
+from dpot_lab.models.util import size_tuple
 
 PARTS = ("embed", "blocks", "head")
-# Model fields the trainer derives from the data section (they must agree when also given).
-DERIVED_MODEL_FIELDS = {
-    "img_size": "data.resolution",
-    "in_channels": "data.channels",
-    "in_timesteps": "data.t_in",
-    "out_timesteps": "t_out",
-}
-# Smallest value of each integer model override, and the choices of the named ones.
-MODEL_MINIMA = {
-    "patch_size": 1, "in_channels": 1, "out_channels": 1, "in_timesteps": 1, "out_timesteps": 1,
-    "embed_dim": 8, "depth": 1, "n_blocks": 1, "modes": 1, "modes_z": 1, "out_layer_dim": 1,
-    "n_cls": 0, "embed_hidden": 1,
-}  # fmt: skip
-MODEL_CHOICES = {
-    "act": sorted(ACTIVATIONS), "time_agg": list(TIME_AGGREGATIONS), "mode_rule": list(MODE_RULES),
-    "n_spatial": [2, 3],
-}  # fmt: skip
+# The run keys that give the model's data-derived fields (they must agree when also given).
+DERIVED_MODEL_FIELDS = dict(
+    zip(
+        DPOTConfig.DATA_FIELDS,
+        ("data.resolution", "data.channels", "data.t_in", "t_out"),
+        strict=True,
+    )
+)
 # Range of every number that has one: "key op bound" (a null value, where allowed, is off).
 BOUNDS = (
     "seed >= 0", "steps >= 1", "batch_size >= 1", "t_ar >= 1", "t_out >= 1",
@@ -64,10 +63,6 @@ BOUNDS = (
 GENERATOR_KEYS = ("generate", "n_samples", "resolution", "seed", "batch_size", "progress")
 
 
-class ConfigError(ValueError):
-    """A config that does not fit the schema; the message names the source, key path and type."""
-
-
 @dataclass
 class ModelConfig:
     """A preset name plus any ``DPOTConfig`` field as an override
@@ -78,6 +73,22 @@ class ModelConfig:
 
     preset: str | None = "nano"
     overrides: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, d: dict, path: str, source: str) -> ModelConfig:
+        """``{preset: name, <DPOTConfig field>: value, ...}``, each field type-checked."""
+        hints = DPOTConfig.field_types()
+        preset, overrides = cls.preset, {}
+        for key, value in d.items():
+            key_path = f"{path}.{key}"
+            if key == "preset":
+                preset = convert(value, str | None, key_path, source)
+            elif key in hints:
+                overrides[key] = convert(value, hints[key], key_path, source)
+            else:
+                known = ", ".join(sorted(["preset", *hints]))
+                raise ConfigError(f"{source}: unknown key {key_path!r} (known keys: {known})")
+        return cls(preset=preset, overrides=overrides)
 
 
 @dataclass
@@ -220,31 +231,20 @@ class TrainConfig:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **changes: Any) -> TrainConfig:
-        """Read and validate a YAML file, ``changes`` applied first as in ``replace``.
+        """Read and validate a YAML file (its ``base:`` chain resolved), ``changes`` applied
+        first as in ``replace``.
 
         ``1e-3`` is read as a float (plain YAML 1.1 wants ``1.0e-3``); an empty file and a
         repeated key are errors."""
-        path = Path(path)
-        if not path.is_file():
-            what = "is a folder, not a YAML file" if path.is_dir() else "does not exist"
-            raise FileNotFoundError(f"config file {path} {what}")
-        try:
-            with open(path, encoding="utf-8") as f:
-                raw = yaml.load(f, Loader=_Loader)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not a YAML file (not UTF-8 text)") from None
-        if raw is None:
-            raise ConfigError(f"{path}: the file is empty; expected a mapping of config keys")
+        raw = read_yaml(path)
         if isinstance(raw, dict):
-            _set_dotted(raw, changes)
+            set_dotted(raw, changes)
         return cls.from_dict(raw, source=str(path))
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> TrainConfig:
         """Validate a nested dict (as YAML gives it) into a config."""
-        cfg = _build(cls, d, "", source)
+        cfg = build(cls, d, "", source)
         cfg._source = source
         cfg.validate()
         return cfg
@@ -279,7 +279,7 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A validated copy with fields changed: top-level or dotted (``{"optim.lr": 1e-4}``)."""
         d = self.to_dict()
-        _set_dotted(d, changes)
+        set_dotted(d, changes)
         return TrainConfig.from_dict(d, source=self._source)
 
     # ------------------------------------------------------------------ checks
@@ -377,16 +377,9 @@ class TrainConfig:
 
     def _check_model(self, need: Callable[[bool, str, str], None]) -> None:
         given = self.model.overrides
-        for key, low in MODEL_MINIMA.items():
-            if given.get(key) is not None:
-                need(given[key] >= low, f"model.{key}", f"an int >= {low}, got {given[key]}")
-        if "mlp_ratio" in given:
-            need(
-                given["mlp_ratio"] > 0, "model.mlp_ratio", f"a float > 0, got {given['mlp_ratio']}"
-            )
-        for key, choices in MODEL_CHOICES.items():
-            if key in given:
-                need(given[key] in choices, f"model.{key}", f"one of {choices}, got {given[key]!r}")
+        for key, value in given.items():
+            problem = DPOTConfig.field_problem(key, value)
+            need(problem is None, f"model.{key}", problem)
         if self.model.preset is None:
             need(self.init_from is not None, "model.preset", "a preset name (null needs init_from)")
         else:
@@ -407,18 +400,13 @@ class TrainConfig:
         )
         for key, value in self.derived_model_fields().items():
             mine = given.get(key)
-            if mine is not None and _norm(mine, n_spatial or 2) != _norm(value, n_spatial or 2):
+            if mine is not None and not _same_size(mine, value, n_spatial):
                 raise ConfigError(
                     f"{self._source}: model.{key}: {mine} differs from "
                     f"{DERIVED_MODEL_FIELDS[key]}={value}; leave it out (it follows that key)"
                 )
         if self.model.preset is not None:
-            model = self.model_config()  # the sizes together: grid / patch, widths
-            need(
-                model.embed_dim % model.n_blocks == 0,
-                "model.n_blocks",
-                f"a divisor of embed_dim={model.embed_dim}, got {model.n_blocks}",
-            )
+            self.model_config()  # the sizes together: grid / patch, widths
 
     # ------------------------------------------------------------------ model
     def derived_model_fields(self) -> dict[str, Any]:
@@ -446,27 +434,18 @@ class TrainConfig:
                 return adapt_model_config(base, **changes)
             return DPOTConfig(**{**PRESETS[self.model.preset], **changes})
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"{self._source}: model: {err}") from None
+            field_name = str(err).split(":", 1)[0]
+            where = f"model.{err}" if field_name in DPOTConfig.field_types() else f"model: {err}"
+            raise ConfigError(f"{self._source}: {where}") from None
 
 
-def _norm(value: Any, n: int) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(value)
-    return (value,) * n if isinstance(value, int) and n else value
-
-
-def _set_dotted(d: dict, changes: dict[str, Any]) -> None:
-    """Set dotted (or ``__``-joined) keys of the nested dict ``d`` in place; a section that is
-    not a mapping is left for validation to report."""
-    for key, value in changes.items():
-        *parents, leaf = key.replace("__", ".").split(".")
-        node = d
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                break
-        else:
-            node[leaf] = value
+def _same_size(a: Any, b: Any, n_spatial: int | None) -> bool:
+    """Whether two sizes (ints, or an int and a grid) are the same for ``n_spatial`` axes."""
+    n = next((len(v) for v in (a, b) if isinstance(v, (list, tuple))), n_spatial or 2)
+    try:
+        return size_tuple(a, n) == size_tuple(b, n)
+    except ValueError:
+        return False
 
 
 def _check_generator_spec(spec: dict, key: str, need: Callable[[bool, str, str], None]) -> None:
@@ -482,14 +461,14 @@ def _check_generator_spec(spec: dict, key: str, need: Callable[[bool, str, str],
         f"one of {sorted(GENERATORS)}, got {name!r}",
     )
     n, res, seed = spec.get("n_samples"), spec.get("resolution"), spec.get("seed", 0)
-    need(_is_int(n) and n >= 1, f"{key}.n_samples", f"an int >= 1, got {n!r}")
+    need(is_int(n) and n >= 1, f"{key}.n_samples", f"an int >= 1, got {n!r}")
     sizes = res if isinstance(res, list) else [res]
     need(
-        res is None or all(_is_int(r) and r >= 1 for r in sizes),
+        res is None or all(is_int(r) and r >= 1 for r in sizes),
         f"{key}.resolution",
         f"null, an int >= 1 or a list of them, got {res!r}",
     )
-    need(_is_int(seed) and seed >= 0, f"{key}.seed", f"an int >= 0, got {seed!r}")
+    need(is_int(seed) and seed >= 0, f"{key}.seed", f"an int >= 0, got {seed!r}")
     params = inspect.signature(GENERATORS[name].load()).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return  # the generator checks its own parameters
@@ -501,193 +480,9 @@ def _check_generator_spec(spec: dict, key: str, need: Callable[[bool, str, str],
     need(not unknown, key, f"keys among {takes}, got unknown {unknown}")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 # ---------------------------------------------------------------------- YAML
-def parse_setting(text: str) -> tuple[str, Any]:
-    """``key=value`` from a command line: a dotted key and a YAML value, read as config files
-    are (``optim.lr=1e-4``, ``eval.every=0``, ``data.sources=[a.h5, b.h5]``)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"{text!r}: expected KEY=VALUE, e.g. optim.lr=1e-4")
-    try:
-        return key.strip(), yaml.load(raw, Loader=_Loader)
-    except yaml.YAMLError as err:
-        raise ValueError(f"{text!r}: the value is not valid YAML ({err.problem})") from None
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e-3`` and ``1E+4`` as floats (YAML 1.1 wants ``1.0e-3``) and
-    refuses a key given twice in one mapping (YAML would keep the last silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
-                if key_node.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        problem=f"duplicate key {key_node.value!r}",
-                        problem_mark=key_node.start_mark,
-                    )
-                seen.add(key_node.value)
-        return super().construct_mapping(node, deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    """Where and what, on one line (PyYAML's own message spans several)."""
-    mark = getattr(err, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-    return where + " ".join(str(getattr(err, "problem", None) or err).split())
-
-
-# ---------------------------------------------------------------------- validation
-def _type_name(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is type(None):
-        return "null"
-    if hint is Any:
-        return "any value"
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in args)
-    if origin is list:
-        return f"a list of {_type_name(args[0])}"
-    if origin is dict:
-        return f"a mapping of {_type_name(args[0])} to {_type_name(args[1])}"
-    if dataclasses.is_dataclass(hint):
-        return "a mapping"
-    return getattr(hint, "__name__", str(hint))
-
-
-def _mismatch(value: Any, hint: Any, path: str, source: str) -> ConfigError:
-    got = "null" if value is None else f"{type(value).__name__} {value!r}"
-    expected = _type_name(hint)
-    if isinstance(value, bool) and "str" in expected.split():
-        got += " (YAML reads yes/no/on/off/true/false unquoted as booleans: quote it)"
-    return ConfigError(f"{source}: {path}: expected {expected}, got {got}")
-
-
-def _kind_matches(value: Any, hint: Any) -> bool:
-    """Whether ``value`` has the shape of ``hint``, so that its error inside ``hint`` says more
-    than a union's list of types."""
-    origin = typing.get_origin(hint) or hint
-    if origin is list:
-        return isinstance(value, (list, tuple))
-    if origin is dict or dataclasses.is_dataclass(hint):
-        return isinstance(value, dict)
-    return origin is float and isinstance(value, float)
-
-
-def _convert(value: Any, hint: Any, path: str, source: str) -> Any:
-    """``value`` checked against the type ``hint`` (an int accepted for a float, a whole float
-    for an int); raises ConfigError."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
-    if dataclasses.is_dataclass(hint):  # a section left empty takes its defaults
-        return _build(hint, {} if value is None else value, path, source)
-    if origin in (typing.Union, types.UnionType):
-        inner = None
-        for arg in args:
-            try:
-                return _convert(value, arg, path, source)
-            except ConfigError as err:
-                inner = inner or (err if _kind_matches(value, arg) else None)
-        raise inner or _mismatch(value, hint, path, source)
-    if origin is Literal:
-        if value in args:
-            return value
-        raise _mismatch(value, hint, path, source)
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise _mismatch(value, hint, path, source)
-        return [_convert(v, args[0], f"{path}[{i}]", source) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise _mismatch(value, hint, path, source)
-        return {
-            _convert(k, args[0], path, source): _convert(v, args[1], f"{path}.{k}", source)
-            for k, v in value.items()
-        }
-    if hint is type(None):
-        if value is None:
-            return None
-        raise _mismatch(value, hint, path, source)
-    if hint is float:
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{source}: {path}: expected a finite float, got {value}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise _mismatch(value, hint, path, source)
-    if hint is int:
-        if _is_int(value):
-            return value
-        if isinstance(value, float) and value.is_integer():  # ``steps: 1e5``
-            return int(value)
-        raise _mismatch(value, hint, path, source)
-    if hint in (str, bool):
-        if isinstance(value, hint):
-            return value
-        raise _mismatch(value, hint, path, source)
-    raise TypeError(f"config schema uses an unsupported type {hint!r} at {path}")
-
-
-def _build(cls: type, d: Any, path: str, source: str) -> Any:
-    """Dataclass ``cls`` from mapping ``d``, every key checked; the model section is special."""
-    if not isinstance(d, dict):
-        raise _mismatch(d, cls, path or "<top level>", source)
-    if cls is ModelConfig:
-        return _build_model(d, path, source)
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in d.items():
-        key_path = f"{path}.{key}" if path else str(key)
-        if key not in names:
-            raise ConfigError(
-                f"{source}: unknown key {key_path!r} (known keys: {', '.join(sorted(names))})"
-            )
-        kwargs[key] = _convert(value, hints[key], key_path, source)
-    return cls(**kwargs)
-
-
-def _build_model(d: dict, path: str, source: str) -> ModelConfig:
-    """``{preset: name, <DPOTConfig field>: value, ...}`` -> ModelConfig, fields type-checked."""
-    hints = typing.get_type_hints(DPOTConfig)
-    # img_size accepts an int or a list of ints (tuples do not exist in YAML)
-    hints["img_size"] = int | list[int]
-    preset, overrides = ModelConfig.preset, {}
-    for key, value in d.items():
-        key_path = f"{path}.{key}"
-        if key == "preset":
-            preset = _convert(value, str | None, key_path, source)
-            continue
-        if key not in hints:
-            known = ", ".join(sorted(["preset", *hints]))
-            raise ConfigError(f"{source}: unknown key {key_path!r} (known keys: {known})")
-        overrides[key] = _convert(value, hints[key], key_path, source)
-    return ModelConfig(preset=preset, overrides=overrides)
-
-
 __all__ = [
     "CheckpointConfig", "ConfigError", "DataConfig", "DistributedConfig", "EvalConfig",
     "LogConfig", "LossConfig", "ModelConfig", "NoiseConfig", "OptimConfig", "SafetyConfig",
-    "TrainConfig", "PARTS",
+    "TrainConfig", "PARTS", "parse_setting",
 ]  # fmt: skip
