@@ -4,6 +4,7 @@ any data is read; YAML round trips; the shipped configs validate."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,107 @@ def test_shipped_configs_validate(path):
     if cfg.model.preset is not None:
         model_cfg = cfg.model_config()
         assert model_cfg.in_channels == cfg.data.channels
+
+
+# ---------------------------------------------------------------------- base: inheritance
+def _files(tmp_path, **docs: str) -> dict[str, Path]:
+    paths = {}
+    for name, text in docs.items():
+        path = tmp_path / f"{name.replace('__', '/')}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        paths[name] = path
+    return paths
+
+
+def test_base_values_overrides_and_nested_merge(tmp_path):
+    files = _files(
+        tmp_path,
+        shared__root="steps: 50\noptim: {lr: 1e-3, betas: [0.8, 0.8], freeze: [head]}\n"
+        "data: {sources: [a.h5, b.h5], channels: 2}\n",
+        shared__mid="base: root.yaml\nsteps: 60\noptim: {lr: 2e-3}\n",  # relative to mid.yaml
+        run="base: shared/mid.yaml\nname: child\noptim: {betas: [0.7, 0.7]}\n"
+        "data: {sources: [c.h5]}\n",
+    )
+    cfg = TrainConfig.from_yaml(files["run"])
+    assert cfg.name == "child" and cfg.steps == 60  # the nearer file wins
+    assert cfg.optim.lr == 2e-3 and cfg.optim.betas == [0.7, 0.7]  # mappings merge key by key
+    assert cfg.optim.freeze == ["head"] and cfg.data.channels == 2
+    assert cfg.data.sources == ["c.h5"]  # a list replaces the base's
+    assert TrainConfig.from_yaml(files["run"], **{"optim.lr": 5e-4}).optim.lr == 5e-4  # --set
+    written = yaml.safe_load(cfg.to_yaml(tmp_path / "out" / "config.yaml").read_text())
+    assert "base" not in written and TrainConfig.from_dict(written) == cfg
+
+
+def test_base_cycles_and_missing_files_name_the_file(tmp_path):
+    files = _files(
+        tmp_path, a="base: b.yaml\nsteps: 2\n", b="base: a.yaml\n", lone="base: gone.yaml\n"
+    )
+    with pytest.raises(ConfigError, match=r"b\.yaml: base: the bases form a cycle: .*a\.yaml -> "
+                       r".*b\.yaml -> .*a\.yaml"):  # fmt: skip
+        TrainConfig.from_yaml(files["a"])
+    with pytest.raises(
+        ConfigError, match=r"lone\.yaml: base: base file .*gone\.yaml does not exist"
+    ):
+        TrainConfig.from_yaml(files["lone"])
+    bad = _files(tmp_path, bad="base: [x.yaml]\n")["bad"]
+    with pytest.raises(ConfigError, match=r"bad\.yaml: base: expected the path of a YAML file"):
+        TrainConfig.from_yaml(bad)
+
+
+BASES = sorted((Path(__file__).parents[2] / "configs" / "base").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", BASES, ids=[p.name for p in BASES])
+def test_base_files_are_not_runs_by_themselves(path):
+    with pytest.raises(ConfigError, match="model.preset.*null needs init_from"):
+        TrainConfig.from_yaml(path)
+
+
+PRESET_FILES = {k: Path(__file__).parents[2] / "configs" / f"pretrain_{k}.yaml"
+                for k in ("Ti", "S", "M", "L", "H")}  # fmt: skip
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_paper_presets_differ_only_where_the_paper_does():
+    flat = {k: _flat(TrainConfig.from_yaml(p).to_dict()) for k, p in PRESET_FILES.items()}
+    large = {"noise.scale": 5e-5, "safety.snapshot_every": 500, "distributed.strategy": "fsdp",
+             "distributed.activation_checkpointing": True}  # fmt: skip
+    expected = {
+        "Ti": {}, "M": {},
+        "L": {**large, "steps": 662000, "batch_size": 200},
+        "H": large,
+    }  # fmt: skip
+    for size, changes in expected.items():
+        diff = {k: v for k, v in flat[size].items() if flat["S"][k] != v}
+        assert diff == {"name": f"pretrain_{size}", "model.preset": size, **changes}, size
+    s = flat["S"]
+    assert s["steps"] == 827500 and s["batch_size"] == 160 and s["noise.scale"] == 5e-4
+    assert len(s["data.sources"]) == len(s["data.n_test"]) == len(s["data.weights"]) == 12
+
+
+# The preset files before they shared a base (commit 30fe29f); compared where git has it.
+BEFORE_BASES = "30fe29f"
+
+
+@pytest.mark.parametrize("size", list(PRESET_FILES))
+def test_paper_presets_resolve_as_before_they_shared_a_base(size, tmp_path):
+    root = Path(__file__).parents[2]
+    old = subprocess.run(
+        ["git", "show", f"{BEFORE_BASES}:configs/pretrain_{size}.yaml"],
+        cwd=root, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if old.returncode:
+        pytest.skip(f"git history with {BEFORE_BASES} not available")
+    (tmp_path / "old.yaml").write_text(old.stdout)
+    before = TrainConfig.from_yaml(tmp_path / "old.yaml").to_dict()
+    assert TrainConfig.from_yaml(PRESET_FILES[size]).to_dict() == before
