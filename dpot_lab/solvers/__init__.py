@@ -10,6 +10,7 @@ from dpot_lab.solvers.initial import (
     gaussian_random_field,
     passot_pouquet_spectrum,
 )
+from dpot_lab.solvers.kuramoto_sivashinsky import kuramoto_sivashinsky_2d
 from dpot_lab.solvers.navier_stokes_2d import fno_forcing, kolmogorov_forcing, navier_stokes_2d
 from dpot_lab.solvers.navier_stokes_3d import navier_stokes_3d
 from dpot_lab.solvers.passive_scalar import passive_scalar_2d
@@ -27,6 +28,7 @@ __all__ = [
     "fno_forcing",
     "gaussian_random_field",
     "kolmogorov_forcing",
+    "kuramoto_sivashinsky_2d",
     "navier_stokes_2d",
     "navier_stokes_3d",
     "passive_scalar_2d",
