@@ -157,11 +157,11 @@ class ViewerState(param.Parameterized):
     busy = param.Boolean(False, doc="a file is being opened or a rollout runs")
 
     def __init__(self, ckpts: dict[str, str], sources: dict[str, str], data_dir: Path | None):
-        super().__init__()
+        # the first choices, without opening them: ``load`` runs once the page is there
+        super().__init__(checkpoint=next(iter(ckpts.values())), data=next(iter(sources.values())))
         self.data_dir = data_dir
         self.param.checkpoint.objects = ckpts
         self.param.data.objects = sources
-        self.param.update(checkpoint=next(iter(ckpts.values())), data=next(iter(sources.values())))
 
     def _fail(self, err: Exception) -> None:
         """Show the error and clear the views; the choices stay usable."""

@@ -31,6 +31,7 @@ def viewer(tmp_path):
     (folder / "notes.h5").write_text("not a dataset\n")
     dl.data.save(waves(["u"]), tmp_path / "outside.h5")
     v = RolloutViewer(checkpoint=ckpt, data=folder / "uv.h5", data_dir=folder)
+    assert v.state.ds is None and v.state.pred is None  # nothing opened before load()
     v.load()
     return v
 
