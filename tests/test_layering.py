@@ -37,12 +37,7 @@ GUI = {"panel", "holoviews", "bokeh"}  # heavy display libraries: only viz loads
 NOT_FROM = {"dpot_lab.train.config": ("dpot_lab.train.trainer", "dpot_lab.train.finetune")}
 
 # Known violations being moved by other work, each with its reason. Keys: (module, imported).
-ALLOWED: dict[tuple[str, str], str] = {
-    (
-        "dpot_lab.evaluate.data_efficiency",
-        "dpot_lab.train.trainer",
-    ): "the data-efficiency study (work in progress) drives Trainer runs; it belongs above train",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 _MODULE_NAME = re.compile(r"dpot_lab(\.\w+)+")
 

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 import dpot_lab as dl
-from dpot_lab.evaluate.data_efficiency import data_efficiency, trajectories_to_match
+from dpot_lab.train.data_efficiency import data_efficiency, trajectories_to_match
 from dpot_lab.evaluate.score import score_model
 
 

@@ -2,10 +2,10 @@
 architecture trained from scratch, on a growing number of trajectories of one new PDE.
 
     import dpot_lab as dl
-    table = dl.evaluate.data_efficiency("dpot_lab/assets/pretrained.pt", "kolmogorov.h5",
+    table = dl.train.data_efficiency("dpot_lab/assets/pretrained.pt", "kolmogorov.h5",
                                         counts=[2, 4, 8, 16, 32], steps=600)
-    print(dl.evaluate.format_study(table))
-    dl.evaluate.trajectories_to_match(table, 8)   # how many scratch needs to match fine-tuning on 8
+    print(dl.train.format_study(table))
+    dl.train.trajectories_to_match(table, 8)   # how many scratch needs to match fine-tuning on 8
 
 The last ``n_test`` trajectories of the dataset are the test set of every run; the first ``n`` of
 the others train. Both runs of a count see the same trajectories, steps, batch and recipe (the
