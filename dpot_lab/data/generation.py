@@ -100,10 +100,32 @@ def _registry() -> dict[str, Generator]:
             8,
             "2D compressible Navier–Stokes, vx, vy, density, pressure (PDEBench set-up)",
         ),
+        Generator(
+            "burgers2d",
+            "dpot_lab.data.generators_model_pdes:make_burgers2d",
+            64,
+            8,
+            "2D viscous Burgers, velocity u, v, viscosity nu per trajectory",
+        ),
+        Generator(
+            "wave",
+            "dpot_lab.data.generators_model_pdes:make_wave",
+            64,
+            8,
+            "2D wave equation in a random medium, u and u_t, speed c(x) per trajectory",
+        ),
+        Generator(
+            "kuramoto_sivashinsky",
+            "dpot_lab.data.generators_model_pdes:make_ks2d",
+            64,
+            8,
+            "2D Kuramoto–Sivashinsky, chaotic u on a square of side 16π",
+        ),
     ]
     registry = {g.name: g for g in entries}
     registry["dr"] = registry["diffusion_reaction"]
     registry["swe"] = registry["shallow_water"]
+    registry["ks2d"] = registry["kuramoto_sivashinsky"]
     return registry
 
 
