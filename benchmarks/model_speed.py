@@ -21,9 +21,11 @@ in a child process whose glibc returns every freed block of 64 KiB or more to th
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -37,18 +39,63 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from release_transcription import ReleaseDPOTNet  # noqa: E402
 
-from dpot_lab.models import PRESETS, create_model  # noqa: E402
+from dpot_lab.models import DPOT, PRESETS, create_model, load_official  # noqa: E402
 
-MODELS = {"ours": "dpot-lab", "release": "release transcription"}
+MODELS = {"ours": "dpot-lab", "release": "release transcription", "official": "release DPOTNet"}
+SHORT = {"ours": "ours", "release": "transcription", "official": "DPOTNet"}
 KINDS = ("train", "infer")
 
 
+def release_kwargs(args: argparse.Namespace) -> dict:
+    """The release constructor's keywords for our preset at the benchmark's size."""
+    keys = ("patch_size", "n_blocks", "embed_dim", "out_layer_dim", "depth", "modes", "mlp_ratio")
+    return dict(
+        {k: PRESETS[args.preset][k] for k in keys},
+        img_size=args.resolution,
+        in_channels=args.channels,
+        out_channels=args.channels,
+        in_timesteps=args.t_in,
+        out_timesteps=1,
+        n_cls=12,
+        normalize=False,
+        act="gelu",
+        time_agg="exp_mlp",
+    )
+
+
+def release_class(path: str) -> type[nn.Module]:
+    """``DPOTNet`` from a checkout of the DPOT release (``PATH/models/dpot.py``), imported by file
+    so nothing of the release lands on ``sys.path`` under its generic package name ``models``."""
+    file = Path(path) / "models" / "dpot.py"
+    if not file.is_file():
+        raise SystemExit(f"--release {path}: no models/dpot.py there (expected a DPOT checkout)")
+    spec = importlib.util.spec_from_file_location("dpot_release_model", file)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ModuleNotFoundError as err:
+        raise SystemExit(f"--release {path}: {file} needs the package {err.name!r}") from err
+    return module.DPOTNet
+
+
 def build(which: str, args: argparse.Namespace) -> nn.Module:
-    """Our preset or the release transcription at the same size, with the 12-way class head."""
+    """Our preset, the release transcription or the release's own DPOTNet at the same size, with
+    the 12-way class head. With ``--release`` all three carry the release model's weights."""
     size = dict(img_size=args.resolution, in_channels=args.channels, in_timesteps=args.t_in)
+    if args.release is None:
+        if which == "ours":
+            return create_model(args.preset, **size, n_cls=12)
+        size = {**PRESETS[args.preset], **size}
+        return ReleaseDPOTNet(**size, out_channels=args.channels, n_cls=12)
+    kwargs = release_kwargs(args)
+    official = release_class(args.release)(**kwargs)
+    if which == "official":
+        return official
     if which == "ours":
-        return create_model(args.preset, **size, n_cls=12)
-    return ReleaseDPOTNet(**{**PRESETS[args.preset], **size}, out_channels=args.channels, n_cls=12)
+        return load_official(official.state_dict(), **kwargs)
+    model = ReleaseDPOTNet(**kwargs)
+    model.load_state_dict(official.state_dict())
+    return model
 
 
 def adam(params) -> torch.optim.Adam:
@@ -67,6 +114,7 @@ class Runner:
     def __init__(self, which: str, args: argparse.Namespace):
         self.device = torch.device(args.device)
         torch.manual_seed(0)
+        self.which = which
         res, c = args.resolution, args.channels
         self.x = torch.randn(args.batch, res, res, args.t_in, c, device=self.device)  # (B,X,Y,T,C)
         self.target = torch.randn(args.batch, res, res, 1, c, device=self.device)  # (B,X,Y,1,C)
@@ -175,10 +223,91 @@ def table(names: list[str], params: list[int], rates: list[dict], memory: list[d
         for row, kind in ((rows[3], "train"), (rows[4], "infer")):
             a, b = memory[0][kind], memory[1][kind]
             row.append(f"{a / b:.2f}× memory" if a and b else "")
+    return markdown(head, rows)
+
+
+def markdown(head: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
     fmt = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([fmt.format(*head), sep, *(fmt.format(*row) for row in rows)])
+
+
+# --------------------------------------------------------------------------- --release
+def parity(runners: list[Runner]) -> dict[str, tuple[float, float]]:
+    """Relative L2 difference of each model's prediction and class logits from the release
+    DPOTNet's (the last runner) on the benchmark batch, in eval mode without gradients."""
+
+    def outputs(r: Runner) -> tuple[torch.Tensor, torch.Tensor]:
+        r.model.eval()
+        with torch.no_grad():
+            if isinstance(r.model, DPOT):
+                return r.model(r.x, return_cls=True)
+            return r.model(r.x)
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+        return ((a - b).norm() / b.norm()).item()
+
+    ref = outputs(runners[-1])
+    return {
+        r.which: tuple(rel(a, b) for a, b in zip(outputs(r), ref, strict=True))
+        for r in runners[:-1]
+    }
+
+
+def rounds_table(runners: list[Runner]) -> tuple[str, dict[str, float]]:
+    """Per-round samples/s of every model and ours ÷ the release DPOTNet (the last runner) per
+    round, then the medians; returns the table and the median per-round ratio of each kind."""
+    ours, official = runners[0], runners[-1]
+    pairs = {k: zip(ours.rates[k], official.rates[k], strict=True) for k in KINDS}
+    ratios = {k: [a / b for a, b in pairs[k]] for k in KINDS}
+    head = ["round"]
+    for kind in KINDS:
+        head += [f"{kind} {SHORT[r.which]}" for r in runners] + [f"{kind} ours ÷ DPOTNet"]
+    rows = []
+    for i in range(len(ratios["train"])):
+        row = [str(i + 1)]
+        for kind in KINDS:
+            row += [f"{r.rates[kind][i]:.2f}" for r in runners] + [f"{ratios[kind][i]:.3f}×"]
+        rows.append(row)
+    row = ["median"]
+    for kind in KINDS:
+        row += [f"{statistics.median(r.rates[kind]):.2f}" for r in runners]
+        row += [f"{statistics.median(ratios[kind]):.3f}×"]
+    rows.append(row)
+    return markdown(head, rows), {k: statistics.median(v) for k, v in ratios.items()}
+
+
+def against_release(args: argparse.Namespace) -> None:
+    """Ours against the release's own DPOTNet (and the transcription), same weights, same run."""
+    load_start = os.getloadavg()
+    which = ["ours", *(["release"] if args.baseline else []), "official"]
+    runners = [Runner(w, args) for w in which]
+    for w, (pred, cls) in parity(runners).items():
+        print(
+            f"parity, {MODELS[w]} vs release DPOTNet (same weights, same batch): relative L2 "
+            f"difference {pred:.2e} (prediction), {cls:.2e} (class logits)"
+        )
+        if pred > 1e-4:
+            raise SystemExit(f"{MODELS[w]} does not compute the release's function; not timing")
+    for i in range(args.repeats):
+        for kind in KINDS:
+            for r in runners[:: 1 if i % 2 == 0 else -1]:  # who goes first alternates
+                r.time(kind, args.steps, args.warmup)
+    text, median = rounds_table(runners)
+    print(
+        f"DPOT-{args.preset}, {args.resolution}×{args.resolution}, batch {args.batch}, "
+        f"C={args.channels}, T_in={args.t_in}, {args.dtype}, eager, {args.device} "
+        f"({torch.get_num_threads()} threads), Adam; samples/s of {args.repeats} alternating "
+        f"rounds × {args.steps} steps (after {args.warmup} untimed); release: {args.release}"
+    )
+    print(text)
+    print(
+        f"ours ÷ release DPOTNet, median of per-round ratios: train step {median['train']:.2f}×, "
+        f"inference {median['infer']:.2f}×"
+    )
+    fmt = ", ".join(f"{v:.2f}" for v in load_start), ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"load average (1, 5, 15 min): {fmt[0]} at start, {fmt[1]} at end")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -194,15 +323,31 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch's default)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per round")
-    parser.add_argument("--repeats", type=int, default=5, help="rounds; the best is reported")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="rounds; the best is reported (default 5), with --release the median (default 7)",
+    )
     parser.add_argument(
         "--baseline",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="also measure the release transcription",
     )
+    parser.add_argument(
+        "--release",
+        metavar="PATH",
+        default=None,
+        help="a checkout of the DPOT release: time ours against its own DPOTNet, same weights",
+    )
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # child process
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 7 if args.release else 5
+    if args.release and (args.compile or args.dtype != "fp32"):
+        parser.error("--release times the release's eager fp32 step; drop --compile/--dtype")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -213,6 +358,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_probe:
         which, kind = args.memory_probe.split(":")
         print(json.dumps(cpu_peak_growth_mib(Runner(which, args), kind)))
+        return
+    if args.release:
+        against_release(args)
         return
 
     which = ["ours", "release"] if args.baseline else ["ours"]
