@@ -153,17 +153,18 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     import dpot_lab as dl
-    from dpot_lab.models.checkpoint import read_checkpoint
+    from dpot_lab.models.checkpoint import open_checkpoint
 
     _file_out(args.out)
-    ckpt = read_checkpoint(args.checkpoint)
-    model = dl.load_checkpoint(args.checkpoint)
-    meta = {**ckpt.get("metadata", {}), "exported_from": str(args.checkpoint)}
-    if "step" in ckpt:
-        meta["step"] = int(ckpt["step"])
-    if "trainer_state" in ckpt:
-        meta["best_val_l2re"] = float(ckpt["trainer_state"]["best"])
-    path = dl.save_checkpoint(args.out, model, metadata=meta)
+    opened = open_checkpoint(args.checkpoint)
+    model = dl.load_checkpoint(opened)
+    extra = opened.extra
+    meta = {**extra.get("metadata", {}), "exported_from": str(args.checkpoint)}
+    if "step" in extra:
+        meta["step"] = int(extra["step"])
+    if "trainer_state" in extra:
+        meta["best_val_l2re"] = float(extra["trainer_state"]["best"])
+    path = dl.save_checkpoint(args.out, model, metadata=meta, file_format=args.format)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, weights and config only)")
     return 0
 
@@ -244,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="copy a run checkpoint as weights + config + metadata only")
     p.add_argument("checkpoint")
     p.add_argument("out")
+    p.add_argument(
+        "--format",
+        choices=("torch", "safetensors"),
+        help="file type written (default: safetensors if OUT ends in .safetensors, else torch)",
+    )
     p.set_defaults(func=_export)
 
     p = sub.add_parser("demo", help="serve the rollout viewer on the shipped demo model and data")

@@ -1,20 +1,25 @@
 """Checkpoints: ours (config + weights + metadata, written atomically), loaded without running
 code, and the one opener that tells ours from the DPOT release's.
 
-Our file is a plain dict ``{"format": "dpot-lab", "version": 1, "config": {...}, "model":
+Our torch file is a plain dict ``{"format": "dpot-lab", "version": 1, "config": {...}, "model":
 state_dict, "metadata": {...}, **extra}``; ``extra`` holds what a trainer adds (optimizer,
-scheduler, RNG states). ``open_checkpoint`` reads any checkpoint once and returns its
-architecture and its weights in our names and layouts.
+scheduler, RNG states). Our safetensors file holds the weights, and in its string -> string
+metadata ``format``, ``version``, ``config`` (JSON) and ``metadata`` (JSON); no ``extra``.
+Either file type may also hold a bare state dict (ours or the release's). ``open_checkpoint``
+reads any checkpoint once and returns its architecture and its weights in our names and layouts.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+import safetensors
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -37,11 +42,14 @@ _EXPECTED = (
 
 
 def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load`` with ``weights_only=True``; clear errors for missing, corrupt or unsafe
+    """A checkpoint file read without running code: a safetensors file (``_load_safetensors``)
+    or ``torch.load`` with ``weights_only=True``; clear errors for missing, corrupt or unsafe
     files."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if is_safetensors(path):
+        return _load_safetensors(path, map_location)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -63,6 +71,70 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
         f"checkpoint {path} is corrupt, truncated or not a PyTorch file "
         f"({type(reason).__name__}: {detail})"
     )
+
+
+def is_safetensors(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a safetensors file: by its suffix, or by its first bytes (an
+    8-byte header length, then the JSON header's ``{``; torch files start with ``PK`` or a
+    pickle opcode)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return True
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def _load_safetensors(path: Path, map_location: str | torch.device) -> dict:
+    """A safetensors file as ``torch.load`` would give our checkpoint (``format``, ``version``,
+    ``config``, ``model``, ``metadata``) when its metadata says it is ours, else its state dict."""
+    try:
+        with safetensors.safe_open(path, framework="pt", device=str(map_location)) as f:
+            header = f.metadata() or {}
+            state = {key: f.get_tensor(key) for key in f.keys()}
+    except Exception as err:  # SafetensorError (a bad header), OSError, out-of-range offsets
+        detail = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), "")
+        raise ValueError(
+            f"checkpoint {path} is corrupt, truncated or not a safetensors file "
+            f"({type(err).__name__}: {detail})"
+        ) from None
+    if header.get("format") != FORMAT:
+        return state
+    obj = {"format": FORMAT, "model": state}
+    for key, default in (("version", str(VERSION)), ("config", None), ("metadata", "{}")):
+        text = header.get(key, default)
+        if text is None:
+            raise ValueError(f"checkpoint {path} has no '{key}' entry in its safetensors metadata")
+        try:
+            obj[key] = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"checkpoint {path}: safetensors metadata '{key}' is not JSON ({err})"
+            ) from None
+    return obj
+
+
+def _save_safetensors(
+    path: str | os.PathLike, state: dict[str, torch.Tensor], config: dict, metadata: dict
+) -> Path:
+    """Write weights with ``config`` and ``metadata`` as JSON strings in the safetensors metadata,
+    atomically."""
+    try:
+        meta_json = json.dumps(metadata)
+    except TypeError as err:
+        raise ValueError(
+            f"refusing to write {path}: metadata is not JSON-serialisable ({err})"
+        ) from None
+    header = {
+        "format": FORMAT,
+        "version": str(VERSION),
+        "config": json.dumps(config),
+        "metadata": meta_json,
+    }
+    tensors = {k: v.contiguous() for k, v in state.items()}
+    with atomic_path(path) as tmp:
+        safetensors.torch.save_file(tensors, tmp, metadata=header)
+    return Path(path)
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -100,19 +172,33 @@ def save_checkpoint(
     model: DPOT,
     metadata: dict | None = None,
     state: dict[str, torch.Tensor] | None = None,
+    file_format: Literal["torch", "safetensors"] | None = None,
     **extra: Any,
 ) -> Path:
     """Save ``model`` (config, weights) plus ``metadata`` and any ``extra`` entries, atomically.
 
     ``state``: the weights to write instead of ``model.state_dict()`` (e.g. gathered from FSDP
-    shards). Refuses to write non-finite weights, so a diverged run never replaces a good one.
+    shards). ``file_format``: ``"torch"`` or ``"safetensors"`` (weights, config and metadata
+    only: no ``extra``); by default safetensors when ``path`` ends in ``.safetensors``. Refuses
+    to write non-finite weights, so a diverged run never replaces a good one.
     """
+    if file_format is None:
+        file_format = "safetensors" if Path(path).suffix == ".safetensors" else "torch"
+    if file_format not in ("torch", "safetensors"):
+        raise ValueError(f"file_format: expected 'torch' or 'safetensors', got {file_format!r}")
+    if file_format == "safetensors" and extra:
+        raise ValueError(
+            f"refusing to write {path}: a safetensors checkpoint holds weights, config and "
+            f"metadata only, not {sorted(extra)}; write a torch checkpoint to keep them"
+        )
     model = unwrap(model)
     state = model.state_dict() if state is None else state
     state = {k: v.detach().cpu() for k, v in state.items()}
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise ValueError(f"refusing to write {path}: non-finite weights in {bad[:5]}")
+    if file_format == "safetensors":
+        return _save_safetensors(path, state, model.config.to_dict(), dict(metadata or {}))
     payload = {
         "format": FORMAT,
         "version": VERSION,
