@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PORT ?= 5006
 
-.PHONY: venv demo test lab bench browser demo-checkpoint lint
+.PHONY: venv demo test lab bench browser demo-checkpoint pretrained-checkpoint lint
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ demo-checkpoint: venv
 	rm -rf runs/demo-checkpoint
 	OMP_NUM_THREADS=1 $(PY) -m dpot_lab.cli pretrain configs/tiny_cpu.yaml --out runs/demo-checkpoint
 	$(PY) -m dpot_lab.cli export runs/demo-checkpoint/checkpoints/best.pt dpot_lab/assets/demo.pt
+
+# Re-train the shipped CPU foundation model (configs/pretrain_cpu.yaml: seven PDE sources,
+# data generation included) and keep its weights and config only, as `dpot-lab export` does.
+pretrained-checkpoint: venv
+	rm -rf runs/pretrained-checkpoint
+	OMP_NUM_THREADS=1 $(PY) -m dpot_lab.cli pretrain configs/pretrain_cpu.yaml --out runs/pretrained-checkpoint
+	$(PY) -m dpot_lab.cli export runs/pretrained-checkpoint/checkpoints/last.pt dpot_lab/assets/pretrained.pt
 
 lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ip 127.0.0.1 $(ROOT_FLAG)
