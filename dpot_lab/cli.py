@@ -157,9 +157,15 @@ def _export(args: argparse.Namespace) -> int:
 
     _file_out(args.out)
     opened = open_checkpoint(args.checkpoint)
-    model = dl.load_checkpoint(opened)
     extra = opened.extra
     meta = {**extra.get("metadata", {}), "exported_from": str(args.checkpoint)}
+    if opened.kind == "dpot-lab":
+        from dpot_lab.train.lora import is_adapted, merged_state
+
+        if is_adapted(opened.state):  # a LoRA run: adapters folded into plain weights
+            opened = opened._replace(state=merged_state(opened.state))
+            meta["lora_merged"] = True
+    model = dl.load_checkpoint(opened)
     if "step" in extra:
         meta["step"] = int(extra["step"])
     if "trainer_state" in extra:
@@ -242,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", type=_parse_param, action="append", help="solver parameter key=value")
     p.set_defaults(func=_generate)
 
-    p = sub.add_parser("export", help="copy a run checkpoint as weights + config + metadata only")
+    p = sub.add_parser(
+        "export",
+        help="copy a run checkpoint as weights + config + metadata only (LoRA adapters merged)",
+    )
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.add_argument(

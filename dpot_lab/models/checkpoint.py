@@ -161,6 +161,10 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
             lines.append(f"  missing keys ({len(missing)}): {missing}")
         if unexpected:
             lines.append(f"  unexpected keys ({len(unexpected)}): {unexpected}")
+            if any(".parametrizations." in k for k in unexpected):
+                lines.append(
+                    "  (LoRA adapters: `dpot-lab export` merges them into a plain checkpoint)"
+                )
         if shapes:
             lines.append(f"  shape mismatches ({len(shapes)}): " + "; ".join(shapes))
         raise ValueError("\n".join(lines))

@@ -129,12 +129,26 @@ class LossConfig:
 
 
 @dataclass
+class LoRAConfig:
+    """Low-rank adapters ``W + (alpha/rank)·B·A`` (``dpot_lab.train.lora``): only they train, plus
+    the tensors a fine-tuning transfer left new or adapted. ``targets``: kinds ``linear``,
+    ``conv``, ``fourier``, ``time_agg``; parts ``embed``, ``blocks``, ``head``; or parameter-name
+    globs/prefixes (``blocks.*.mlp.*``); a weight is adapted when of a listed kind (any if none)
+    and in a listed part or name (anywhere if none)."""
+
+    rank: int = 4
+    alpha: float = 8.0
+    targets: list[str] = field(default_factory=lambda: ["linear", "conv", "fourier"])
+
+
+@dataclass
 class OptimConfig:
     """Adam(W) with the paper's defaults and a per-iteration schedule.
 
     Schedules: ``onecycle`` (cosine warm-up from lr/div_factor over ``warmup`` of the steps, cosine
     decay to lr/(div_factor·final_div_factor)), ``cosine`` (linear warm-up, same cosine decay),
-    ``constant``. ``part_lrs``/``freeze`` name parts ``embed``, ``blocks``, ``head``.
+    ``constant``. ``part_lrs``/``freeze`` name parts ``embed``, ``blocks``, ``head``. ``lora``:
+    parameter-efficient fine-tuning (``LoRAConfig``; null: every parameter trains).
     """
 
     name: Literal["adam", "adamw"] = "adam"
@@ -149,6 +163,7 @@ class OptimConfig:
     accumulate: int = 1
     part_lrs: dict[str, float] = field(default_factory=dict)
     freeze: list[str] = field(default_factory=list)
+    lora: None | LoRAConfig = None  # null first: "lora: null" is off, "lora: {}" the defaults
 
 
 @dataclass
@@ -331,6 +346,8 @@ class TrainConfig:
             "optim.freeze",
             f"some of {list(PARTS)} left to train, got {o.freeze}",
         )
+        if o.lora is not None:
+            self._check_lora(need)
         need(
             0 < self.safety.lr_factor <= 1,
             "safety.lr_factor",
@@ -338,6 +355,30 @@ class TrainConfig:
         )
         self._check_data(need)
         self._check_model(need)
+
+    def _check_lora(self, need: Callable[[bool, str, str], None]) -> None:
+        """Kinds and parts are checked here; name globs against the model when applied."""
+        from dpot_lab.train.lora import KINDS
+
+        o, lo = self.optim, self.optim.lora
+        need(lo.rank >= 1, "optim.lora.rank", f"an int >= 1, got {lo.rank}")
+        need(lo.alpha > 0, "optim.lora.alpha", f"a float > 0, got {lo.alpha}")
+        need(bool(lo.targets), "optim.lora.targets", "at least one kind, part or name")
+        for entry in lo.targets:
+            name_like = "." in entry or any(c in entry for c in "*?[")
+            need(
+                entry in KINDS or entry in PARTS or name_like,
+                "optim.lora.targets",
+                f"kinds {list(KINDS)}, parts {list(PARTS)} or parameter-name globs "
+                f"(blocks.*.mlp.*), got {entry!r}",
+            )
+        for key in ("freeze", "part_lrs"):
+            need(
+                not getattr(o, key),
+                f"optim.{key}",
+                f"nothing with optim.lora (LoRA freezes the base weights itself), got "
+                f"{getattr(o, key)}",
+            )
 
     def _check_data(self, need: Callable[[bool, str, str], None]) -> None:
         d = self.data
