@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PORT ?= 5006
 
-.PHONY: venv demo test lab bench browser demo-checkpoint pretrained-checkpoint lint
+.PHONY: venv demo test lab bench browser pretrained-checkpoint lint
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,12 +28,6 @@ test: venv browser
 # The rollout viewer on the shipped demo model; demo data is generated on first use (seconds).
 demo: venv
 	$(PY) -m dpot_lab.cli demo --port $(PORT)
-
-# Re-train the shipped demo model (about 10 minutes on 2 CPU cores) and keep its weights only.
-demo-checkpoint: venv
-	rm -rf runs/demo-checkpoint
-	OMP_NUM_THREADS=1 $(PY) -m dpot_lab.cli pretrain configs/tiny_cpu.yaml --out runs/demo-checkpoint
-	$(PY) -m dpot_lab.cli export runs/demo-checkpoint/checkpoints/best.pt dpot_lab/assets/demo.pt
 
 # Re-train the shipped CPU foundation model (configs/pretrain_cpu.yaml: seven PDE sources,
 # data generation included) and keep its weights and config only, as `dpot-lab export` does.

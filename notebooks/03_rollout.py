@@ -33,7 +33,7 @@ import os
 
 QUICK = os.environ.get("DPOT_LAB_QUICK", "0") not in ("", "0")  # small sizes, well under a minute
 OUT_DIR = "../runs/notebooks"  # exported rollouts (and a quick model, if one is trained) go here
-CHECKPOINT = None  # ours or a DPOT release file; None: the demo checkpoint, else train a quick one
+CHECKPOINT = None  # ours or a DPOT release file; None: the shipped pre-trained model
 DATA = None  # {name: path} of trajectory files to evaluate; None: held-out sets generated here
 STEPS = None  # rollout steps; None: 8 in quick mode, else every frame after the input
 
@@ -59,23 +59,14 @@ solver = {"device": "cuda"} if torch.cuda.is_available() else {}  # solvers run 
 # %% [markdown]
 # ## The model
 #
-# `dl.load_checkpoint` reads our checkpoints (the demo one ships with dpot-lab;
-# `01_pretrain.ipynb` writes others); `dl.load_official` reads the DPOT release's files.
+# `open_checkpoint` tells our checkpoints (the pre-trained one ships with dpot-lab;
+# `01_pretrain.ipynb` writes others) from the DPOT release's files, read once;
+# `dl.load_checkpoint` and `dl.load_official` build the model from either.
 
 # %%
-if CHECKPOINT is None and dl.viz.demo_checkpoint().is_file():
-    CHECKPOINT = dl.viz.demo_checkpoint()
-if CHECKPOINT is None:  # no demo checkpoint in this install: train a quick model (a minute)
-    quick = dl.train.TrainConfig.from_yaml("../configs/notebook_pretrain_quick.yaml")
-    quick = quick.replace(**{"steps": 60, "eval.every": 0})
-    trainer = dl.train.Trainer(quick, run_dir=out / "quick_model", overwrite=True)
-    trainer.fit()
-    CHECKPOINT = dl.save_checkpoint(out / "quick_model.pt", trainer.model)
-
-try:
-    model = dl.load_checkpoint(CHECKPOINT)
-except ValueError:  # not one of ours: a DPOT release file
-    model = dl.load_official(CHECKPOINT)
+opened = dl.models.checkpoint.open_checkpoint(CHECKPOINT or dl.viz.demo_checkpoint())
+model = (dl.load_checkpoint if opened.kind == "dpot-lab" else dl.load_official)(opened)
+print(opened.description)
 model.eval()
 t_in = model.config.in_timesteps
 steps = STEPS or (8 if QUICK else None)

@@ -9,8 +9,8 @@ from pathlib import Path
 from dpot_lab.exports import lazy_names
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-DEMO_CHECKPOINT = ASSETS / "demo.pt"  # the shipped demo model (DPOT_LAB_DEMO_CHECKPOINT overrides)
-DEMO_DATA = ASSETS / "demo.yaml"  # generator specs of the demo data
+DEMO_CHECKPOINT = ASSETS / "pretrained.pt"  # the shipped model (DPOT_LAB_DEMO_CHECKPOINT overrides)
+DEMO_DATA = ASSETS / "pretrained.yaml"  # its description: demo data, held-out families
 
 
 def demo_checkpoint() -> Path:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 from browser import chromium_launch_args, free_port
 
@@ -58,11 +57,7 @@ def viewer_files(tmp_path_factory) -> dict[str, Path]:
     dl.data.save(_trajectories(list("abcde")), data_dir / "five_fields.h5")
     (data_dir / "notes.h5").write_text("this is not a dataset\n")
     dl.data.save(_trajectories(["u"]), tmp / "outside.h5")
-    checkpoint = DEMO_CHECKPOINT
-    if not checkpoint.exists():  # until the trained demo model ships: random weights, same preset
-        torch.manual_seed(0)
-        checkpoint = dl.save_checkpoint(tmp / "demo.pt", dl.create_model("nano"))
-    return {"data_dir": data_dir, "checkpoint": checkpoint, "cache": tmp / "cache"}
+    return {"data_dir": data_dir, "checkpoint": DEMO_CHECKPOINT, "cache": tmp / "cache"}
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -39,7 +40,16 @@ def _choose(page: Page, widget: str, label: str) -> None:
 
 
 def _images(page: Page) -> bytes:
-    return page.locator(".field-images").screenshot()
+    """A screenshot of the field images; Panel replaces their element when it re-renders, so a
+    screenshot that lost its element mid-way is taken again on the new one."""
+    deadline = time.monotonic() + STEP_MS / 1000
+    while True:
+        try:
+            return page.locator(".field-images").screenshot()
+        except PlaywrightError as err:
+            if "not attached" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
 
 
 def _wait_images_change(page: Page, before: bytes) -> bytes:

@@ -1,4 +1,5 @@
-"""The shipped demo model earns its place: 10-step rollouts beat persistence 2x on each demo set."""
+"""The shipped pre-trained model earns its place: 10-step rollouts beat persistence 2x on each of
+the viewer's demo sets (fresh seeds of four of its pre-training families)."""
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ STEPS = 10
 @pytest.fixture(scope="module")
 def demo_model():
     if not DEMO_CHECKPOINT.exists():
-        pytest.fail(f"{DEMO_CHECKPOINT} is missing: run `make demo-checkpoint`")
+        pytest.fail(f"{DEMO_CHECKPOINT} is missing: run `make pretrained-checkpoint`")
     return dl.load_checkpoint(DEMO_CHECKPOINT)
 
 
