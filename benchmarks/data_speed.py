@@ -28,7 +28,8 @@ from torch.utils.data import default_collate
 
 import dpot_lab as dl
 from dpot_lab.data import native
-from dpot_lab.data.mixture import Mixture, make_loader
+from dpot_lab.data.loader import make_loader
+from dpot_lab.data.mixture import Mixture
 from dpot_lab.data.transforms import pad_channels
 
 

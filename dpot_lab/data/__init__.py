@@ -16,6 +16,8 @@ _NAMES = {
     "generate": "dpot_lab.data.generation",
     "GENERATORS": "dpot_lab.data.generation",
     "Mixture": "dpot_lab.data.mixture",
+    "make_loader": "dpot_lab.data.loader",
+    "RunLoader": "dpot_lab.data.loader",
     "resize": "dpot_lab.data.transforms",
     "pad_channels": "dpot_lab.data.transforms",
 }

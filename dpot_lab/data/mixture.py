@@ -35,9 +35,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import xarray as xr
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from dpot_lab.data import schema
 from dpot_lab.data.lazy import H5Array, backing_array
@@ -452,60 +451,3 @@ class Mixture(Dataset):
             f"t_in={self.t_in}, t_out={self.t_out}, channels={self.channels}, epoch={self.epoch})"
         )
         return "\n".join([head, *rows])
-
-
-class _EpochSampler(DistributedSampler):
-    """A DistributedSampler that follows the mixture's epoch (``Mixture.set_epoch``)."""
-
-    def __init__(self, mixture: Mixture, **kwargs: Any) -> None:
-        super().__init__(mixture, **kwargs)
-        self.mixture = mixture
-
-    def __iter__(self):
-        self.set_epoch(self.mixture.epoch)
-        return super().__iter__()
-
-
-def make_loader(
-    mixture: Mixture,
-    batch_size: int,
-    num_workers: int = 2,
-    shuffle: bool = True,
-    distributed: bool | None = None,
-    seed: int = 0,
-    drop_last: bool = True,
-    **kwargs: Any,
-) -> DataLoader:
-    """A DataLoader over one weighted epoch of ``mixture``; shuffled from (seed, epoch).
-
-    ``distributed``: shard the epoch over the ranks of torch.distributed (None: whenever a
-    process group is initialised). Call ``mixture.set_epoch(e)`` before iterating each epoch;
-    workers are started per epoch so they see it (``persistent_workers`` is refused). Other
-    keywords go to the DataLoader. In trajectory mode, sources of different length do not batch:
-    use ``batch_size=1``.
-    """
-    if kwargs.get("persistent_workers"):
-        raise ValueError(
-            "persistent_workers=True would freeze the workers' epoch; Mixture workers are started "
-            "per epoch"
-        )
-    initialised = dist.is_available() and dist.is_initialized()
-    if distributed is None:
-        distributed = initialised
-    if distributed and not initialised:
-        raise ValueError(
-            "distributed=True needs an initialised process group (torchrun + "
-            "torch.distributed.init_process_group)"
-        )
-    replicas, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
-    sampler = _EpochSampler(
-        mixture, num_replicas=replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
-    )
-    return DataLoader(
-        mixture,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=num_workers,
-        drop_last=drop_last,
-        **kwargs,
-    )

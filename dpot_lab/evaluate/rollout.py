@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
+from itertools import count
 
 import numpy as np
 import torch
@@ -25,19 +26,27 @@ def predict_frames(
     x: torch.Tensor,
     channel_mask: torch.Tensor | None = None,
     pad_value: float = 1.0,
+    perturb: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the next predicted frames (B, *S, T_out, C) from the window x (B, *S, T_in, C), without
-    end, feeding each prediction back. Channels where ``channel_mask`` (C,) is False are padding:
-    they are reset to ``pad_value`` in every prediction, as in training."""
+    end, feeding each prediction back (with its gradient, unless under ``torch.no_grad()``).
+    Channels where ``channel_mask`` ((C,) or per sample (B, C)) is False are padding: they are reset
+    to ``pad_value`` in every prediction, as in training. ``perturb(window, k)``: what the model
+    sees of the k-th window instead of the window itself (the trainer's input noise)."""
     core = unwrap(model)
     t_in = core.config.in_timesteps if hasattr(core, "config") else x.shape[-2]
     window = x[..., -t_in:, :]
-    while True:
-        y = model(window)  # (B, *S, T_out, C)
-        if channel_mask is not None:
-            y = torch.where(channel_mask.to(y.device), y, torch.full_like(y, pad_value))
+    mask = None
+    if channel_mask is not None:
+        mask = channel_mask.to(x.device)
+        if mask.dim() == 2:  # (B, C) -> (B, 1, ..., 1, C)
+            mask = mask.view(mask.shape[0], *(1,) * (x.dim() - 2), mask.shape[-1])
+    for k in count():
+        y = model(window if perturb is None else perturb(window, k))  # (B, *S, T_out, C)
+        if mask is not None:
+            y = torch.where(mask, y, torch.full_like(y, pad_value))
         yield y
-        window = torch.cat([window, y], dim=-2)[..., -t_in:, :]
+        window = torch.cat([window, y.to(window.dtype)], dim=-2)[..., -t_in:, :]
 
 
 def autoregress(

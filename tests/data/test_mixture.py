@@ -11,7 +11,8 @@ import xarray as xr
 from torch.utils.data import DistributedSampler
 
 from dpot_lab.data import native
-from dpot_lab.data.mixture import Mixture, make_loader
+from dpot_lab.data.loader import make_loader
+from dpot_lab.data.mixture import Mixture
 from dpot_lab.data.open import open_dataset
 
 

@@ -143,7 +143,7 @@ def test_activation_checkpointing_keeps_gradients_and_state_names(adv1, tmp_path
             [adv1], **{"distributed.activation_checkpointing": ckpt, "model.depth": 2}
         )
         trainer = Trainer(cfg, run_dir=tmp_path / str(ckpt))
-        x, y, cm, gm = trainer._to_device(next(trainer._batch_stream()))
+        x, y, cm, gm = trainer.next_batch()
         trainer.rollout_loss(trainer.model, x, y, cm, gm, positions=range(4)).backward()
         grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
         keys.append(list(trainer.model.state_dict()))

@@ -146,3 +146,43 @@ def test_config_defaults_and_conflicts():
     assert TrainConfig.from_dict(on.to_dict()) == on
     with pytest.raises(ConfigError, match=r"optim\.freeze: expected nothing with optim\.lora"):
         TrainConfig.from_dict({"optim": {"lora": {}, "freeze": ["embed"]}})
+
+
+def test_a_lora_run_trains_adapters_resumes_and_exports(adv3, tmp_path):
+    """Fine-tune with optim.lora (3 channels: a new embedding and head); 4 steps straight equal 2
+    steps, a checkpoint, and a resumed run to 4; the export gives the run's outputs."""
+    from train_helpers import tiny_config
+
+    from dpot_lab.train import Trainer
+
+    torch.manual_seed(123)
+    source = dl.create_model("nano", img_size=32, in_timesteps=4, embed_dim=32, depth=1,
+                             modes=4, mlp_ratio=1, out_layer_dim=16)  # fmt: skip
+    ckpt = save_checkpoint(tmp_path / "source.pt", source)
+    lora = {"optim.lora": {"rank": 2, "alpha": 4.0}, "checkpoint.every": 2}
+    cfg = tiny_config([adv3], init_from=str(ckpt), steps=4, **lora)
+    cfg["data"].update(channels=3, resolution=32)
+    straight = Trainer(cfg, run_dir=tmp_path / "straight")
+    in_opt = {id(p) for g in straight.optimizer.param_groups for p in g["params"]}
+    trainable = {id(p) for p in straight.model.parameters() if p.requires_grad}
+    assert in_opt == trainable and is_adapted(straight.model)
+    names = {n for n, p in straight.model.named_parameters() if p.requires_grad}
+    assert "head.fc2.weight" in names and "blocks.0.mlp.0.parametrizations.weight.0.lora_b" in names
+    straight.fit()
+    base = source.state_dict()["blocks.0.mlp.0.weight"]
+    assert torch.equal(straight.model.blocks[0].mlp[0].parametrizations.weight.original, base)
+    assert not torch.equal(straight.model.blocks[0].mlp[0].weight, base)  # adapted
+    first = Trainer({**cfg, "steps": 4}, run_dir=tmp_path / "resumed")
+    first.fit(2)
+    resumed = Trainer(cfg, run_dir=tmp_path / "resumed", resume=True)
+    assert resumed.step == 2
+    resumed.fit()
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    out = tmp_path / "plain.pt"
+    assert (
+        main(["-q", "export", str(tmp_path / "resumed" / "checkpoints" / "last.pt"), str(out)]) == 0
+    )
+    x = torch.randn(2, 32, 32, 4, 3)
+    ref = run(resumed.model, x)
+    assert ((run(dl.load_checkpoint(out), x) - ref).norm() / ref.norm()).item() < 1e-6

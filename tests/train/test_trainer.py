@@ -27,7 +27,7 @@ def _records(run_dir, event=None):
 
 
 def _batch(trainer):
-    return trainer._to_device(next(trainer._batch_stream()))
+    return trainer.next_batch()
 
 
 def test_rollout_loss_feeds_predictions_back_with_gradient(adv1, tmp_path):
@@ -77,9 +77,9 @@ def test_ema_is_an_exponential_average_of_the_weights(adv1, tmp_path):
         seen.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
     key = "blocks.0.filter.w1"
     expected = 0.25 * seen[0][key] + 0.25 * seen[1][key] + 0.5 * seen[2][key]
-    torch.testing.assert_close(trainer.ema[key], expected)
-    with trainer._eval_weights():
-        assert torch.equal(trainer.model.state_dict()[key], trainer.ema[key])
+    torch.testing.assert_close(trainer.ema.weights[key], expected)
+    with trainer.ema.applied():
+        assert torch.equal(trainer.model.state_dict()[key], trainer.ema.weights[key])
     assert torch.equal(trainer.model.state_dict()[key], seen[2][key])
 
 

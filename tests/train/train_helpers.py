@@ -63,11 +63,16 @@ def check_rollback_restores(trainer) -> None:
     """Snapshot after one step, train two more, restore: weights, EMA and optimizer state
     (this rank's shards under FSDP) equal the snapshot exactly, and the weights had moved."""
     trainer.fit(1)
-    snap = trainer._snapshot = trainer._take_snapshot()
+    guard = trainer.guard
+    guard.take_snapshot(trainer.step)
+    snap = guard.snapshot
     trainer.fit(3)
-    moved = trainer._take_snapshot()
-    trainer._restore_snapshot()
-    now = trainer._take_snapshot()
+    guard.take_snapshot(trainer.step)
+    moved = guard.snapshot
+    guard.snapshot = snap
+    guard.restore()
+    guard.take_snapshot(trainer.step)
+    now = guard.snapshot
     assert any(not torch.equal(moved["model"][k], v) for k, v in snap["model"].items())
     for part in (lambda s: s["model"], lambda s: s["ema"], lambda s: s["optimizer"]["state"]):
         torch.testing.assert_close(part(now), part(snap), rtol=0, atol=0)

@@ -1,0 +1,55 @@
+"""An exponential moving average of a model's weights, for evaluation and checkpoints.
+
+    ema = EMA(model, decay=0.999)
+    ema.update()                  # after each optimizer step
+    with ema.applied():           # the averaged weights in the model for the duration
+        scores = evaluate(model)
+
+Under FSDP each rank averages its own shards; ``full()`` gathers them (collective).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from dpot_lab.train import distributed
+
+
+class EMA:
+    """``w_ema ← decay·w_ema + (1 − decay)·w`` per floating-point tensor of ``model.state_dict()``
+    (buffers of other dtypes are copied)."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.model, self.decay = model, float(decay)
+        self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for k, v in self.model.state_dict().items():
+            if v.is_floating_point():
+                self.weights[k].lerp_(v, 1 - self.decay)
+            else:
+                self.weights[k].copy_(v)
+
+    def full(self) -> dict[str, torch.Tensor]:
+        """The averaged weights, whole, on the CPU (collective under FSDP)."""
+        return {k: distributed.full(v).cpu() for k, v in self.weights.items()}
+
+    def load(self, whole: dict[str, torch.Tensor]) -> None:
+        """Take saved (whole) averaged weights, sharded as the model's are."""
+        self.weights = {k: distributed.shard_like(whole[k], v) for k, v in self.weights.items()}
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        """The averaged weights in the model for the duration; the live ones back afterwards."""
+        live = self.model.state_dict()
+        saved = {k: distributed.local(v).clone() for k, v in live.items()}
+        distributed.copy_into(live, {k: distributed.local(v) for k, v in self.weights.items()})
+        try:
+            yield
+        finally:
+            distributed.copy_into(live, saved)
