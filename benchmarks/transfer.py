@@ -11,9 +11,9 @@ it never saw, plus zero-shot scores and the denoising ablation. Prints one table
 3. denoising: the shipped recipe pre-trained again with and without input noise (``--denoise-steps``
    steps each, the full recipe by default), 10- and 30-step L2RE per pre-training family.
 
-    OMP_NUM_THREADS=2 python benchmarks/transfer.py                      # parts 1 and 2
+    OMP_NUM_THREADS=1 python benchmarks/transfer.py                      # parts 1 and 2
     python benchmarks/transfer.py --parts denoising --denoise-steps 4000 # part 3
-    python benchmarks/transfer.py --parts transfer --steps 300 --counts 2 8 32
+    python benchmarks/transfer.py --parts transfer --steps 300 --counts 2 8 32 --families wave
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ def table(rows: dict[str, dict[str, float]], columns: list[str]) -> str:
 
 def part_transfer(args: argparse.Namespace, info: dict) -> None:
     for family, spec in info["held_out"].items():
+        if args.families and family not in args.families:
+            continue
         n = args.n_test + max(args.counts)
         path = generate_cached(dict(spec, n_samples=n, seed=spec.get("seed", 0) + SEED_OFFSET))
         start = time.perf_counter()
@@ -136,8 +138,9 @@ def main() -> None:
     p.add_argument("--parts", nargs="+", default=["transfer", "zero-shot"],
                    choices=["transfer", "zero-shot", "denoising"])  # fmt: skip
     p.add_argument("--counts", type=int, nargs="+", default=[2, 4, 8, 16, 32])
-    p.add_argument("--steps", type=int, default=600, help="optimizer steps of every run")
+    p.add_argument("--steps", type=int, default=500, help="optimizer steps of every run")
     p.add_argument("--n-test", type=int, default=8, help="held-out trajectories per family")
+    p.add_argument("--families", nargs="+", help="held-out families to run (default: all)")
     p.add_argument("--denoise-steps", type=int, default=None)
     args = p.parse_args()
     info = yaml.safe_load(Path(args.info).read_text())

@@ -37,13 +37,15 @@ from dpot_lab.train.trainer import Trainer
 RECIPE: dict[str, Any] = {
     "batch_size": 8,
     "noise": {"kind": "rms", "scale": 0.02},
-    "optim": {"lr": 5e-4, "schedule": "onecycle", "warmup": 0.1},
+    "optim": {"lr": 2e-3, "schedule": "onecycle", "warmup": 0.1},
     "eval": {"every": 0, "horizon": 10},
     "checkpoint": {"every": 0, "keep": 1},
     "log": {"every": 50, "progress": False},
     "device": "cpu",
 }
-SCRATCH_LR = 2e-3  # a randomly initialised model takes a larger step than a pre-trained one
+# The scratch run's learning rate; the fine-tuned run takes the recipe's (the same by default:
+# on the shipped model's held-out families 2e-3 beat 5e-4 for fine-tuning too).
+SCRATCH_LR = 2e-3
 RUNS = ("finetuned", "scratch")
 # Model fields that a run takes from its data, not from the checkpoint.
 _FROM_DATA = ("img_size", "in_channels", "in_timesteps", "out_timesteps", "n_cls")
