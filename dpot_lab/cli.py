@@ -68,10 +68,9 @@ def _table(results: dict[str, dict[str, float]], columns: list[str]) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import xarray as xr
-
     import dpot_lab as dl
     from dpot_lab.evaluate import metrics
+    from dpot_lab.evaluate.score import score_rollout
 
     for path in args.data:  # before the checkpoint is read
         if not any(c in path for c in "*?[") and not Path(path).exists():
@@ -91,14 +90,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise ValueError(f"{path}: {ds.sizes['time']} frames leave nothing after t_in={t_in}")
         pred = dl.rollout(model, ds, t_in=t_in, steps=steps, batch_size=args.batch_size)
         still = metrics.persistence(ds, t_in=t_in, steps=steps)
-
-        def paper_mean(err: xr.Dataset) -> float:  # over fields, then samples
-            return float(err.to_array("field").mean("field").mean())
-
         results[str(path)] = {
-            "l2re": paper_mean(metrics.l2re(pred, ds)),
-            "vrmse": paper_mean(metrics.vrmse(pred, ds)),
-            "persistence": paper_mean(metrics.l2re(still, ds)),
+            "l2re": float(score_rollout(pred, ds)["mean"]),
+            "vrmse": float(metrics.vrmse(pred, ds).to_array("field").mean()),
+            "persistence": float(score_rollout(still, ds)["mean"]),
             "samples": ds.sizes["sample"],
             "steps": steps,
         }

@@ -100,29 +100,28 @@ preds["ns2d" if "ns2d" in preds else next(iter(preds))]
 # %% [markdown]
 # ## 1. Scores per source and field
 #
-# `dl.metrics` works on Datasets: one variable per field, reduced over the named dimensions.
-# L2RE = ‖prediction − truth‖ / ‖truth‖ over all rollout frames and the grid, per trajectory;
+# `dl.evaluate.score_rollout` is the paper's protocol: L2RE = ‖prediction − truth‖ / ‖truth‖
+# over all rollout frames and the grid, per trajectory and field (`l2re`), per frame
+# (`step_error`) and averaged over fields, then trajectories (`mean`); the trainer's evaluation
+# and `dpot-lab evaluate` report the same numbers. `dl.metrics` adds others on the same Datasets:
 # VRMSE = RMSE / standard deviation of the truth, per frame (predicting the mean scores 1).
 # Persistence repeats the last input frame: a model must beat it to be of any use.
 
-
 # %%
-def score_table(metric) -> pd.DataFrame:
-    """Mean of ``metric`` over trajectories (and frames) -> rows: sources, columns: fields."""
-    rows = {}
-    for name, ds in data.items():
-        pred = preds[name]
-        still = dl.metrics.persistence(ds, t_in=t_in, steps=pred.sizes["time"])
-        for label, p in (("model", pred), ("persistence", still)):
-            score = metric(p, ds)
-            rows[(name, label)] = score.mean().to_pandas()
-    table = pd.DataFrame(rows).T
-    return table.assign(mean=table.mean(axis=1))
-
-
-l2re = score_table(dl.metrics.l2re)
-vrmse = score_table(dl.metrics.vrmse)
-pd.concat({"L2RE": l2re, "VRMSE": vrmse}, axis=1).style.format("{:.4f}", na_rep="")
+scores, rows = {}, {}
+for name, ds in data.items():
+    pred = preds[name]
+    still = dl.metrics.persistence(ds, t_in=t_in, steps=pred.sizes["time"])
+    for label, p in (("model", pred), ("persistence", still)):
+        s = scores[name, label] = dl.evaluate.score_rollout(p, ds)
+        vrmse = dl.metrics.vrmse(p, ds).mean()  # over trajectories and frames, per field
+        rows[name, label] = {
+            **{("L2RE", f): v for f, v in s["l2re"].mean("sample").to_pandas().items()},
+            ("L2RE", "mean"): float(s["mean"]),
+            **{("VRMSE", f): float(vrmse[f]) for f in vrmse.data_vars},
+            ("VRMSE", "mean"): float(vrmse.to_array().mean()),
+        }
+pd.DataFrame(rows).T.style.format("{:.4f}", na_rep="")
 
 # %% [markdown]
 # ## 2. Error growth
@@ -130,24 +129,14 @@ pd.concat({"L2RE": l2re, "VRMSE": vrmse}, axis=1).style.format("{:.4f}", na_rep=
 # The relative L2 error of each frame (over the grid), averaged over trajectories and fields:
 # errors compound as predictions are fed back.
 
-
 # %%
-def growth(pred: xr.Dataset, truth: xr.Dataset) -> np.ndarray:
-    """Per-step relative L2 error averaged over samples and fields -> (steps,)."""
-    err = dl.metrics.per_step_error(pred, truth).mean("sample").to_array("field").mean("field")
-    return err.values
-
-
 curves = []
-for name, ds in data.items():
-    pred = preds[name]
-    still = dl.metrics.persistence(ds, t_in=t_in, steps=pred.sizes["time"])
-    k = np.arange(1, pred.sizes["time"] + 1)
-    curves += [
-        hv.Curve((k, growth(pred, ds)), "rollout step", "relative L2 error", label=name),
-        hv.Curve((k, growth(still, ds)), "rollout step", "relative L2 error",
-                 label=f"{name} (persistence)").opts(line_dash="dashed"),
-    ]  # fmt: skip
+for (name, label), s in scores.items():
+    growth = s["step_error"].mean(("sample", "field")).values  # (steps,)
+    k = np.arange(1, growth.size + 1)
+    curve = hv.Curve((k, growth), "rollout step", "relative L2 error",
+                     label=name if label == "model" else f"{name} (persistence)")  # fmt: skip
+    curves.append(curve.opts(line_dash="solid" if label == "model" else "dashed"))
 hv.Overlay(curves).opts(
     hv.opts.Curve(line_width=2, tools=["hover"]),
     hv.opts.Overlay(title="error growth (dashed: persistence)", frame_width=520,

@@ -72,6 +72,11 @@ def test_pretrain_evaluate_finetune(ns_file, tmp_path, capsys):
         ((truth[:, 4:8] - still) ** 2).sum((1, 2, 3)) / (truth[:, 4:8] ** 2).sum((1, 2, 3))
     )
     assert persistence == pytest.approx(ref.mean(), rel=1e-4)
+    # and from dl.rollout + the score on the xarray Dataset
+    last = dl.open_dataset(ns_file).isel(sample=slice(-2, None))
+    scored = dl.evaluate.score_model(model, last, steps=4)
+    assert float(scored["mean"]) == pytest.approx(ours["l2re"], rel=1e-4)
+    assert float(scored["persistence_mean"]) == pytest.approx(ours["persistence"], rel=1e-5)
 
     # the architecture from the checkpoint: ``preset: null`` is valid once --from gives init_from
     cfg = _config(tmp_path, ns_file, model={"preset": None})

@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from dpot_lab.evaluate import metrics
+from dpot_lab.evaluate.score import score_rollout
 
 hv.renderer("bokeh")  # load the Bokeh backend and its options without notebook output or CDN JS
 
@@ -130,16 +131,14 @@ def error_curves(
 ) -> hv.Overlay:
     """Relative L2 error over space at each frame, one curve per field, with the current frame
     marked; the title gives the sample's L2RE (all frames jointly, averaged over fields)."""
-    fields = list(pred.data_vars)
-    p, t = metrics.align(metrics.indexed(pred).isel(sample=[sample]), truth[fields])
-    space = [d for d in ("x", "y", "z") if d in t.dims]
-    sq_err = ((p - t) ** 2).sum(space, skipna=False).isel(sample=0)  # (time,) per field
-    sq_norm = (t**2).sum(space, skipna=False).isel(sample=0)
-    steps = np.sqrt(sq_err / sq_norm)  # = metrics.per_step_error
-    score = float(np.sqrt(sq_err.sum("time") / sq_norm.sum("time")).to_array("field").mean())
+    one = metrics.indexed(pred).isel(sample=[sample])
+    scored = score_rollout(one, truth).isel(sample=0)
+    steps, score = scored["step_error"], float(scored["mean"])  # (time, field), ()
+    fields = [str(f) for f in steps["field"].values]
     times = steps["time"].values
     curves = [
-        hv.Curve((times, steps[f].values), "time", "relative L2 error", label=f) for f in fields
+        hv.Curve((times, steps.sel(field=f).values), "time", "relative L2 error", label=f)
+        for f in fields
     ]
     marker = _frames(frame, len(times), lambda i: hv.VLine(times[min(max(i, 0), len(times) - 1)]))
     overlay = hv.Overlay(curves) * marker.opts(color="gray", line_dash="dashed", line_width=1)
