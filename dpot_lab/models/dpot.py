@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dpot_lab.models.afno import ACTIVATIONS, MODE_RULES, FourierMixing, activation
-from dpot_lab.models.util import size_tuple
+from dpot_lab.sizes import size_tuple
 
 TIME_AGGREGATIONS = ("exp_mlp", "mlp")
 
@@ -385,7 +385,8 @@ class DPOT(nn.Module):
         # W_t = diag(emb_t) w_t; fused_t = W_out^T W_t, scaling the narrow factor: (T, hidden, D)
         fused = torch.bmm(out.weight.t().unsqueeze(0) * emb.unsqueeze(1), w)
         z = u.reshape(*u.shape[:-2], -1) @ fused.reshape(-1, fused.shape[-1])  # (B, *S/p, D)
-        w_sum = torch.einsum("ti,tij->ij", emb, w)  # Σ_t W_t (D, D)
+        # Σ_t W_t (D, D); as a broadcast product (einsum makes it D tiny matmuls, slow backward)
+        w_sum = (emb.unsqueeze(-1) * w).sum(dim=0)
         shift = (self.pos_embed[0] + out.bias) @ w_sum  # (*S/p, D): Σ_t (pos + b_out) W_t
         return z + shift
 
