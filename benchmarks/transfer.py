@@ -30,9 +30,9 @@ import yaml
 
 import dpot_lab as dl
 from dpot_lab.data.generation import generate_cached
-from dpot_lab.train.data_efficiency import data_efficiency, format_study, trajectories_to_match
 from dpot_lab.evaluate.score import score_model
 from dpot_lab.train.config import TrainConfig
+from dpot_lab.train.data_efficiency import data_efficiency, format_study, trajectories_to_match
 from dpot_lab.train.trainer import Trainer
 
 ASSETS = Path(dl.__file__).parent / "assets"
@@ -134,7 +134,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=str(ASSETS / "pretrained.pt"))
     p.add_argument("--info", default=str(ASSETS / "pretrained.yaml"),
-                   help="the shipped model's description: training config and held-out families")  # fmt: skip
+                   help="the shipped model's config and held-out families")  # fmt: skip
     p.add_argument("--parts", nargs="+", default=["transfer", "zero-shot"],
                    choices=["transfer", "zero-shot", "denoising"])  # fmt: skip
     p.add_argument("--counts", type=int, nargs="+", default=[2, 4, 8, 16, 32])

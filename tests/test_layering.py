@@ -14,13 +14,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dpot_lab"
-BASE = {"atomic", "exports", "configfile"}  # generic helpers every layer may use
+BASE = {"atomic", "exports", "configfile", "sizes"}  # generic helpers every layer may use
 
 # layer -> the layers (first part below dpot_lab) it may import, besides itself and BASE
 MAY_IMPORT = {
     "atomic": set(),
     "exports": set(),
     "configfile": set(),
+    "sizes": set(),
     "models": set(),
     "solvers": set(),
     "data": {"solvers"},

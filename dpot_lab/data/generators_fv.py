@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from dpot_lab.sizes import size_tuple
 from dpot_lab.solvers.compressible_ns import cns_random_initial, compressible_ns_2d
 from dpot_lab.solvers.grid import cell_centres
 from dpot_lab.solvers.shallow_water import (
@@ -165,7 +166,7 @@ def _grid(
             f"{name}: seed_seqs has {len(seed_seqs)} entries, expected one per sample "
             f"(n_samples={n_samples})"
         )
-    nx, ny = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+    nx, ny = size_tuple(resolution, 2, f"{name}: resolution")
     if nx < 4 or ny < 4:
         raise ValueError(f"{name}: resolution must be at least 4 per axis, got {resolution}")
     return int(nx), int(ny)

@@ -41,6 +41,7 @@ from torch.utils.data import Dataset
 from dpot_lab.data import schema
 from dpot_lab.data.lazy import H5Array, backing_array
 from dpot_lab.data.transforms import pad_channels, resize
+from dpot_lab.sizes import size_tuple
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +190,16 @@ class Mixture(Dataset):
                 + "; build one Mixture per spatial rank"
             )
         self.ndim = ranks.pop()
-        res = (resolution,) * self.ndim if isinstance(resolution, int) else tuple(resolution)
-        if len(res) != self.ndim or any(int(r) < 1 for r in res):
+        try:
+            res = size_tuple(resolution, self.ndim, "resolution")
+        except ValueError:
+            res = ()
+        if not res or min(res) < 1:
             raise ValueError(
                 f"resolution={resolution!r}: expected an int or {self.ndim} positive sizes for "
                 f"{self.ndim}D sources"
             )
-        self.resolution = tuple(int(r) for r in res)
+        self.resolution = res
         self._inner = [self._fit(s.native) for s in self._sources]
         if mode == "trajectory" and any(s.weight != 1 for s in self._sources):
             raise ValueError(

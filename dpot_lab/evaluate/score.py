@@ -22,6 +22,7 @@ from torch import nn
 from dpot_lab.data import schema
 from dpot_lab.evaluate import metrics
 from dpot_lab.evaluate.rollout import rollout
+from dpot_lab.models.util import unwrap
 
 EPS = 1e-8  # guards an all-zero truth
 
@@ -128,7 +129,7 @@ def score_model(
     ``persistence_mean``; attrs ``t_in``, ``steps``. ``rollout_kwargs`` go to ``dl.rollout``
     (``device``, ``dtype``, ``progress``, ...)."""
     if t_in is None:
-        t_in = getattr(model, "module", model).config.in_timesteps
+        t_in = unwrap(model).config.in_timesteps
     pred = rollout(model, dataset, t_in=t_in, steps=steps, batch_size=batch_size, **rollout_kwargs)
     steps = pred.sizes["time"]
     still = metrics.persistence(dataset, t_in=t_in, steps=steps)

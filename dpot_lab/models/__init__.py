@@ -10,7 +10,8 @@ from dpot_lab.models.checkpoint import (
 from dpot_lab.models.dpot import DPOT, DPOT3D, DPOTConfig, adapt_model_config, build_model
 from dpot_lab.models.official import load_official
 from dpot_lab.models.presets import PRESETS, create_model
-from dpot_lab.models.util import size_tuple, unwrap
+from dpot_lab.models.util import unwrap
+from dpot_lab.sizes import size_tuple
 
 __all__ = [
     "DPOT", "DPOT3D", "DPOTConfig", "Opened", "PRESETS", "adapt_model_config", "build_model",

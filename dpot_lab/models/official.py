@@ -21,7 +21,7 @@ from dpot_lab.models.release import (
     infer_release_config,
     release_to_config,
 )
-from dpot_lab.models.util import size_tuple
+from dpot_lab.sizes import size_tuple
 
 RELEASE_KWARGS = {
     "img_size", "patch_size", "mixing_type", "in_channels", "out_channels", "in_timesteps",

@@ -1,9 +1,6 @@
-"""Two helpers every layer shares: the model inside its wrappers, and a grid size as a tuple."""
+"""The model inside its wrappers (DDP, FSDP, torch.compile)."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from numbers import Integral
 
 from torch import nn
 
@@ -21,15 +18,4 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def size_tuple(size: int | Sequence[int], n: int, what: str = "size") -> tuple[int, ...]:
-    """``size`` as an ``n``-tuple of ints: an int is repeated (square, cubic), a sequence must
-    have ``n`` entries. ``what`` names the value in the error."""
-    if isinstance(size, Integral) and not isinstance(size, bool):
-        return (int(size),) * n
-    out = tuple(int(s) for s in size)
-    if len(out) != n:
-        raise ValueError(f"{what} {out} does not have {n} entries")
-    return out
-
-
-__all__ = ["size_tuple", "unwrap"]
+__all__ = ["unwrap"]

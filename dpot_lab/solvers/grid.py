@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from dpot_lab.sizes import size_tuple
+
 Domain = tuple[tuple[float, float], tuple[float, float]]
 Resolution = int | tuple[int, ...]
 
@@ -31,12 +33,10 @@ def check_domain(domain: Domain, name: str = "domain") -> Domain:
 
 def grid_shape(resolution: Resolution, dim: int, name: str = "resolution") -> tuple[int, ...]:
     """Grid shape from an int (square, cube) or a tuple of ``dim`` ints, each >= 2."""
-    shape = (resolution,) * dim if isinstance(resolution, int | np.integer) else resolution
     try:
-        shape = tuple(shape)
-        ok = len(shape) == dim and all(int(s) == s and s >= 2 for s in shape)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
+        shape = size_tuple(resolution, dim, name)
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 2:
         raise ValueError(f"{name}: expected an int >= 2 or {dim} of them, got {resolution!r}")
-    return tuple(int(s) for s in shape)
+    return shape

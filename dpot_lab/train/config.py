@@ -38,7 +38,7 @@ from dpot_lab.configfile import (
 )
 from dpot_lab.models.dpot import DPOTConfig, adapt_model_config
 from dpot_lab.models.presets import PRESETS
-from dpot_lab.models.util import size_tuple
+from dpot_lab.sizes import size_tuple
 
 PARTS = ("embed", "blocks", "head")
 # The run keys that give the model's data-derived fields (they must agree when also given).

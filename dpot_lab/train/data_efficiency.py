@@ -85,7 +85,9 @@ def data_efficiency(
     if not counts or counts[0] < 1:
         raise ValueError(f"counts: expected positive trajectory counts, got {counts}")
     if steps < 1 or n_test < 1 or horizon < 1:
-        raise ValueError(f"steps, n_test and horizon must be >= 1 (got {steps}, {n_test}, {horizon})")
+        raise ValueError(
+            f"steps, n_test and horizon must be >= 1 (got {steps}, {n_test}, {horizon})"
+        )
     where = str(dataset) if not isinstance(dataset, xr.Dataset) else "dataset"
     ds = dataset if isinstance(dataset, xr.Dataset) else open_dataset(dataset)
     name = source_name(ds) if isinstance(dataset, xr.Dataset) else Path(dataset).stem

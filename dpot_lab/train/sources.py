@@ -39,8 +39,8 @@ def resolve_sources(
     is_main: bool = True,
 ) -> dict[str, Any]:
     """Config sources -> {name: path}: generator specs generated (by the main rank; the others
-    wait at a barrier) and cached, paths checked. Names: the generator, the file's stem, or a per-sample glob's folder; a repeated
-    name gets a suffix (``ns2d``, ``ns2d_2``)."""
+    wait at a barrier) and cached, paths checked. Names: the generator, the file's stem, or a
+    per-sample glob's folder; a repeated name gets a suffix (``ns2d``, ``ns2d_2``)."""
     specs = [s for s in sources if isinstance(s, dict)]
     if specs:
         if is_main:

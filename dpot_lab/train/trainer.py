@@ -161,7 +161,9 @@ class Trainer:
             self.optimizer, cfg.steps, o.schedule, o.warmup, o.div_factor, o.final_div_factor
         )
         self.ema = EMA(self.model, cfg.ema) if cfg.ema else None
-        self.guard = DivergenceGuard(self.model, self.optimizer, self.schedule, cfg.safety, self.ema)
+        self.guard = DivergenceGuard(
+            self.model, self.optimizer, self.schedule, cfg.safety, self.ema
+        )
 
         self.step, self.best = 0, math.inf
         self.last_eval: dict[str, dict[str, float]] = {}
@@ -293,8 +295,13 @@ class Trainer:
         reset = None if cfg.loss.score_padded else channel_mask
         frames = predict_frames(model, x, reset, cfg.data.pad_value, perturb=noisy)
         losses = [
-            masked_relative_l2(pred, y[..., k * cfg.t_out : (k + 1) * cfg.t_out, :], channel_mask,
-                               grid_mask, cfg.loss.score_padded)  # fmt: skip
+            masked_relative_l2(
+                pred,
+                y[..., k * cfg.t_out : (k + 1) * cfg.t_out, :],
+                channel_mask,
+                grid_mask,
+                cfg.loss.score_padded,
+            )  # fmt: skip
             for k, pred in enumerate(islice(frames, cfg.t_ar))
         ]
         return torch.stack(losses).mean()

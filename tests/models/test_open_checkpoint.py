@@ -178,5 +178,7 @@ def test_unwrap_strips_ddp_and_compile_wrappers_in_any_nesting():
 def test_size_tuple():
     assert size_tuple(8, 3) == (8, 8, 8)
     assert size_tuple([4, 6], 2) == (4, 6) and size_tuple((4.0, 6), 2) == (4, 6)
-    with pytest.raises(ValueError, match=r"img_size \(4, 6\) does not have 3 entries"):
+    with pytest.raises(ValueError, match=r"img_size: expected an int or 3 ints, got \[4, 6\]"):
         size_tuple([4, 6], 3, "img_size")
+    with pytest.raises(ValueError, match=r"resolution: expected an int or 2 ints, got \(4.5, 6\)"):
+        size_tuple((4.5, 6), 2, "resolution")

@@ -8,8 +8,8 @@ import pytest
 import xarray as xr
 
 import dpot_lab as dl
-from dpot_lab.train.data_efficiency import data_efficiency, trajectories_to_match
 from dpot_lab.evaluate.score import score_model
+from dpot_lab.train.data_efficiency import data_efficiency, trajectories_to_match
 
 
 def _table(scratch, finetuned):
@@ -57,7 +57,10 @@ def test_study_starts_from_the_checkpoint(study_inputs, tmp_path):
     )  # fmt: skip
     assert list(table["n_train"].values) == [2, 4]
     assert [(r["run"], r["n_train"]) for r in seen] == [
-        ("finetuned", 2), ("scratch", 2), ("finetuned", 4), ("scratch", 4)
+        ("finetuned", 2),
+        ("scratch", 2),
+        ("finetuned", 4),
+        ("scratch", 4),
     ]
     # a learning rate of 1e-12 leaves the checkpoint's weights: fine-tuned == zero-shot
     assert np.allclose(table["finetuned"].values, float(table["zero_shot"]), rtol=1e-5)
