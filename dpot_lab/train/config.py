@@ -36,11 +36,13 @@ from dpot_lab.configfile import (
     read_yaml,
     set_dotted,
 )
+from dpot_lab.data.generation import GENERATORS
 from dpot_lab.models.dpot import DPOTConfig, adapt_model_config
 from dpot_lab.models.presets import PRESETS
 from dpot_lab.sizes import size_tuple
 
 PARTS = ("embed", "blocks", "head")
+LORA_KINDS = ("linear", "conv", "fourier", "time_agg")  # the weights dpot_lab.train.lora adapts
 # The run keys that give the model's data-derived fields (they must agree when also given).
 DERIVED_MODEL_FIELDS = dict(
     zip(
@@ -358,8 +360,6 @@ class TrainConfig:
 
     def _check_lora(self, need: Callable[[bool, str, str], None]) -> None:
         """Kinds and parts are checked here; name globs against the model when applied."""
-        from dpot_lab.train.lora import KINDS
-
         o, lo = self.optim, self.optim.lora
         need(lo.rank >= 1, "optim.lora.rank", f"an int >= 1, got {lo.rank}")
         need(lo.alpha > 0, "optim.lora.alpha", f"a float > 0, got {lo.alpha}")
@@ -367,9 +367,9 @@ class TrainConfig:
         for entry in lo.targets:
             name_like = "." in entry or any(c in entry for c in "*?[")
             need(
-                entry in KINDS or entry in PARTS or name_like,
+                entry in LORA_KINDS or entry in PARTS or name_like,
                 "optim.lora.targets",
-                f"kinds {list(KINDS)}, parts {list(PARTS)} or parameter-name globs "
+                f"kinds {list(LORA_KINDS)}, parts {list(PARTS)} or parameter-name globs "
                 f"(blocks.*.mlp.*), got {entry!r}",
             )
         for key in ("freeze", "part_lrs"):
@@ -492,8 +492,6 @@ def _same_size(a: Any, b: Any, n_spatial: int | None) -> bool:
 def _check_generator_spec(spec: dict, key: str, need: Callable[[bool, str, str], None]) -> None:
     """A ``{generate: name, n_samples: n, ...}`` source: a known generator, a count, a seed and
     parameters the generator takes (without running it)."""
-    from dpot_lab.data.generation import GENERATORS
-
     name = spec.get("generate")
     need(name is not None, key, "a path or a mapping with a 'generate' key")
     need(

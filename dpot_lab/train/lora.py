@@ -45,9 +45,9 @@ from torch.nn.utils import parametrize
 from dpot_lab.models.afno import FourierMixing
 from dpot_lab.models.dpot import TimeAggregator
 from dpot_lab.models.util import unwrap
+from dpot_lab.train.config import LORA_KINDS
 from dpot_lab.train.finetune import PARTS, TransferReport
 
-KINDS = ("linear", "conv", "fourier", "time_agg")
 _MARK = ".parametrizations."
 
 
@@ -128,13 +128,13 @@ def select(model: nn.Module, targets: Iterable[str]) -> dict[str, str]:
     ValueError naming ``optim.lora.targets`` when nothing, or an entry that matches nothing."""
     targets = list(targets)
     weights = {n: kind for n, (_, _, kind, _) in adaptable_weights(model).items()}
-    kinds = [t for t in targets if t in KINDS]
-    scopes = [t for t in targets if t not in KINDS]
+    kinds = [t for t in targets if t in LORA_KINDS]
+    scopes = [t for t in targets if t not in LORA_KINDS]
     for entry in scopes:
         if not any(_in_scope(n, entry) for n in weights):
             raise ValueError(
-                f"optim.lora.targets: {entry!r} is no kind {list(KINDS)}, part {list(PARTS)} or "
-                f"name of an adaptable weight (e.g. {sorted(weights)[:4]})"
+                f"optim.lora.targets: {entry!r} is no kind {list(LORA_KINDS)}, part "
+                f"{list(PARTS)} or name of an adaptable weight (e.g. {sorted(weights)[:4]})"
             )
     chosen = {
         n: kind
@@ -229,6 +229,6 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 __all__ = [
-    "KINDS", "LoRAReport", "LowRankUpdate", "adaptable_weights", "apply_lora", "apply_lora_config",
+    "LoRAReport", "LowRankUpdate", "adaptable_weights", "apply_lora", "apply_lora_config",
     "is_adapted", "merge", "merged_state", "select", "trainable_parameters",
 ]  # fmt: skip
