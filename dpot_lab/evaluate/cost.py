@@ -1,0 +1,319 @@
+"""Is the surrogate worth it? The model against the built-in solver on coarser grids, at equal cost.
+
+For a family the built-in generators make, ``cost_curve`` scores three things on the same
+frames t_in … t_in+steps−1 of the generated trajectories (the reference: the solver at the data's
+resolution) with the paper's score (``score_rollout``: L2RE per field over the scored frames,
+mean over fields, then samples), and times each (``time.perf_counter``, seconds per trajectory):
+
+- the solver curve: the same solver from the same state restricted to coarser grids, its frames
+  brought back to the reference grid; the time step follows each grid's CFL/stability limit, so
+  coarser grids also take longer steps;
+- the model: ``dl.rollout`` from the first t_in frames.
+
+    table = cost_curve({"generate": "ns2d", "n_samples": 4, "seed": 1001, "n_frames": 30}, model)
+    speedup_at_equal_error(table)  # solver seconds at the model's L2RE / model seconds, or None
+
+Start of the coarse solve, per family: "ns2d" and "diffusion_reaction" store their whole state
+(vorticity; u and v), so the solver starts from frame t_in−1, the last frame the model sees;
+"shallow_water" stores the depth h but not the momentum, which is known (zero: the dam is at
+rest) only at frame 0, so its solver starts from frame 0 and its time includes the input frames.
+Restriction and prolongation follow each grid: Fourier truncation and zero-padding on the
+periodic nodes of the spectral NS solver; block means (cell averages) down and bilinear
+interpolation of cell centres (``data.transforms.resize``) up for the finite-volume solvers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from dpot_lab.data.generation import GENERATORS, generate_cached
+from dpot_lab.data.generators import make_diffusion_reaction, make_ns2d
+from dpot_lab.data.generators_fv import SWE_DEFAULTS
+from dpot_lab.data.open import open_dataset
+from dpot_lab.data.transforms import resize
+from dpot_lab.evaluate.rollout import field_layout, prediction_like, rollout
+from dpot_lab.evaluate.score import score_rollout
+from dpot_lab.models.util import unwrap
+from dpot_lab.solvers import diffusion_reaction_2d, navier_stokes_2d, shallow_water_2d
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def fourier_resample(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(..., X, Y) periodic samples on the nodes i/X, j/Y -> (..., *size) on the nodes of the
+    new grid: the trigonometric interpolant of the modes |m| < min(n, n')/2 on each axis (Nyquist
+    modes dropped). Identity when the grid already has ``size``."""
+    old = a.shape[-2:]
+    if tuple(old) == tuple(size):
+        return a
+    spec = np.fft.fft2(a)  # (..., X, Y)
+    out = np.zeros((*a.shape[:-2], *size), dtype=spec.dtype)
+    index = []
+    for n_old, n_new in zip(old, size, strict=True):
+        m = np.arange(-((min(n_old, n_new) - 1) // 2), (min(n_old, n_new) + 1) // 2)
+        index.append((m % n_old, m % n_new))
+    (ox, nx), (oy, ny) = index
+    out[..., nx[:, None], ny[None, :]] = spec[..., ox[:, None], oy[None, :]]
+    return np.fft.ifft2(out).real * (size[0] * size[1] / (old[0] * old[1]))
+
+
+def block_mean(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(..., X, Y) cell averages -> (..., *size) averages over blocks of (X/size[0], Y/size[1])
+    cells; ValueError unless the sizes divide the grid."""
+    (n_x, n_y), (m_x, m_y) = a.shape[-2:], size
+    if n_x % m_x or n_y % m_y:
+        raise ValueError(f"block_mean: grid {m_x}x{m_y} does not divide the grid {n_x}x{n_y}")
+    blocks = a.reshape(*a.shape[:-2], m_x, n_x // m_x, m_y, n_y // m_y)
+    return blocks.mean(axis=(-3, -1))
+
+
+def _bilinear(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(B, T, C, n, n) cell-centred frames -> (B, T, C, *size), bilinear (``resize``)."""
+    b, t, c = frames.shape[:3]
+    x = torch.from_numpy(frames).permute(0, 3, 4, 1, 2).reshape(b, *frames.shape[-2:], t * c, 1)
+    y = resize(x, size).reshape(b, *size, t, c)  # (B, *size, T, C)
+    return y.permute(0, 3, 4, 1, 2).numpy()
+
+
+@dataclass(frozen=True)
+class Family:
+    """How to re-run one generator's solver from a stored state on another grid.
+
+    solve(state (B, C, n, n) tensor, times (T,) from 0, params) -> frames (B, T, C, n, n);
+    restrict / prolong map (..., X, Y) to (..., *size); ``from_last_input``: the stored fields
+    are the whole state, so the solve starts at frame t_in−1 (else at frame 0)."""
+
+    name: str
+    solve: Callable[[torch.Tensor, np.ndarray, dict[str, Any]], np.ndarray]
+    restrict: Callable[[np.ndarray, tuple[int, int]], np.ndarray]
+    prolong: Callable[[np.ndarray, tuple[int, int]], np.ndarray]
+    defaults: dict[str, Any]
+    from_last_input: bool
+    grid: str
+
+
+def _defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+    """Keyword defaults of a generator function."""
+    params = inspect.signature(fn).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _solve_ns2d(state: torch.Tensor, times: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    forcing = None if p["forcing"] in (None, "none") else p["forcing"]
+    w = navier_stokes_2d(state[:, 0], p["nu"], times, forcing, cfl=p["cfl"])  # (B, T, n, n)
+    return w[:, :, None]
+
+
+def _solve_dr(state: torch.Tensor, times: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    return diffusion_reaction_2d(state[:, 0], state[:, 1], times, du=p["du"], dv=p["dv"], k=p["k"])
+
+
+def _solve_swe(state: torch.Tensor, times: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    return shallow_water_2d(state[:, 0], times, g=p["g"], cfl=p["cfl"])[:, :, None]
+
+
+FAMILIES: dict[str, Family] = {
+    "ns2d": Family(
+        "ns2d", _solve_ns2d, fourier_resample, fourier_resample, _defaults(make_ns2d), True,
+        "periodic nodes: Fourier truncation down, zero-padding up",
+    ),
+    "diffusion_reaction": Family(
+        "diffusion_reaction", _solve_dr, block_mean, _bilinear,
+        _defaults(make_diffusion_reaction), True,
+        "cell centres: block means down, bilinear up",
+    ),
+    "shallow_water": Family(
+        "shallow_water", _solve_swe, block_mean, _bilinear, {**SWE_DEFAULTS, "dtype": "float64"},
+        False, "cell centres: block means down, bilinear up",
+    ),
+}  # fmt: skip
+
+
+def family_of(name: str) -> Family:
+    """The ``Family`` of a generator name (aliases such as "dr", "swe" included)."""
+    canonical = GENERATORS[name].name if name in GENERATORS else name
+    if canonical not in FAMILIES:
+        raise ValueError(
+            f"cost: family {name!r} has no coarse-solver baseline; supported: {sorted(FAMILIES)}"
+        )
+    return FAMILIES[canonical]
+
+
+def coarse_solve(
+    reference: xr.Dataset,
+    family: str,
+    resolution: int,
+    t_in: int,
+    steps: int,
+    params: dict[str, Any] | None = None,
+    batch_size: int | None = None,
+    device: str = "cpu",
+) -> tuple[xr.Dataset, float]:
+    """The family's solver on a ``resolution``² grid from the reference's start frame (see the
+    module docstring), its frames t_in … t_in+steps−1 brought back to the reference grid.
+
+    reference: trajectories (sample, time, x, y) as the generator wrote them; params: the
+    generator's parameters (its defaults where missing). Returns the frames in the layout of
+    ``dl.rollout`` and the solver's wall time in seconds for all samples (``batch_size`` per
+    call, None: all at once), restriction and prolongation excluded."""
+    fam = family_of(family)
+    p = {**fam.defaults, **(params or {})}
+    fields, spatial = field_layout(reference)
+    shape = tuple(reference.sizes[d] for d in spatial)  # (X, Y)
+    start = t_in - 1 if fam.from_last_input else 0
+    t = reference["time"].values
+    if t_in < 1 or steps < 1 or t_in + steps > len(t):
+        raise ValueError(
+            f"coarse_solve: t_in={t_in}, steps={steps} do not fit the reference's {len(t)} frames"
+        )
+    times = t[start : t_in + steps] - t[start]  # (T,) from 0
+    state = np.stack(
+        [reference[f].isel(time=start).transpose("sample", *spatial).values for f in fields], 1
+    ).astype(np.float64)  # (N, C, X, Y)
+    coarse = torch.as_tensor(
+        fam.restrict(state, (resolution, resolution)), dtype=_DTYPES[p["dtype"]], device=device
+    )  # (N, C, n, n)
+    n = coarse.shape[0]
+    batch_size = batch_size or n
+    tic = time.perf_counter()
+    frames = np.concatenate(
+        [fam.solve(coarse[i : i + batch_size], times, p) for i in range(0, n, batch_size)]
+    )  # (N, T, C, n, n)
+    seconds = time.perf_counter() - tic
+    fine = fam.prolong(frames[:, t_in - start :], shape)  # (N, steps, C, X, Y)
+    pred = prediction_like(
+        reference, fields, np.arange(n), t[t_in : t_in + steps], np.moveaxis(fine, 2, -1)
+    )
+    return pred, seconds
+
+
+def solver_curve(
+    reference: xr.Dataset,
+    family: str,
+    resolutions: Sequence[int],
+    t_in: int,
+    steps: int,
+    params: dict[str, Any] | None = None,
+    batch_size: int | None = None,
+    device: str = "cpu",
+) -> xr.Dataset:
+    """``coarse_solve`` at each resolution, scored against the reference on frames
+    t_in … t_in+steps−1: ``l2re`` and ``seconds_per_trajectory`` (resolution,)."""
+    errors, seconds = [], []
+    n = reference.sizes["sample"]
+    for r in resolutions:
+        pred, s = coarse_solve(reference, family, int(r), t_in, steps, params, batch_size, device)
+        errors.append(float(score_rollout(pred, reference)["mean"]))
+        seconds.append(s / n)
+    return xr.Dataset(
+        {
+            "l2re": ("resolution", np.array(errors)),
+            "seconds_per_trajectory": ("resolution", np.array(seconds)),
+        },
+        coords={"resolution": np.asarray(resolutions, dtype=np.int64)},
+    )
+
+
+def cost_curve(
+    spec: dict[str, Any],
+    model: nn.Module,
+    resolutions: Sequence[int] | None = None,
+    t_in: int | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    device: str = "cpu",
+    cache_dir: str | None = None,
+) -> xr.Dataset:
+    """The model against the coarse-solver curve on the trajectories ``spec`` describes (a
+    ``generate_cached`` spec of a family in ``FAMILIES``), on frames t_in … t_in+steps−1.
+
+    resolutions: the solver's grids (None: the reference's N, N/2, N/4, N/8 down to 8; N itself
+    is the reference's own cost, restarted); t_in: the model's input frames (None: its config);
+    steps: scored frames (None: all after t_in); batch_size: trajectories per solver call and per
+    model batch (None: all). Both run on ``device``.
+    Returns ``l2re``, ``seconds_per_trajectory`` (resolution,), ``model_l2re``,
+    ``model_seconds_per_trajectory`` (); attrs: family, spec, t_in, steps, start_frame, grid,
+    batch_size, device, n_samples, reference_resolution."""
+    fam = family_of(str(spec.get("generate")))
+    reference = open_dataset(generate_cached(spec, cache_dir)).load()
+    t_in = unwrap(model).config.in_timesteps if t_in is None else t_in
+    steps = reference.sizes["time"] - t_in if steps is None else steps
+    n_grid = reference.sizes["x"]
+    if resolutions is None:
+        resolutions = [n_grid // 2**k for k in range(4) if n_grid // 2**k >= 8]
+    n = reference.sizes["sample"]
+    batch_size = batch_size or n
+    params = {k: v for k, v in spec.items() if k in fam.defaults}
+    curve = solver_curve(reference, fam.name, resolutions, t_in, steps, params, batch_size, device)
+
+    run = dict(t_in=t_in, batch_size=batch_size, device=device, progress=False)
+    rollout(model, reference.isel(sample=[0]), steps=1, **run)  # warm-up, untimed
+    tic = time.perf_counter()
+    pred = rollout(model, reference, steps=steps, **run)
+    model_seconds = (time.perf_counter() - tic) / n
+    curve["model_l2re"] = float(score_rollout(pred, reference)["mean"])
+    curve["model_seconds_per_trajectory"] = model_seconds
+    curve.attrs = dict(
+        family=fam.name,
+        spec=json.dumps(spec, sort_keys=True),
+        t_in=t_in,
+        steps=steps,
+        start_frame=t_in - 1 if fam.from_last_input else 0,
+        grid=fam.grid,
+        batch_size=batch_size,
+        device=str(device),
+        n_samples=n,
+        reference_resolution=n_grid,
+    )
+    return curve
+
+
+def speedup_at_equal_error(table: xr.Dataset) -> float | None:
+    """Solver seconds at the model's L2RE over the model's seconds (per trajectory).
+
+    The solver's time at the model's error is interpolated linearly in (log error, log time)
+    between the coarsest resolution whose error is at most the model's and the next coarser one.
+    None when the coarsest solve is already at least as accurate as the model (the model is less
+    accurate than any coarse solve: no equal-error point on the curve). When the model is more
+    accurate than every solve, the most accurate solve's time is used (a lower bound)."""
+    curve = table.sortby("resolution")
+    err = curve["l2re"].values
+    sec = curve["seconds_per_trajectory"].values
+    target = float(table["model_l2re"])
+    model_seconds = float(table["model_seconds_per_trajectory"])
+    good = np.nonzero(err <= target)[0]
+    if len(good) == 0:
+        return float(sec[np.argmin(err)]) / model_seconds
+    i = int(good[0])
+    if i == 0:
+        return None
+    e0, e1, s0, s1 = err[i - 1], err[i], sec[i - 1], sec[i]
+    if e1 <= 0:  # an exact solve: interpolate in log time against the error itself
+        frac = (e0 - target) / (e0 - e1)
+    else:
+        frac = (math.log(e0) - math.log(target)) / (math.log(e0) - math.log(e1))
+    return math.exp(math.log(s0) + frac * (math.log(s1) - math.log(s0))) / model_seconds
+
+
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "block_mean",
+    "coarse_solve",
+    "cost_curve",
+    "family_of",
+    "fourier_resample",
+    "solver_curve",
+    "speedup_at_equal_error",
+]
