@@ -95,6 +95,7 @@ class Family:
     are the whole state, so the solve starts at frame t_in−1 (else at frame 0)."""
 
     name: str
+    fields: tuple[str, ...]  # the state's channels, in the solver's order
     solve: Callable[[torch.Tensor, np.ndarray, dict[str, Any]], np.ndarray]
     restrict: Callable[[np.ndarray, tuple[int, int]], np.ndarray]
     prolong: Callable[[np.ndarray, tuple[int, int]], np.ndarray]
@@ -125,17 +126,18 @@ def _solve_swe(state: torch.Tensor, times: np.ndarray, p: dict[str, Any]) -> np.
 
 FAMILIES: dict[str, Family] = {
     "ns2d": Family(
-        "ns2d", _solve_ns2d, fourier_resample, fourier_resample, _defaults(make_ns2d), True,
+        "ns2d", ("vorticity",), _solve_ns2d, fourier_resample, fourier_resample,
+        _defaults(make_ns2d), True,
         "periodic nodes: Fourier truncation down, zero-padding up",
     ),
     "diffusion_reaction": Family(
-        "diffusion_reaction", _solve_dr, block_mean, _bilinear,
+        "diffusion_reaction", ("u", "v"), _solve_dr, block_mean, _bilinear,
         _defaults(make_diffusion_reaction), True,
         "cell centres: block means down, bilinear up",
     ),
     "shallow_water": Family(
-        "shallow_water", _solve_swe, block_mean, _bilinear, {**SWE_DEFAULTS, "dtype": "float64"},
-        False, "cell centres: block means down, bilinear up",
+        "shallow_water", ("h",), _solve_swe, block_mean, _bilinear,
+        {**SWE_DEFAULTS, "dtype": "float64"}, False, "cell centres: block means down, bilinear up",
     ),
 }  # fmt: skip
 
@@ -169,7 +171,10 @@ def coarse_solve(
     call, None: all at once), restriction and prolongation excluded."""
     fam = family_of(family)
     p = {**fam.defaults, **(params or {})}
-    fields, spatial = field_layout(reference)
+    fields, spatial = list(fam.fields), field_layout(reference)[1]
+    missing = [f for f in fields if f not in reference.data_vars]
+    if missing:
+        raise ValueError(f"coarse_solve: {fam.name} reference lacks the field(s) {missing}")
     shape = tuple(reference.sizes[d] for d in spatial)  # (X, Y)
     start = t_in - 1 if fam.from_last_input else 0
     t = reference["time"].values
