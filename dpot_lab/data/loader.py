@@ -145,15 +145,19 @@ class RunLoader:
     def __iter__(self) -> Iterator[dict]:
         one = self._one_epoch
         batches = _EpochBatches(self.mixture, one.sampler, self.batch_size, self.epoch, self.batch)
-        run = DataLoader(
-            _Epochs(self.mixture), batch_sampler=batches, num_workers=one.num_workers,
-            collate_fn=one.collate_fn, pin_memory=one.pin_memory,
-        )  # fmt: skip
-        for item in run:
+        for item in self._load(batches):
             self.batch += 1
             if self.batch == self.per_epoch:
                 self.epoch, self.batch = self.epoch + 1, 0
             yield item
+
+    def _load(self, batches: Sampler) -> Iterator[dict]:
+        """The collated items of each batch of run indices ``e·N + i`` (item i of epoch e)."""
+        one = self._one_epoch
+        return iter(DataLoader(
+            _Epochs(self.mixture), batch_sampler=batches, num_workers=one.num_workers,
+            collate_fn=one.collate_fn, pin_memory=one.pin_memory,
+        ))  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         """{"epoch", "batch_in_epoch"[, "mixture"]}: the position, and the mixture's state."""

@@ -313,24 +313,33 @@ class Mixture(Dataset):
 
     def window_start(self, index: int) -> int:
         """First frame of item ``index``'s window this epoch, from (seed, epoch, index) alone."""
-        k, _ = self.locate(index)
-        return self._start(index % len(self), k)
+        return self.window(index)[2]
 
-    def _start(self, index: int, k: int) -> int:
+    def window(self, index: int, epoch: int | None = None) -> tuple[int, int, int]:
+        """(source index, sample index, first frame) of item ``index``'s window in ``epoch``
+        (None: the current epoch), from (seed, epoch, index) alone."""
+        k, sample = self.locate(index)
+        epoch = self.epoch if epoch is None else int(epoch)
         n_starts = self._sources[k].t_total - self.t_in - self.t_out + 1
-        state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)
-        return int(state[0] % n_starts)
+        state = np.random.SeedSequence([self.seed, epoch, index % len(self)]).generate_state(1)
+        return k, sample, int(state[0] % n_starts)
+
+    def frames(
+        self, source: int, sample: int, start: int, stop: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames ``start:stop`` of one sample on the model grid, channels padded ->
+        (field (*resolution, T, channels), channel_mask (channels,))."""
+        field = self._to_grid(torch.from_numpy(self._read(source, sample, start, stop)), source)
+        return pad_channels(field, self.channels, self.pad_value)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        k, sample = self.locate(index)
-        src = self._sources[k]
         if self.mode == "window":
-            start = self._start(index % len(self), k)
-            data = self._read(k, sample, start, start + self.t_in + self.t_out)
+            k, sample, start = self.window(index)
+            stop = start + self.t_in + self.t_out
         else:
-            start, data = 0, self._read(k, sample, 0, src.t_total)
-        field = self._to_grid(torch.from_numpy(data), k)
-        field, channel_mask = pad_channels(field, self.channels, self.pad_value)  # (*G, T, C)
+            (k, sample), start = self.locate(index), 0
+            stop = self._sources[k].t_total
+        field, channel_mask = self.frames(k, sample, start, stop)  # (*G, T, C)
         item = {
             "channel_mask": channel_mask,
             "grid_mask": self.grid_mask(k),
@@ -342,7 +351,7 @@ class Mixture(Dataset):
             item["start"] = torch.tensor(start, dtype=torch.int64)
         else:
             item["x"] = field
-            item["native_shape"] = torch.tensor(src.native, dtype=torch.int64)
+            item["native_shape"] = torch.tensor(self._sources[k].native, dtype=torch.int64)
         return item
 
     # -- grids ----------------------------------------------------------------------------

@@ -54,8 +54,8 @@ DERIVED_MODEL_FIELDS = dict(
 # Range of every number that has one: "key op bound" (a null value, where allowed, is off).
 BOUNDS = (
     "seed >= 0", "steps >= 1", "batch_size >= 1", "t_ar >= 1", "t_out >= 1",
-    "data.t_in >= 1", "data.channels >= 1", "data.num_workers >= 0", "noise.scale >= 0",
-    "optim.lr > 0", "optim.weight_decay >= 0", "optim.div_factor > 0",
+    "data.t_in >= 1", "data.channels >= 1", "data.num_workers >= 0", "data.resident_gb > 0",
+    "noise.scale >= 0", "optim.lr > 0", "optim.weight_decay >= 0", "optim.div_factor > 0",
     "optim.final_div_factor > 0", "optim.clip_grad > 0", "optim.accumulate >= 1",
     "eval.every >= 0", "eval.horizon >= 1", "eval.batch_size >= 1", "eval.max_samples >= 1",
     "checkpoint.every >= 0", "checkpoint.keep >= 1", "safety.max_bad_steps >= 1",
@@ -108,6 +108,10 @@ class DataConfig:
     channels: int = 4
     pad_value: float = 1.0
     num_workers: int = 0
+    # where training windows are assembled: "loader" CPU DataLoader workers; "device" from
+    # trajectories kept on the training device (data.resident); "auto" device when they fit
+    placement: Literal["auto", "device", "loader"] = "loader"
+    resident_gb: float | None = None  # memory the resident trajectories may take (None: 1/4)
     cache_dir: str | None = None  # where generator specs are cached (None: the generator's default)
 
 

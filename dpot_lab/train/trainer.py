@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from dpot_lab.data.loader import RunLoader
+from dpot_lab.data.resident import run_loader
 from dpot_lab.evaluate.rollout import autoregress, predict_frames
 from dpot_lab.evaluate.score import sample_l2re
 from dpot_lab.models.checkpoint import open_checkpoint
@@ -96,7 +96,8 @@ class Trainer:
     ``run_dir`` from ``checkpoints/last.pt`` exactly (weights, optimizer, schedule, RNG, data
     order). A run directory that holds checkpoints is refused unless ``resume`` or ``overwrite``.
 
-    Beside the loop: ``loader`` (``data.loader.RunLoader``: the data position), ``guard``
+    Beside the loop: ``loader`` (the data position: ``data.loader.RunLoader``, or
+    ``data.resident.ResidentLoader`` by ``data.placement``), ``guard``
     (``safety.DivergenceGuard``: skipped steps, rollbacks), ``ema`` (``ema.EMA`` or None),
     ``transfer_report`` and ``lora_report`` (what ``init_from`` and ``optim.lora`` did, or None).
     """
@@ -151,8 +152,11 @@ class Trainer:
             test_data = data.test if test_data is None else test_data
         self.train_data, self.test_data = train_data, test_data
         self.source_names: list[str] = list(getattr(train_data, "source_names", []))
-        self.loader = RunLoader(
-            train_data, self.micro_batch, distributed=self.dist.distributed, seed=cfg.seed,
+        gb = cfg.data.resident_gb
+        self.loader = run_loader(
+            train_data, self.micro_batch, cfg.data.placement, self.device,
+            None if gb is None else int(gb * 2**30), distributed=self.dist.distributed,
+            seed=cfg.seed, progress=cfg.log.progress and self.dist.is_main,
             num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
         )  # fmt: skip
         self.optimizer = self._build_optimizer()

@@ -1,0 +1,174 @@
+"""Training batches gathered on the device: a window-mode :class:`~dpot_lab.data.mixture.Mixture`
+put on the model grid once and kept there, so a batch costs a few indexing kernels instead of
+CPU work in DataLoader workers.
+
+    run = ResidentLoader(mixture, batch_size=8, device="cuda")  # the batches of RunLoader
+    batch = next(iter(run)); state = run.state_dict()           # RunLoader's state, too
+    run = run_loader(mixture, 8, placement="auto", device="cuda")  # resident when it fits
+
+Windows are sliced from whole trajectories resized once; resizing acts frame by frame, so the
+values are those of the Mixture's own items.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+from tqdm.auto import tqdm
+
+from dpot_lab.data.loader import RunLoader
+from dpot_lab.data.mixture import Mixture
+
+PLACEMENTS = ("auto", "device", "loader")
+
+
+def resident_bytes(mixture: Mixture) -> dict[str, int]:
+    """Bytes each used source (weight > 0) takes resident: its trajectories on the model grid
+    ``(N, *resolution, T, channels)`` in float32."""
+    frame = math.prod(mixture.resolution) * mixture.channels * 4
+    return {
+        name: len(samples) * t * frame
+        for name, samples, t, w in zip(
+            mixture.source_names,
+            mixture.samples_per_source,
+            mixture.t_total_per_source,
+            mixture.weights,
+            strict=True,
+        )  # fmt: skip
+        if w > 0
+    }
+
+
+def default_budget(device: str | torch.device) -> int:
+    """A quarter of the device's memory in bytes (of the machine's RAM off CUDA)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory // 4
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+
+
+def _fits(mixture: Dataset, budget: int) -> bool:
+    return (
+        isinstance(mixture, Mixture)
+        and mixture.mode == "window"
+        and sum(resident_bytes(mixture).values()) <= budget
+    )
+
+
+class ResidentLoader(RunLoader):
+    """:class:`~dpot_lab.data.loader.RunLoader`'s batches (same order, sharding, position and
+    ``state_dict``) with every tensor gathered on ``device`` from resident trajectories.
+
+    ``max_bytes``: the memory the trajectories may take (None: :func:`default_budget`); a
+    mixture that needs more raises ValueError naming its sources and the budget.
+    """
+
+    def __init__(
+        self,
+        mixture: Mixture,
+        batch_size: int,
+        distributed: bool | None = None,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        max_bytes: int | None = None,
+        progress: bool = False,
+    ):
+        if not isinstance(mixture, Mixture) or mixture.mode != "window":
+            raise ValueError(
+                f"data on the device needs a window-mode Mixture, got {type(mixture).__name__}"
+                + (f" in {mixture.mode!r} mode" if isinstance(mixture, Mixture) else "")
+            )
+        super().__init__(mixture, batch_size, distributed=distributed, seed=seed, num_workers=0)
+        self.device = torch.device(device)
+        budget = default_budget(self.device) if max_bytes is None else int(max_bytes)
+        sizes = resident_bytes(mixture)
+        if sum(sizes.values()) > budget:
+            listed = ", ".join(f"{n!r} {b / 2**30:.3g} GiB" for n, b in sizes.items())
+            raise ValueError(
+                f"data on {self.device}: sources {listed} ({sum(sizes.values())} bytes in all) "
+                f"exceed the budget max_bytes={budget} ({budget / 2**30:.3g} GiB); raise it "
+                "(data.resident_gb) or read through the DataLoader (data.placement: loader)"
+            )
+        self._samples = mixture.samples_per_source  # per source: sample ids, ascending
+        self._fields = [  # per source (N, *R, T, C); None: unused
+            self._upload(k, name, progress) if w > 0 else None
+            for k, (name, w) in enumerate(zip(mixture.source_names, mixture.weights, strict=True))
+        ]
+        real = torch.tensor(mixture.num_channels_per_source)[:, None]  # (K, 1)
+        self._channel_masks = (torch.arange(mixture.channels) < real).to(self.device)  # (K, C)
+        grids = [mixture.grid_mask(k) for k in range(len(mixture.source_names))]
+        self._grid_masks = torch.stack(grids).to(self.device)  # (K, *R)
+
+    def _upload(self, k: int, name: str, progress: bool) -> torch.Tensor:
+        """Source k's trajectories on the model grid -> (N, *R, T, C) on the device."""
+        mix, samples = self.mixture, self._samples[k]
+        t = mix.t_total_per_source[k]
+        out = torch.empty((len(samples), *mix.resolution, t, mix.channels), device=self.device)
+        shown = tqdm(samples, desc=f"{name} -> {self.device}", disable=not progress)
+        for i, sample in enumerate(shown):
+            out[i] = mix.frames(k, int(sample), 0, t)[0]  # (*R, T, C)
+        return out
+
+    def _load(self, batches: Sampler) -> Iterator[dict[str, torch.Tensor]]:
+        n = len(self.mixture)
+        for run_indices in batches:
+            where = [self.mixture.window(i, e) for e, i in (divmod(r, n) for r in run_indices)]
+            columns = zip(*where, strict=True)  # source, sample, start
+            yield self._gather(*(torch.tensor(v, dtype=torch.int64) for v in columns))
+
+    def _gather(
+        self, source: torch.Tensor, sample: torch.Tensor, start: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The batch of windows (source, sample, first frame), each (B,) on the CPU."""
+        mix, dev = self.mixture, self.device
+        b, t_in, t_out = len(source), mix.t_in, mix.t_out
+        x = torch.empty((b, *mix.resolution, t_in, mix.channels), device=dev)
+        y = torch.empty((b, *mix.resolution, t_out, mix.channels), device=dev)
+        for k in source.unique().tolist():
+            rows = (source == k).nonzero().squeeze(1)  # (b_k,)
+            traj = torch.from_numpy(np.searchsorted(self._samples[k], sample[rows].numpy()))
+            frames = start[rows, None] + torch.arange(t_in + t_out)  # (b_k, L)
+            index = (traj[:, None].to(dev), *(slice(None),) * len(mix.resolution), frames.to(dev))
+            windows = self._fields[k][index].movedim(1, -2)  # (b_k, *R, L, C)
+            rows = rows.to(dev)
+            x[rows], y[rows] = windows[..., :t_in, :], windows[..., t_in:, :]
+        source = source.to(dev)
+        return {
+            "channel_mask": self._channel_masks[source],  # (B, C)
+            "grid_mask": self._grid_masks[source],  # (B, *R)
+            "source": source,
+            "sample": sample.to(dev),
+            "x": x,  # (B, *R, t_in, C)
+            "y": y,  # (B, *R, t_out, C)
+            "start": start.to(dev),
+        }
+
+
+def run_loader(
+    mixture: Dataset,
+    batch_size: int,
+    placement: str = "loader",
+    device: str | torch.device = "cpu",
+    max_bytes: int | None = None,
+    distributed: bool | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    **loader_kwargs: Any,
+) -> RunLoader:
+    """The run's batches by ``placement``: "loader" a RunLoader (``loader_kwargs`` go to its
+    DataLoader), "device" a ResidentLoader on ``device``, "auto" the ResidentLoader when
+    ``mixture`` is a window-mode Mixture within ``max_bytes`` (None: :func:`default_budget`)."""
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement={placement!r}: expected one of {PLACEMENTS}")
+    budget = max_bytes
+    if budget is None and placement != "loader":
+        budget = default_budget(device)
+    if placement == "device" or (placement == "auto" and _fits(mixture, budget)):
+        return ResidentLoader(mixture, batch_size, distributed, seed, device, budget, progress)
+    return RunLoader(mixture, batch_size, distributed=distributed, seed=seed, **loader_kwargs)
