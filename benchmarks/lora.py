@@ -69,7 +69,7 @@ def measure(setup, device: torch.device, batch: int, steps: int) -> dict:
 def accuracy(family: str, n_train: int, steps: int, lora_lr: float) -> None:
     """Full vs LoRA fine-tuning of the shipped model on a held-out family: test L2RE."""
     spec = yaml.safe_load(DEMO_DATA.read_text())["held_out"][family]
-    data = generate_cached(dict(spec, n_samples=n_train + 8, seed=5000))  # as benchmarks/transfer
+    data = generate_cached(dict(spec, n_samples=n_train + 8, seed=5000))  # first n_train train
     runs = {
         "full": None,
         "lora r4": {"rank": 4, "alpha": 8.0},
