@@ -147,6 +147,10 @@ def test_value_checks_name_the_key():
         TrainConfig.from_dict({"optim": {"part_lrs": {"decoder": 1e-4}}})
     with pytest.raises(ConfigError, match=r"data.n_test.*one count per source \(2\), got 1"):
         TrainConfig.from_dict({"data": {"sources": ["a.h5", "b.h5"], "n_test": [3]}})
+    with pytest.raises(ConfigError, match="data.placement.*'gpu'"):
+        TrainConfig.from_dict({"data": {"placement": "gpu"}})
+    with pytest.raises(ConfigError, match="data.resident_gb: expected a float > 0, got 0"):
+        TrainConfig.from_dict({"data": {"resident_gb": 0.0}})
 
 
 def test_yaml_exponent_floats_and_round_trip(tmp_path):

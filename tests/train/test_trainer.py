@@ -185,6 +185,23 @@ def test_resume_after_sigkill_is_bitwise_exact(adv1, tmp_path):
     assert losses[0] == losses[1] and len(losses[0]) == 8
 
 
+def test_resident_data_trains_like_the_loader(adv1, tmp_path):
+    """data.placement device vs. loader: the same weights after 3 steps over an epoch end;
+    "auto" is resident within data.resident_gb and the DataLoader beyond it."""
+    states = []
+    for placement in ("loader", "device"):
+        cfg = tiny_config([adv1], steps=3, batch_size=8, **{"data.placement": placement})
+        trainer = Trainer(cfg, run_dir=tmp_path / placement)
+        trainer.fit()
+        assert trainer.epoch == 1  # 20 training windows: 2 batches per epoch
+        states.append(trainer.model.state_dict())
+    assert type(trainer.loader).__name__ == "ResidentLoader"
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    for gb, kind in ((1e-2, "ResidentLoader"), (1e-3, "RunLoader")):  # it takes 2.5 MiB
+        cfg = tiny_config([adv1], **{"data.placement": "auto", "data.resident_gb": gb})
+        assert type(Trainer(cfg, run_dir=tmp_path / kind).loader).__name__ == kind
+
+
 def test_test_split_size_per_source(adv1, tmp_path):
     trainer = Trainer(tiny_config([adv1, adv1], **{"data.n_test": [2, 5]}), run_dir=tmp_path)
     assert {k: len(v) for k, v in trainer.test_data.items()} == {"adv1": 2, "adv1_2": 5}
