@@ -1,6 +1,6 @@
 """Training batches gathered on the device: a window-mode :class:`~dpot_lab.data.mixture.Mixture`
-put on the model grid once and kept there, so a batch costs a few indexing kernels instead of
-CPU work in DataLoader workers.
+put on the model grid once and kept there, so a batch costs a slice copy per window on the
+device instead of reading, resizing and collating in DataLoader workers.
 
     run = ResidentLoader(mixture, batch_size=8, device="cuda")  # the batches of RunLoader
     batch = next(iter(run)); state = run.state_dict()           # RunLoader's state, too
@@ -17,7 +17,6 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 from tqdm.auto import tqdm
@@ -96,6 +95,7 @@ class ResidentLoader(RunLoader):
                 "(data.resident_gb) or read through the DataLoader (data.placement: loader)"
             )
         self._samples = mixture.samples_per_source  # per source: sample ids, ascending
+        self._row = [{int(i): r for r, i in enumerate(ids)} for ids in self._samples]  # id -> row
         self._fields = [  # per source (N, *R, T, C); None: unused
             self._upload(k, name, progress) if w > 0 else None
             for k, (name, w) in enumerate(zip(mixture.source_names, mixture.weights, strict=True))
@@ -118,35 +118,28 @@ class ResidentLoader(RunLoader):
     def _load(self, batches: Sampler) -> Iterator[dict[str, torch.Tensor]]:
         n = len(self.mixture)
         for run_indices in batches:
-            where = [self.mixture.window(i, e) for e, i in (divmod(r, n) for r in run_indices)]
-            columns = zip(*where, strict=True)  # source, sample, start
-            yield self._gather(*(torch.tensor(v, dtype=torch.int64) for v in columns))
+            yield self._gather(
+                [self.mixture.window(i, e) for e, i in (divmod(r, n) for r in run_indices)]
+            )
 
-    def _gather(
-        self, source: torch.Tensor, sample: torch.Tensor, start: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """The batch of windows (source, sample, first frame), each (B,) on the CPU."""
-        mix, dev = self.mixture, self.device
-        b, t_in, t_out = len(source), mix.t_in, mix.t_out
-        x = torch.empty((b, *mix.resolution, t_in, mix.channels), device=dev)
-        y = torch.empty((b, *mix.resolution, t_out, mix.channels), device=dev)
-        for k in source.unique().tolist():
-            rows = (source == k).nonzero().squeeze(1)  # (b_k,)
-            traj = torch.from_numpy(np.searchsorted(self._samples[k], sample[rows].numpy()))
-            frames = start[rows, None] + torch.arange(t_in + t_out)  # (b_k, L)
-            index = (traj[:, None].to(dev), *(slice(None),) * len(mix.resolution), frames.to(dev))
-            windows = self._fields[k][index].movedim(1, -2)  # (b_k, *R, L, C)
-            rows = rows.to(dev)
-            x[rows], y[rows] = windows[..., :t_in, :], windows[..., t_in:, :]
-        source = source.to(dev)
+    def _gather(self, where: list[tuple[int, int, int]]) -> dict[str, torch.Tensor]:
+        """The batch of windows at (source, sample, first frame): one slice copy per window and
+        tensor (a strided block of the resident (N, *R, T, C), read once)."""
+        t_in, length = self.mixture.t_in, self.mixture.t_in + self.mixture.t_out
+        windows = [(self._fields[k][self._row[k][i]], s) for k, i, s in where]  # (*R, T, C), s
+        x = torch.stack([f[..., s : s + t_in, :] for f, s in windows])  # (B, *R, t_in, C)
+        y = torch.stack([f[..., s + t_in : s + length, :] for f, s in windows])  # (B, *R, t_out, C)
+        source, sample, start = (
+            torch.tensor(v, dtype=torch.int64).to(self.device) for v in zip(*where, strict=True)
+        )  # (B,) each
         return {
             "channel_mask": self._channel_masks[source],  # (B, C)
             "grid_mask": self._grid_masks[source],  # (B, *R)
             "source": source,
-            "sample": sample.to(dev),
-            "x": x,  # (B, *R, t_in, C)
-            "y": y,  # (B, *R, t_out, C)
-            "start": start.to(dev),
+            "sample": sample,
+            "x": x,
+            "y": y,
+            "start": start,
         }
 
 
