@@ -18,6 +18,8 @@ _NAMES = {
     "Mixture": "dpot_lab.data.mixture",
     "make_loader": "dpot_lab.data.loader",
     "RunLoader": "dpot_lab.data.loader",
+    "ResidentLoader": "dpot_lab.data.resident",
+    "run_loader": "dpot_lab.data.resident",
     "resize": "dpot_lab.data.transforms",
     "pad_channels": "dpot_lab.data.transforms",
 }
