@@ -34,6 +34,7 @@ RUN_TIMEOUT_S = 300  # a hang guard for the whole run, not a speed check
 
 # In JupyterLab: the code cells' execution counts, and the error outputs' text.
 JS_COUNTS = """() => {
+    if (!window.jupyterapp || !window.jupyterapp.shell) return null;  // the page still loading
     const nb = window.jupyterapp.shell.currentWidget;
     if (!nb || !nb.content || !nb.sessionContext.session) return null;
     return nb.content.widgets.filter(c => c.model.type === 'code')
