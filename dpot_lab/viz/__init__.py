@@ -25,6 +25,8 @@ _NAMES = {
     "rollout_images": "dpot_lab.viz.views",
     "error_curves": "dpot_lab.viz.views",
     "spectra_plot": "dpot_lab.viz.views",
+    "baseline_grids": "dpot_lab.viz.baseline",
+    "coarse_rollout": "dpot_lab.viz.baseline",
     "RolloutViewer": "dpot_lab.viz.app",
     "build_app": "dpot_lab.viz.app",
     "serve_demo": "dpot_lab.viz.app",
