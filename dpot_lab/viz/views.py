@@ -5,6 +5,8 @@ truth may hold more frames (the input window), they are matched by time. ``sampl
 along ``sample``; ``frame`` a position along the rollout's ``time``. ``frame`` may also be a
 HoloViews stream with a ``frame`` parameter (the app drives it with a Player), or None for a
 slider in a notebook: only the displayed frame is built. 3D fields show their middle z-slice.
+A ``baseline`` (e.g. the coarse solver's rollout, ``viz.baseline.coarse_rollout``) is laid out like
+``pred`` and shown beside it, named by ``baseline_label``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dpot_lab.evaluate.score import score_rollout
 hv.renderer("bokeh")  # load the Bokeh backend and its options without notebook output or CDN JS
 
 ERROR_CMAP = "RdBu_r"
+COLORS = hv.Cycle().values  # one colour per field, shared by its model and baseline curves
 FrameArg = int | hv.streams.Stream | None
 
 
@@ -99,54 +102,76 @@ def rollout_images(
     clim: tuple[float, float] | None = None,
     max_size: int = 256,
     width: int = 200,
+    baseline: xr.Dataset | None = None,
+    baseline_label: str = "baseline",
 ) -> hv.Layout:
     """truth | prediction | error images of one field: truth and prediction share ``clim`` (None:
-    the truth's range over the rollout), the error has its own symmetric scale. Frames are
-    downsampled to at most ``max_size``² on the server."""
+    the truth's range over the rollout), the error has its own symmetric scale. With a
+    ``baseline``: truth | prediction | baseline, then both errors on one symmetric scale. Frames
+    are downsampled to at most ``max_size``² on the server."""
     p, t = sample_pair(pred, truth, field, sample)
-    auto, elim = color_limits(p, t)
+    shown = {"prediction": p}
+    if baseline is not None:
+        shown[baseline_label] = sample_pair(baseline, truth, field, sample)[0]
+    auto, _ = color_limits(p, t)
+    err = max(color_limits(s, t)[1][1] for s in shown.values())
     clim = tuple(clim) if clim is not None else auto
     times = p["time"].values
+    one = baseline is None
 
-    def panel(which: str) -> Callable[[int], hv.Image]:
+    def panel(which: str, error: bool) -> Callable[[int], hv.Image]:
         def build(i: int) -> hv.Image:
             i = min(max(i, 0), len(times) - 1)
-            if which == "error":
-                da, lim, cm = p[i] - t[i], elim, ERROR_CMAP
+            if error:
+                da, lim, cm = shown[which][i] - t[i], (-err, err), ERROR_CMAP
+                name, label = ("error" if one else f"{which} error"), f"{field} error"
             else:
-                da, lim, cm = (t if which == "truth" else p)[i], clim, cmap
-            title = f"{which} · {field} · t = {times[i]:.4g}"
-            label = f"{field} error" if which == "error" else field
+                da, lim, cm = (t if which == "truth" else shown[which])[i], clim, cmap
+                name, label = which, field
+            title = f"{name} · {field} · t = {times[i]:.4g}"
             return _image(downsample(da, max_size), label, title, cm, lim, width)
 
         return build
 
-    return hv.Layout(
-        [_frames(frame, len(times), panel(w)) for w in ("truth", "prediction", "error")]
-    ).cols(3)
+    panels = [("truth", False), *((w, False) for w in shown), *((w, True) for w in shown)]
+    return hv.Layout([_frames(frame, len(times), panel(*w)) for w in panels]).cols(3)
 
 
 def error_curves(
-    pred: xr.Dataset, truth: xr.Dataset, sample: int = 0, frame: FrameArg = None, width: int = 360
+    pred: xr.Dataset,
+    truth: xr.Dataset,
+    sample: int = 0,
+    frame: FrameArg = None,
+    width: int = 360,
+    baseline: xr.Dataset | None = None,
+    baseline_label: str = "baseline",
 ) -> hv.Overlay:
     """Relative L2 error over space at each frame, one curve per field, with the current frame
-    marked; the title gives the sample's L2RE (all frames jointly, averaged over fields)."""
-    one = metrics.indexed(pred).isel(sample=[sample])
-    scored = score_rollout(one, truth).isel(sample=0)
-    steps, score = scored["step_error"], float(scored["mean"])  # (time, field), ()
-    fields = [str(f) for f in steps["field"].values]
-    times = steps["time"].values
-    curves = [
-        hv.Curve((times, steps.sel(field=f).values), "time", "relative L2 error", label=f)
-        for f in fields
-    ]
+    marked; the title gives the sample's L2RE (all frames jointly, averaged over fields). A
+    ``baseline``'s curves are dashed, in its field's colour, labelled "FIELD · baseline_label"."""
+    runs = {"": pred} | ({} if baseline is None else {baseline_label: baseline})
+    curves, titles = [], []
+    for name, run in runs.items():
+        scored = score_rollout(metrics.indexed(run).isel(sample=[sample]), truth).isel(sample=0)
+        steps = scored["step_error"]  # (time, field)
+        titles.append(f"{name} {float(scored['mean']):.4g}".strip())
+        for i, f in enumerate(str(f) for f in steps["field"].values):
+            curve = hv.Curve(
+                (steps["time"].values, steps.sel(field=f).values),
+                "time",
+                "relative L2 error",
+                label=f"{f} · {name}" if name else f,
+            )
+            style = "dashed" if name else "solid"
+            curves.append(curve.opts(color=COLORS[i % len(COLORS)], line_dash=style))
+    times = curves[0].dimension_values(0)  # the model's scored frames
     marker = _frames(frame, len(times), lambda i: hv.VLine(times[min(max(i, 0), len(times) - 1)]))
     overlay = hv.Overlay(curves) * marker.opts(color="gray", line_dash="dashed", line_width=1)
     return overlay.opts(
         hv.opts.Curve(line_width=2, tools=["hover"]),
         hv.opts.Overlay(
-            title=f"error per step · L2RE {score:.4g}", frame_width=width, frame_height=220,
-            legend_position="top_left", show_grid=True, toolbar="above",
+            title=f"error per step · L2RE {' · '.join(titles)}", frame_width=width,
+            frame_height=220, legend_position="top_left", show_grid=True, toolbar="above",
         ),
     )  # fmt: skip
 

@@ -108,3 +108,30 @@ def test_color_limits_ignore_diverged_frames():
     (lo, hi), (elo, ehi) = views.color_limits(p, t)
     assert np.isfinite([lo, hi, elo, ehi]).all() and elo == -ehi > -np.inf
     assert ehi == pytest.approx(float(abs(p[:3] - t[:3]).max()))
+
+
+def test_a_baseline_adds_its_images_and_dashed_error_curves():
+    pred, truth = _pair()
+    base = _pair(seed=1)[0]  # another prediction of the same frames
+    layout = views.rollout_images(pred, truth, "v", sample=1, frame=3, baseline=base,
+                                  baseline_label="solver 8²")  # fmt: skip
+    titles = [img.opts.get().kwargs["title"].split(" · ")[0] for img in layout]
+    assert titles == ["truth", "prediction", "solver 8²", "prediction error", "solver 8² error"]
+    np.testing.assert_array_equal(layout[2].dimension_values(2, flat=False), base.v[1, 3].values.T)
+    err = max(float(abs(p.v[1] - truth.v[1, 4:]).max()) for p in (pred, base))  # one scale
+    assert layout[3].opts.get().kwargs["clim"] == layout[4].opts.get().kwargs["clim"]
+    assert layout[4].opts.get().kwargs["clim"][1] == pytest.approx(err)
+
+    overlay = views.error_curves(pred, truth, sample=1, frame=2, baseline=base,
+                                 baseline_label="solver 8²")  # fmt: skip
+    curves = {c.label: c for c in overlay if isinstance(c, hv.Curve)}
+    assert set(curves) == {"u", "v", "u · solver 8²", "v · solver 8²"}
+    steps = dl.metrics.per_step_error(base, truth).isel(sample=1)
+    for f in "uv":
+        solver, model = curves[f"{f} · solver 8²"], curves[f]
+        np.testing.assert_array_equal(solver.dimension_values(0), pred["time"].values)
+        np.testing.assert_allclose(solver.dimension_values(1), steps[f].values, rtol=1e-6)
+        assert solver.opts.get().kwargs["line_dash"] == "dashed"
+        assert solver.opts.get().kwargs["color"] == model.opts.get().kwargs["color"]
+    l2re = float(dl.metrics.l2re(base, truth).isel(sample=1).to_array().mean())
+    assert overlay.opts.get().kwargs["title"].endswith(f" · solver 8² {l2re:.4g}")
