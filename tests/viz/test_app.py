@@ -1,5 +1,6 @@
 """The viewer's state without a browser: what each choice changes, and what it leaves alone."""
 
+import holoviews as hv
 import numpy as np
 import pytest
 import torch
@@ -28,6 +29,8 @@ def viewer(tmp_path):
     folder.mkdir()
     dl.data.save(waves(["u", "v"]), folder / "uv.h5")
     dl.data.save(waves(["w"]), folder / "w.h5")
+    dl.generate("diffusion_reaction", folder / "dr.h5", 2, 32, n_frames=14, t_end=0.65,
+                progress=False)  # fmt: skip
     (folder / "notes.h5").write_text("not a dataset\n")
     dl.data.save(waves(["u"]), tmp_path / "outside.h5")
     v = RolloutViewer(checkpoint=ckpt, data=folder / "uv.h5", data_dir=folder)
@@ -84,3 +87,36 @@ def test_bad_files_and_paths_give_messages_and_the_state_recovers(viewer, tmp_pa
     s.path = "w.h5"  # inside: added to the choices and opened
     assert "w.h5" in viewer.data.options and s.field == "w" and s.message == ""
     assert s.pred is not None and not viewer.message.visible
+
+
+def test_coarse_solver_only_for_a_solver_family(viewer):
+    s = viewer.state
+    assert viewer.baseline.disabled and list(viewer.baseline.options) == ["off"]
+    assert "ns2d" in s.baseline_note and viewer.baseline_note.visible  # waves: no solver
+    s.data = str(viewer.state.data_dir / "dr.h5")
+    assert not viewer.baseline.disabled and not viewer.baseline_note.visible
+    assert viewer.baseline.options == {"off": 0, "16²": 16, "8²": 8} and s.coarse is None
+
+
+def test_coarse_solver_beside_the_model_with_its_error_per_step(viewer):
+    s = viewer.state
+    s.data = str(s.data_dir / "dr.h5")
+    s.frame = 2
+    pred = s.pred
+    s.baseline = 16
+    assert s.pred is pred and s.frame == 2  # the model's rollout is not rerun
+    assert s.coarse.sizes == pred.sizes and s.message == ""
+    np.testing.assert_array_equal(s.coarse["time"].values, pred["time"].values)
+    assert len(viewer.images.object) == 5  # truth | model | solver, both errors
+    curves = {c.label: c for c in s.curves()[()] if isinstance(c, hv.Curve)}
+    assert set(curves) == {"u", "v", "u · coarse solver 16²", "v · coarse solver 16²"}
+    solver = curves["u · coarse solver 16²"].dimension_values(1)  # (steps,)
+    assert len(solver) == pred.sizes["time"] and (solver > 1e-3).all()
+    mean16 = float(dl.evaluate.score_rollout(s.coarse, s.truth)["mean"])
+    assert s.scores().endswith(f"coarse solver 16²: mean **{mean16:.3g}**")
+    s.baseline = 8  # coarser: worse
+    assert float(dl.evaluate.score_rollout(s.coarse, s.truth)["mean"]) > mean16
+    s.sample = 1  # solved for the new sample
+    assert int(s.coarse["sample"].values[0]) == 1 and s.frame == 0
+    s.data = str(s.data_dir / "uv.h5")  # no solver: switched off
+    assert s.baseline == 0 and s.coarse is None and len(viewer.images.object) == 3
