@@ -24,7 +24,8 @@
 # 2. how the error grows with the rollout step, against the persistence baseline;
 # 3. energy spectra: which scales the model keeps and which it smooths away;
 # 4. truth | prediction | error, frame by frame, with a player — the view of the rollout app;
-# 5. the rollout exported to netCDF.
+# 5. error against cost: is the model cheaper than the solver run on a coarser grid?
+# 6. the rollout exported to netCDF.
 #
 # `QUICK = True` (or `DPOT_LAB_QUICK=1`) keeps every size small.
 
@@ -36,6 +37,8 @@ OUT_DIR = "../runs/notebooks"  # exported rollouts (and a quick model, if one is
 CHECKPOINT = None  # ours or a DPOT release file; None: the shipped pre-trained model
 DATA = None  # {name: path} of trajectory files to evaluate; None: held-out sets generated here
 STEPS = None  # rollout steps; None: 8 in quick mode, else every frame after the input
+COST = None  # generator spec of the error-vs-cost plot (ns2d, diffusion_reaction or
+# shallow_water); None: the shipped model's NS demo set (in quick mode 2 trajectories on 32²)
 
 # %%
 from pathlib import Path
@@ -49,6 +52,7 @@ import xarray as xr
 
 import dpot_lab as dl
 from dpot_lab.data.generation import generate_cached
+from dpot_lab.viz.app import demo_sources
 
 hv.extension("bokeh", logo=False, inline=True)  # BokehJS from the kernel: works offline
 pn.extension(inline=True)
@@ -174,14 +178,15 @@ hv.Overlay(spectra).opts(
 #
 # The rollout viewer of `panel serve apps/rollout_viewer.py`, here in the notebook on the first
 # source: pick a sample and a field, press play. The error panel has its own symmetric colour
-# scale; the curve marks the current frame.
+# scale; the curve marks the current frame. For data a built-in solver made, *Coarse solver*
+# adds that solver's rollout on a coarser grid beside the model's (dashed: its error per step).
 
 # %%
 first = next(iter(DATA))
 viewer = dl.viz.RolloutViewer(checkpoint=CHECKPOINT, data=DATA[first])
 viewer.load()
 pn.Column(
-    pn.Row(viewer.sample, viewer.field, viewer.cmap),
+    pn.Row(viewer.sample, viewer.field, viewer.baseline, viewer.cmap),
     pn.Row(viewer.player, viewer.status),
     viewer.scores,
     viewer.images,
@@ -189,7 +194,55 @@ pn.Column(
 )
 
 # %% [markdown]
-# ## 5. Export
+# ## 5. Error against cost
+#
+# Is the model worth it, or would the solver that made the data, run on a coarser grid, be as
+# accurate for less? `dl.evaluate.cost_curve` re-runs the solver from the state the model starts
+# from on the data's grid (the reference) and on coarser ones (N/2, N/4, …, brought back to the
+# data's grid), rolls the model out from the first `t_in` frames, and scores each with L2RE over
+# the same frames against the reference, timing each (seconds per trajectory on this device).
+
+# %%
+if COST is None:
+    demo = next(e["spec"] for e in demo_sources().values() if e["spec"]["generate"] == "ns2d")
+    COST = dict(demo, n_samples=2, resolution=32, n_frames=t_in + 4) if QUICK else demo
+device = "cuda" if torch.cuda.is_available() else "cpu"
+table = dl.evaluate.cost_curve(COST, model, t_in=t_in, device=device, repeats=1 if QUICK else 3)
+speedup = dl.evaluate.speedup_at_equal_error(table)
+table.to_dataframe()
+
+# %% [markdown]
+# Log–log: each dot is the solver on one coarse grid (the reference grid itself, error ≈ 0, is
+# left out of the plot), the star is the model. Lower is more accurate, left is cheaper. The
+# speed-up at equal error follows the dashed line at the model's error to where it crosses the
+# solver's curve: that solver time over the model's (above 1: the model is cheaper at equal error).
+# "none": even the coarsest solve is more accurate than the model, so the curve never comes down
+# to the model's error; compare the times directly.
+
+# %%
+n_ref = table.attrs["reference_resolution"]
+coarse = table.sel(resolution=table["resolution"] < n_ref)
+sec, err = coarse["seconds_per_trajectory"].values, coarse["l2re"].values
+grids = [f"  {r}²" for r in coarse["resolution"].values]
+model_point = (float(table["model_seconds_per_trajectory"]), float(table["model_l2re"]))
+kdims, vdims = "seconds per trajectory", "L2RE"
+plot = (
+    hv.Curve((sec, err), kdims, vdims, label="coarse solver").opts(color="black")
+    * hv.Scatter((sec, err), kdims, vdims).opts(color="black", size=8)
+    * hv.Labels((sec, err, grids), [kdims, vdims], "grid").opts(text_align="left")
+    * hv.Scatter([model_point], kdims, vdims, label="model").opts(marker="star", size=16)
+    * hv.HLine(model_point[1]).opts(color="gray", line_dash="dashed", line_width=1)
+)
+gain = "none" if speedup is None else f"{speedup:.3g}×"
+plot.opts(
+    hv.opts.Overlay(title=f"{table.attrs['family']}: error against cost · speed-up at equal "
+                    f"error {gain} ({device}, batch {table.attrs['batch_size']})", logx=True,
+                    logy=True, frame_width=520, frame_height=320, show_grid=True,
+                    legend_position="bottom_left"),
+)  # fmt: skip
+
+# %% [markdown]
+# ## 6. Export
 #
 # The rollout is a Dataset like the input (same fields, dimensions and coordinates, `time`
 # continuing the input's, plus `diverged_at` per trajectory), so it exports as it is. netCDF-4
