@@ -1,5 +1,5 @@
 """Training batches gathered on the device: a window-mode :class:`~dpot_lab.data.mixture.Mixture`
-put on the model grid once and kept there, so a batch costs a slice copy per window on the
+put on the model grid once and kept there, so a batch costs two slice copies per window on the
 device instead of reading, resizing and collating in DataLoader workers.
 
     run = ResidentLoader(mixture, batch_size=8, device="cuda")  # the batches of RunLoader
@@ -7,7 +7,10 @@ device instead of reading, resizing and collating in DataLoader workers.
     run = run_loader(mixture, 8, placement="auto", device="cuda")  # resident when it fits
 
 Windows are sliced from whole trajectories resized once; resizing acts frame by frame, so the
-values are those of the Mixture's own items.
+values are those of the Mixture's own items. Sources beyond the memory budget stream in
+contiguous chunks (:class:`~dpot_lab.data.stream.ChunkStream`): a window of such a source keeps
+its place in the batch and its first frame, and takes a trajectory of the chunk serving that
+batch, drawn from (seed, epoch, index); the mixture's source proportions stay exact.
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 from tqdm.auto import tqdm
 
 from dpot_lab.data.loader import RunLoader
 from dpot_lab.data.mixture import Mixture
+from dpot_lab.data.stream import ChunkStream
 
 PLACEMENTS = ("auto", "device", "loader")
 
@@ -52,11 +58,34 @@ def default_budget(device: str | torch.device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
 
 
+def chunk_plan(mixture: Mixture, budget: int) -> dict[int, int]:
+    """Trajectories per chunk of each used source that streams, by source index (0: not even
+    one fits); the others are held whole. Sources are held whole smallest first while the
+    remaining ones can still stream two trajectories each; those share what is left, smallest
+    first, each at most an even split of it, two chunks at a time."""
+    frame = math.prod(mixture.resolution) * mixture.channels * 4
+    n = [len(s) for s in mixture.samples_per_source]
+    one = [t * frame for t in mixture.t_total_per_source]  # bytes per trajectory
+    order = sorted((k for k, w in enumerate(mixture.weights) if w > 0), key=lambda k: n[k] * one[k])
+    left = budget
+    for j, k in enumerate(order):
+        if n[k] * one[k] + sum(2 * one[o] for o in order[j + 1 :]) > left:
+            break
+        left -= n[k] * one[k]
+    else:
+        return {}
+    plan = {}
+    for i, k in enumerate(order[j:]):
+        plan[k] = min(n[k], left // (len(order) - j - i) // (2 * one[k]))
+        left -= plan[k] * one[k] * (1 if plan[k] == n[k] else 2)
+    return plan
+
+
 def _fits(mixture: Dataset, budget: int) -> bool:
     return (
         isinstance(mixture, Mixture)
         and mixture.mode == "window"
-        and sum(resident_bytes(mixture).values()) <= budget
+        and 0 not in chunk_plan(mixture, budget).values()
     )
 
 
@@ -64,8 +93,11 @@ class ResidentLoader(RunLoader):
     """:class:`~dpot_lab.data.loader.RunLoader`'s batches (same order, sharding, position and
     ``state_dict``) with every tensor gathered on ``device`` from resident trajectories.
 
-    ``max_bytes``: the memory the trajectories may take (None: :func:`default_budget`); a
-    mixture that needs more raises ValueError naming its sources and the budget.
+    ``max_bytes``: the memory the trajectories may take (None: :func:`default_budget`); the
+    sources :func:`chunk_plan` streams take windows from resident chunks instead (so batches
+    differ from RunLoader's there), and a budget that cannot hold two trajectories of each
+    raises ValueError naming the sources. ``held_bytes`` and ``peak_bytes``: what the
+    trajectories take now and at most so far.
     """
 
     def __init__(
@@ -86,58 +118,98 @@ class ResidentLoader(RunLoader):
         super().__init__(mixture, batch_size, distributed=distributed, seed=seed, num_workers=0)
         self.device = torch.device(device)
         budget = default_budget(self.device) if max_bytes is None else int(max_bytes)
-        sizes = resident_bytes(mixture)
-        if sum(sizes.values()) > budget:
+        plan = chunk_plan(mixture, budget)
+        short = [name for k, name in enumerate(mixture.source_names) if plan.get(k) == 0]
+        if short:
+            sizes = resident_bytes(mixture)
             listed = ", ".join(f"{n!r} {b / 2**30:.3g} GiB" for n, b in sizes.items())
             raise ValueError(
                 f"data on {self.device}: sources {listed} ({sum(sizes.values())} bytes in all) "
-                f"exceed the budget max_bytes={budget} ({budget / 2**30:.3g} GiB); raise it "
-                "(data.resident_gb) or read through the DataLoader (data.placement: loader)"
+                f"exceed the budget max_bytes={budget} ({budget / 2**30:.3g} GiB), and it cannot "
+                f"hold two trajectories of {short} to stream them; raise it (data.resident_gb) "
+                "or read through the DataLoader (data.placement: loader)"
             )
         self._samples = mixture.samples_per_source  # per source: sample ids, ascending
         self._row = [{int(i): r for r, i in enumerate(ids)} for ids in self._samples]  # id -> row
         self._points = math.prod(mixture.resolution)  # P
-        self._fields = [  # per source (N, P, T·C), grid points then (frame, channel); None: unused
-            self._upload(k, name, progress) if w > 0 else None
-            for k, (name, w) in enumerate(zip(mixture.source_names, mixture.weights, strict=True))
-        ]
+        used = [k for k, w in enumerate(mixture.weights) if w > 0]
+        self._fields = {  # source -> (N, P, T·C), grid points then (frame, channel)
+            k: self._upload(k, progress) for k in used if k not in plan
+        }
+        self._streams = {k: self._stream(k, m) for k, m in plan.items()}
         real = torch.tensor(mixture.num_channels_per_source)[:, None]  # (K, 1)
         self._channel_masks = (torch.arange(mixture.channels) < real).to(self.device)  # (K, C)
         grids = [mixture.grid_mask(k) for k in range(len(mixture.source_names))]
         self._grid_masks = torch.stack(grids).to(self.device)  # (K, *R)
 
-    def _upload(self, k: int, name: str, progress: bool) -> torch.Tensor:
+    def _trajectory(self, k: int, sample: int) -> torch.Tensor:
+        """One trajectory of source k on the model grid -> (P, T·C) on the CPU."""
+        field, _ = self.mixture.frames(k, sample, 0, self.mixture.t_total_per_source[k])
+        return field.reshape(self._points, -1)  # from (*R, T, C)
+
+    def _upload(self, k: int, progress: bool) -> torch.Tensor:
         """Source k's trajectories on the model grid -> (N, P, T·C) on the device."""
-        mix, samples = self.mixture, self._samples[k]
-        t = mix.t_total_per_source[k]
-        out = torch.empty((len(samples), self._points, t * mix.channels), device=self.device)
-        shown = tqdm(samples, desc=f"{name} -> {self.device}", disable=not progress)
-        for i, sample in enumerate(shown):
-            out[i] = mix.frames(k, int(sample), 0, t)[0].reshape(self._points, -1)  # (*R, T, C)
+        samples, t = self._samples[k], self.mixture.t_total_per_source[k]
+        out = torch.empty(
+            (len(samples), self._points, t * self.mixture.channels), device=self.device
+        )
+        desc = f"{self.mixture.source_names[k]} -> {self.device}"
+        for i, sample in enumerate(tqdm(samples, desc=desc, disable=not progress)):
+            out[i] = self._trajectory(k, int(sample))
         return out
 
-    def _load(self, batches: Sampler) -> Iterator[dict[str, torch.Tensor]]:
-        n = len(self.mixture)
-        for run_indices in batches:
-            yield self._gather(
-                [self.mixture.window(i, e) for e, i in (divmod(r, n) for r in run_indices)]
-            )
+    def _stream(self, k: int, chunk: int) -> ChunkStream:
+        """Source k in chunks of ``chunk`` trajectories, read in the background."""
+        shape = (self._points, self.mixture.t_total_per_source[k] * self.mixture.channels)
+        return ChunkStream(
+            partial(self._trajectory, k), self._samples[k], shape, chunk,
+            self.per_epoch, self.device, self.mixture.source_names[k],
+        )  # fmt: skip
 
-    def _gather(self, where: list[tuple[int, int, int]]) -> dict[str, torch.Tensor]:
-        """The batch of windows at (source, sample, first frame): per window, two strided slice
-        copies (inputs, targets) of its resident trajectory into the batch's tensors."""
+    @property
+    def held_bytes(self) -> int:
+        whole = sum(f.nbytes for f in self._fields.values())
+        return whole + sum(s.held_bytes for s in self._streams.values())
+
+    @property
+    def peak_bytes(self) -> int:
+        whole = sum(f.nbytes for f in self._fields.values())
+        return whole + sum(s.peak_bytes for s in self._streams.values())
+
+    def _load(self, batches: Sampler) -> Iterator[dict[str, torch.Tensor]]:
+        step = self.epoch * self.per_epoch + self.batch  # the run batch about to be gathered
+        for run_indices in batches:
+            yield self._gather(step, run_indices)
+            step += 1
+
+    def _window(self, run_index: int, chunks: dict) -> tuple[int, int, int, torch.Tensor]:
+        """(source, sample, first frame, trajectory (P, T·C)) of run index ``e·N + i``: the
+        Mixture's window, its trajectory drawn from the serving chunk for a streamed source."""
+        epoch, i = divmod(run_index, len(self.mixture))
+        k, sample, start = self.mixture.window(i, epoch)
+        if k not in chunks:
+            return k, sample, start, self._fields[k][self._row[k][sample]]
+        field, ids = chunks[k]  # (m, P, T·C), (m,)
+        draw = np.random.SeedSequence([self.mixture.seed, epoch, i, 1]).generate_state(1)[0]
+        row = int(draw % len(ids))
+        return k, int(ids[row]), start, field[row]
+
+    def _gather(self, step: int, run_indices: list[int]) -> dict[str, torch.Tensor]:
+        """The batch of run batch ``step``: per window, two strided slice copies (inputs,
+        targets) of its resident trajectory into the batch's tensors."""
         mix = self.mixture
         t_in, t_out, c = mix.t_in, mix.t_out, mix.channels
-        b, p = len(where), self._points
-        # (B, P, T·C) written in place: torch.stack of strided views took 3x as long
+        b, p = len(run_indices), self._points
+        chunks = {k: s.at(step) for k, s in self._streams.items()}  # (m, P, T·C), (m,)
+        where = [self._window(r, chunks) for r in run_indices]
+        # (B, P, T·C) written in place: torch.stack of strided views took 1.3-2x as long
         x = torch.empty((b, p, t_in * c), device=self.device)  # (B, P, t_in·C)
         y = torch.empty((b, p, t_out * c), device=self.device)  # (B, P, t_out·C)
-        for j, (k, i, s) in enumerate(where):
-            field = self._fields[k][self._row[k][i]]  # (P, T·C)
+        for j, (_, _, s, field) in enumerate(where):  # field (P, T·C)
             x[j].copy_(field[:, s * c : (s + t_in) * c])
             y[j].copy_(field[:, (s + t_in) * c : (s + t_in + t_out) * c])
-        ids = torch.tensor(list(zip(*where, strict=True)), dtype=torch.int64).to(self.device)
-        source, sample, start = ids  # (B,) each
+        ids = [[w[0] for w in where], [w[1] for w in where], [w[2] for w in where]]
+        source, sample, start = torch.tensor(ids, dtype=torch.int64).to(self.device)  # (B,)
         grid = (b, *mix.resolution)
         return {
             "channel_mask": self._channel_masks[source],  # (B, C)
@@ -163,7 +235,8 @@ def run_loader(
 ) -> RunLoader:
     """The run's batches by ``placement``: "loader" a RunLoader (``loader_kwargs`` go to its
     DataLoader), "device" a ResidentLoader on ``device``, "auto" the ResidentLoader when
-    ``mixture`` is a window-mode Mixture within ``max_bytes`` (None: :func:`default_budget`)."""
+    ``mixture`` is a window-mode Mixture whose sources ``max_bytes`` (None:
+    :func:`default_budget`) can hold whole or stream."""
     if placement not in PLACEMENTS:
         raise ValueError(f"placement={placement!r}: expected one of {PLACEMENTS}")
     budget = max_bytes

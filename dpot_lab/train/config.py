@@ -109,7 +109,8 @@ class DataConfig:
     pad_value: float = 1.0
     num_workers: int = 0
     # where training windows are assembled: "loader" CPU DataLoader workers; "device" from
-    # trajectories kept on the training device (data.resident); "auto" device when they fit
+    # trajectories kept on the training device (data.resident; sources beyond resident_gb
+    # stream in chunks); "auto" device unless resident_gb cannot hold two trajectories of each
     placement: Literal["auto", "device", "loader"] = "loader"
     resident_gb: float | None = None  # memory the resident trajectories may take (None: 1/4)
     cache_dir: str | None = None  # where generator specs are cached (None: the generator's default)

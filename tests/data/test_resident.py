@@ -1,8 +1,12 @@
-"""Batches gathered from resident trajectories: the same as RunLoader's, resumable, budgeted."""
+"""Batches gathered from resident trajectories: the same as RunLoader's, resumable, budgeted;
+sources beyond the budget streamed in chunks."""
 
 from __future__ import annotations
 
 import itertools
+import os
+import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -12,7 +16,7 @@ import xarray as xr
 from dpot_lab.data import native
 from dpot_lab.data.loader import RunLoader
 from dpot_lab.data.mixture import Mixture
-from dpot_lab.data.resident import ResidentLoader, resident_bytes, run_loader
+from dpot_lab.data.resident import ResidentLoader, chunk_plan, resident_bytes, run_loader
 
 
 def random_ds(n: int, t: int, shape: tuple[int, ...], channels: int, seed: int) -> xr.Dataset:
@@ -96,11 +100,16 @@ def test_resume_mid_epoch_continues_with_the_same_batches(mixture):
         assert_same(take(again, run.per_epoch), following, atol=1e-6)
 
 
-def test_budget_is_enforced_and_auto_falls_back_to_the_loader(mixture):
+def test_budget_streams_what_does_not_fit_and_auto_falls_back_below_two_trajectories(mixture):
     sizes = resident_bytes(mixture)
     assert sizes == {"a": 3 * 9 * 16 * 20 * 3 * 4, "b": 4 * 12 * 16 * 20 * 3 * 4}
-    too_small = sum(sizes.values()) - 1
-    with pytest.raises(ValueError, match=r"'a'.*'b'.*max_bytes=" + str(too_small)):
+    one_a, one_b = 9 * 16 * 20 * 3 * 4, 12 * 16 * 20 * 3 * 4  # bytes per trajectory
+    assert chunk_plan(mixture, sum(sizes.values())) == {}
+    assert chunk_plan(mixture, sum(sizes.values()) - 1) == {1: 1}  # b streams, a held whole
+    assert chunk_plan(mixture, sizes["a"] + 2 * one_b - 1) == {0: 1, 1: 1}  # both stream
+    too_small = 2 * one_a + 2 * one_b - 1
+    assert chunk_plan(mixture, too_small) == {0: 1, 1: 0}  # no room for two of b
+    with pytest.raises(ValueError, match=r"'a'.*'b'.*max_bytes=" + str(too_small) + r".*\['b'\]"):
         ResidentLoader(mixture, 2, max_bytes=too_small)
     assert type(run_loader(mixture, 2, "auto", max_bytes=too_small)) is RunLoader
     assert type(run_loader(mixture, 2, "auto", max_bytes=too_small + 1)) is ResidentLoader
@@ -116,3 +125,87 @@ def test_trajectory_mode_and_other_datasets_are_refused(mixture):
     with pytest.raises(ValueError, match="window-mode Mixture.*'trajectory'"):
         ResidentLoader(traj, 1)
     assert type(run_loader(traj, 1, "auto")) is RunLoader
+
+
+TRAJECTORY = 8 * 8 * 8 * 2 * 4  # bytes of one trajectory of ``streamed`` on its model grid
+
+
+@pytest.fixture(scope="module")
+def b_file(tmp_path_factory):
+    """10 trajectories, 2 channels, 8², 8 frames."""
+    return native.save(random_ds(10, 8, (8, 8), 2, 4), tmp_path_factory.mktemp("st") / "b.h5")
+
+
+@pytest.fixture(scope="module")
+def streamed(b_file) -> Mixture:
+    """A source 'a' of 3 trajectories and 'b' of 10 read from a file, weights 1 and 2."""
+    return Mixture(
+        {"a": random_ds(3, 8, (8, 8), 1, 5), "b": b_file}, weights={"a": 1, "b": 2},
+        resolution=8, t_in=2, t_out=1, channels=2, split="all", seed=2,
+    )  # fmt: skip
+
+
+BUDGET = 3 * TRAJECTORY + 2 * 2 * TRAJECTORY  # 'a' whole, 'b' two chunks of 2 trajectories
+
+
+def test_streamed_windows_keep_the_weights_and_visit_every_trajectory_alike(streamed):
+    """Sources in the loader's order (its windows where held whole); a streamed window is the
+    true window of a trajectory of the serving chunk, at the loader's first frame."""
+    assert chunk_plan(streamed, BUDGET) == {1: 2}
+    run, loader = ResidentLoader(streamed, 3, max_bytes=BUDGET), RunLoader(streamed, 3)
+    epochs = 60
+    ours, theirs = take(run, epochs * run.per_epoch), take(loader, epochs * run.per_epoch)
+    counts, per_sample = Counter(), Counter()
+    for one, two in zip(ours, theirs, strict=True):
+        assert torch.equal(one["source"], two["source"]) and torch.equal(one["start"], two["start"])
+        ids = one["source"], one["sample"], one["start"]
+        for j, (k, sample, start) in enumerate(zip(*ids, strict=True)):
+            counts[int(k)] += 1
+            if k == 0:
+                assert torch.equal(one["x"][j], two["x"][j]) and int(sample) == two["sample"][j]
+                continue
+            per_sample[int(sample)] += 1
+            field, _ = streamed.frames(1, int(sample), int(start), int(start) + 3)
+            assert torch.equal(one["x"][j], field[..., :2, :])
+            assert torch.equal(one["y"][j], field[..., 2:, :])
+    assert counts[1] / sum(counts.values()) == pytest.approx(20 / 23, abs=0.02)
+    assert set(per_sample) == set(range(10))
+    mean = counts[1] / 10
+    assert all(abs(n - mean) < 0.25 * mean for n in per_sample.values()), per_sample
+
+
+def test_streaming_is_deterministic_per_seed_and_resumes_mid_chunk(streamed):
+    first = take(ResidentLoader(streamed, 3, seed=4, max_bytes=BUDGET), 12)
+    assert_same(take(ResidentLoader(streamed, 3, seed=4, max_bytes=BUDGET), 12), first)
+    other = take(ResidentLoader(streamed, 3, seed=5, max_bytes=BUDGET), 12)
+    assert any(not torch.equal(a["x"], b["x"]) for a, b in zip(first, other, strict=True))
+    run = ResidentLoader(streamed, 3, seed=4, max_bytes=BUDGET)
+    take(run, 5)  # 5 chunks of 2 serve 2 batches each: run batch 5 is chunk 2's second
+    state = run.state_dict()
+    following = take(run, 10)
+    again = ResidentLoader(streamed, 3, seed=4, max_bytes=BUDGET)
+    again.load_state_dict(state)
+    assert_same(take(again, 10), following)
+
+
+def test_a_source_beyond_the_budget_never_holds_more(b_file):
+    """10 trajectories in a budget of 3: chunks of one, read one ahead."""
+    only_b = Mixture({"b": b_file}, resolution=8, t_in=2, t_out=1, channels=2, split="all")
+    budget = 3 * TRAJECTORY
+    assert resident_bytes(only_b) == {"b": 10 * TRAJECTORY} and chunk_plan(only_b, budget) == {0: 1}
+    run = run_loader(only_b, 2, "auto", max_bytes=budget)
+    seen = set()
+    for batch in itertools.islice(iter(run), 2 * run.per_epoch):
+        assert run.held_bytes <= budget
+        seen |= {int(s) for s in batch["sample"]}
+    assert seen == set(range(10))
+    assert run.peak_bytes == 2 * TRAJECTORY  # the chunk serving and the one read ahead
+
+
+def test_the_background_readers_error_names_the_file(tmp_path):
+    path = native.save(random_ds(6, 8, (8, 8), 2, 6), tmp_path / "b.h5")
+    mix = Mixture({"b": path}, resolution=8, t_in=2, t_out=1, channels=2, split="all")
+    run = ResidentLoader(mix, 2, max_bytes=3 * TRAJECTORY)  # reads nothing yet
+    os.replace(native.save(random_ds(6, 8, (8, 8), 2, 7), tmp_path / "new.h5"), path)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*changed"):
+        take(run, 1)

@@ -187,7 +187,8 @@ def test_resume_after_sigkill_is_bitwise_exact(adv1, tmp_path):
 
 def test_resident_data_trains_like_the_loader(adv1, tmp_path):
     """data.placement device vs. loader: the same weights after 3 steps over an epoch end;
-    "auto" is resident within data.resident_gb and the DataLoader beyond it."""
+    "auto" is resident within data.resident_gb, streams beyond it, and reads through the
+    DataLoader when it cannot hold two trajectories."""
     states = []
     for placement in ("loader", "device"):
         cfg = tiny_config([adv1], steps=3, batch_size=8, **{"data.placement": placement})
@@ -197,9 +198,10 @@ def test_resident_data_trains_like_the_loader(adv1, tmp_path):
         states.append(trainer.model.state_dict())
     assert type(trainer.loader).__name__ == "ResidentLoader"
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
-    for gb, kind in ((1e-2, "ResidentLoader"), (1e-3, "RunLoader")):  # it takes 2.5 MiB
+    # 20 trajectories of 128 KiB: held whole, in chunks of 4, not at all
+    for gb, kind in ((1e-2, "ResidentLoader"), (1e-3, "ResidentLoader"), (1e-4, "RunLoader")):
         cfg = tiny_config([adv1], **{"data.placement": "auto", "data.resident_gb": gb})
-        assert type(Trainer(cfg, run_dir=tmp_path / kind).loader).__name__ == kind
+        assert type(Trainer(cfg, run_dir=tmp_path / f"auto{gb}").loader).__name__ == kind
 
 
 def test_test_split_size_per_source(adv1, tmp_path):
