@@ -1,6 +1,7 @@
 """torchrun on CPU (DDP or FSDP over gloo) gives the loss curve of one process with the same
-global batch, and checkpoints resume across strategies and world sizes; activation checkpointing
-leaves gradients unchanged; the global batch must divide."""
+global batch (from the DataLoader or gathered on the device), and checkpoints resume across
+strategies and world sizes; activation checkpointing leaves gradients unchanged; the global batch
+must divide."""
 
 from __future__ import annotations
 
@@ -28,8 +29,13 @@ def _losses(run_dir):
     return train, evals
 
 
-def test_torchrun_two_processes_match_one(adv1, tmp_path):
-    cfg = tiny_config([adv1], steps=4, **{"data.n_test": 5, "eval.batch_size": 2})
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"data.placement": "device"}, {"data.placement": "device", "data.resident_gb": 5e-4}],
+    ids=["loader", "device", "device-streamed"],  # streamed: chunks of 2 trajectories
+)
+def test_torchrun_two_processes_match_one(adv1, tmp_path, data):
+    cfg = tiny_config([adv1], steps=4, **{"data.n_test": 5, "eval.batch_size": 2, **data})
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
