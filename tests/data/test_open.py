@@ -1,5 +1,6 @@
 """Laziness and process safety of opened datasets: opening reads no field data, indexing reads
-only the frames asked for, and lazy arrays work after pickling and in DataLoader workers."""
+only the frames asked for (and small gaps between them), and lazy arrays work after pickling and
+in DataLoader workers."""
 
 import pickle
 
@@ -58,7 +59,9 @@ def test_open_reads_nothing_and_isel_reads_only_its_frames(tmp_path, layouts, re
     np.testing.assert_array_equal(window, layouts.expected(ds[name])[1, 2:4])
     reads.clear()
     picked = ds[name].isel(sample=[2, 0], time=[4, 1], x=slice(None, None, -1)).values
-    assert sum(n for _, n in reads) == 2 * 2 * frame  # 2 samples x 2 frames
+    # frames this small are read with the gaps between them (samples 0-2 x frames 1-4), in one
+    # read per sample at most; tests/data/test_lazy.py: frames of real size are read alone
+    assert len(reads) <= 2 and sum(n for _, n in reads) <= 3 * 4 * frame
     np.testing.assert_array_equal(
         picked, layouts.expected(ds[name])[np.ix_([2, 0], [4, 1])][:, :, ::-1]
     )

@@ -1,0 +1,95 @@
+"""H5Array reads under xarray's outer indexing: index arrays (evenly spaced, scattered, unsorted,
+repeated) give what numpy indexing gives, in a few h5py reads of contiguous slices."""
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+
+from dpot_lab.data.lazy import H5Array, lazy_variable
+
+DIMS = ("sample", "time", "x", "y")
+SHAPE = (4, 30, 64, 64)  # 64² float32 frames: 16 KiB each, one per chunk as in native files
+
+
+@pytest.fixture
+def stored(tmp_path):
+    """(lazy Variable, the same data in memory) over a field chunked one frame per chunk."""
+    data = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
+    path = tmp_path / "field.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("u", data=data, chunks=(1, 1, 64, 64))
+    return lazy_variable(DIMS, H5Array([(path, "u")])), xr.Variable(DIMS, data)
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Elements returned by each h5py read of a field (datasets of 3 or more axes)."""
+    log = []
+    original = h5py.Dataset.__getitem__
+
+    def counting(self, key):
+        out = original(self, key)
+        if self.ndim >= 3:
+            log.append(np.size(out))
+        return out
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", counting)
+    return log
+
+
+INDEXES = {
+    "arange": np.arange(64),
+    "arange part": np.arange(5, 40),
+    "strided": np.arange(3, 60, 4),
+    "strided slice": slice(1, None, 3),
+    "scattered": np.array([0, 1, 2, 9, 30, 31, 63]),
+    "unsorted with repeats": np.array([7, 2, 2, 40, 7, 0, 63, 1]),
+    "one": np.array([17]),
+    "empty": np.array([], dtype=int),
+}
+
+
+@pytest.mark.parametrize("dim", ["x", "y"])
+@pytest.mark.parametrize("kind", sorted(INDEXES))
+def test_an_index_reads_like_numpy_in_one_read(stored, reads, kind, dim):
+    lazy, memory = stored
+    picks = {"sample": 1, "time": slice(2, 6), dim: INDEXES[kind]}
+    np.testing.assert_array_equal(lazy.isel(picks).values, memory.isel(picks).values)
+    assert len(reads) == 1  # within a frame, the covering slice is cheaper than more reads
+
+
+def test_indexes_on_every_dim_read_like_numpy(stored, reads):
+    lazy, memory = stored
+    picks = {
+        "sample": np.array([3, 0, 3]),
+        "time": np.arange(0, 30, 7),
+        "x": INDEXES["unsorted with repeats"],
+        "y": INDEXES["strided"],
+    }
+    np.testing.assert_array_equal(lazy.isel(picks).values, memory.isel(picks).values)
+    assert len(reads) == 5  # one per frame picked, samples 0-3 at once: skipping 1-2 costs more
+
+
+def test_aligning_with_the_same_coordinates_reads_once(stored, reads):
+    """xr.align passes an np.arange for every dim: one read, not one per row."""
+    lazy, memory = stored
+    coords = {d: np.arange(n) for d, n in zip(DIMS, SHAPE, strict=True)}
+    on_file = xr.DataArray(lazy, coords=coords)
+    _, truth = xr.align(xr.DataArray(memory, coords=coords), on_file, join="inner")
+    np.testing.assert_array_equal(truth.values, memory.values)
+    assert reads == [memory.size]
+
+
+@pytest.mark.parametrize(
+    ("picks", "expected"),
+    [
+        ({"sample": 2, "time": np.array([29, 0, 15])}, [64 * 64] * 3),  # a read per frame
+        ({"sample": np.array([3, 0])}, [30 * 64 * 64] * 2),  # a read per sample
+    ],
+)
+def test_frames_far_apart_are_read_alone(stored, reads, picks, expected):
+    """Gaps worth more than a read are skipped: only the frames asked for are read."""
+    lazy, memory = stored
+    np.testing.assert_array_equal(lazy.isel(picks).values, memory.isel(picks).values)
+    assert reads == expected
