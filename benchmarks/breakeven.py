@@ -13,23 +13,12 @@ viewer's demo sets (``sources`` in dpot_lab/assets/pretrained.yaml), made once b
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-import yaml
 
 import dpot_lab as dl
 from dpot_lab.evaluate.cost import cost_curve, speedup_at_equal_error
+from dpot_lab.viz import DEMO_CHECKPOINT, demo_sources
 
-ASSETS = Path(dl.__file__).parent / "assets"
 FAMILIES = ("ns2d", "diffusion_reaction", "shallow_water")
-
-
-def demo_specs() -> dict[str, dict]:
-    """The viewer's demo spec of each family in ``FAMILIES``, by family."""
-    sources = yaml.safe_load((ASSETS / "pretrained.yaml").read_text())["sources"]
-    return {
-        s["spec"]["generate"]: dict(s["spec"]) for s in sources if s["spec"]["generate"] in FAMILIES
-    }
 
 
 def format_table(table) -> str:
@@ -58,12 +47,12 @@ def format_table(table) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
-    parser.add_argument("--checkpoint", default=str(ASSETS / "pretrained.pt"))
+    parser.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="each time: the fastest of these")
     args = parser.parse_args()
     model = dl.load_checkpoint(args.checkpoint)
-    specs = demo_specs()
+    specs = {e["spec"]["generate"]: e["spec"] for e in demo_sources().values()}  # by family
     for family in args.families:
         table = cost_curve(
             {**specs[family], "progress": False}, model, device=args.device, repeats=args.repeats

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
+
 from dpot_lab.exports import lazy_names
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -16,6 +18,12 @@ DEMO_DATA = ASSETS / "pretrained.yaml"  # its description: demo data, held-out f
 def demo_checkpoint() -> Path:
     """The demo checkpoint the viewer opens: ``$DPOT_LAB_DEMO_CHECKPOINT`` or the shipped one."""
     return Path(os.environ.get("DPOT_LAB_DEMO_CHECKPOINT") or DEMO_CHECKPOINT)
+
+
+def demo_sources() -> dict[str, dict]:
+    """{name: {"name", "spec": generator spec}} of the demo data listed in ``DEMO_DATA``."""
+    entries = yaml.safe_load(DEMO_DATA.read_text())["sources"]
+    return {e["name"]: e for e in entries}
 
 
 _NAMES = {
@@ -35,4 +43,4 @@ _NAMES = {
 __getattr__, __dir__ = lazy_names(__name__, _NAMES)
 
 
-__all__ = ["ASSETS", "DEMO_CHECKPOINT", "DEMO_DATA", "demo_checkpoint", *_NAMES]
+__all__ = ["ASSETS", "DEMO_CHECKPOINT", "DEMO_DATA", "demo_checkpoint", "demo_sources", *_NAMES]

@@ -25,7 +25,6 @@ import holoviews as hv
 import panel as pn
 import param
 import xarray as xr
-import yaml
 from torch import nn
 
 from dpot_lab.data import schema
@@ -35,7 +34,7 @@ from dpot_lab.evaluate import metrics
 from dpot_lab.evaluate.rollout import field_layout, rollout
 from dpot_lab.evaluate.score import score_rollout
 from dpot_lab.models import load_checkpoint
-from dpot_lab.viz import DEMO_DATA, demo_checkpoint, views
+from dpot_lab.viz import demo_checkpoint, demo_sources, views
 from dpot_lab.viz.baseline import baseline_grids, coarse_rollout
 
 logger = logging.getLogger(__name__)
@@ -46,12 +45,6 @@ CMAPS = ["viridis", "magma", "cividis", "RdBu_r", "coolwarm", "twilight", "gray"
 DEMO_PREFIX = "demo: "
 PLAY_BUTTONS = ["first", "previous", "pause", "play", "next", "last"]
 BASELINE_OFF = {"off": 0}
-
-
-def demo_sources() -> dict[str, dict]:
-    """{name: generator spec} of the demo data listed in ``assets/pretrained.yaml``."""
-    entries = yaml.safe_load(DEMO_DATA.read_text())["sources"]
-    return {e["name"]: e for e in entries}
 
 
 def inside(path: str | os.PathLike, folder: str | os.PathLike) -> Path:
