@@ -13,11 +13,14 @@ mixture delivers through a DataLoader.
 (3) Per CPU core: the same batches from the DataLoader and from ``ResidentLoader``
     (trajectories on the model grid kept on ``--device``), each over one epoch, first batch
     excluded: windows/s, the cores used (CPU seconds of this process and its DataLoader
-    workers, read from /proc, per wall second), windows/s per core used, and their ratio.
+    workers, read from /proc, per wall second), windows/s per core used, and their ratio; with
+    ``--resident-gb`` below a source's size, that source streams in chunks.
 Wall-clock numbers depend on what else runs on the machine: the load average is printed. On
-the CPU much of a resident window's cost is the kernel's page faults on each batch's fresh
-memory (glibc hands freed batches back to the system); PyTorch's ``THP_MEM_ALLOC_ENABLE=1``
-(2 MiB pages for large tensors) cuts them, for both paths.
+the CPU a resident window costs about 0.6 ms of copying, and as much again or more when each
+batch lands on fresh pages from the kernel (the page faults per window are printed): glibc maps
+a batch of 32 MiB or more (``x`` at batch 14 and up) afresh every time, and returns smaller ones
+to the system or not depending on the heap's layout. ``THP_MEM_ALLOC_ENABLE=1`` (PyTorch's 2 MiB
+pages for large tensors) makes the fresh pages cheap and the figure steady.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -60,6 +64,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--windows", type=int, default=2000, help="windows timed per loader row")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="where ResidentLoader keeps the trajectories")  # fmt: skip
+    p.add_argument("--resident-gb", type=float, default=None,
+                   help="ResidentLoader's budget (default a quarter of the memory); sources "
+                   "beyond it stream in chunks")  # fmt: skip
     p.add_argument("--dir", type=Path, default=None, help="where to write the files (a temp dir)")
     args = p.parse_args()
     if args.quick:
@@ -174,22 +181,29 @@ def breakdown(mix: Mixture, n: int, batch_size: int) -> dict[str, float]:
     return out
 
 
-def resident_rate(mix: Mixture, args: argparse.Namespace) -> tuple[float, float, float]:
-    """(windows/s, cores used, upload seconds) of ResidentLoader over one epoch, the first batch
-    excluded."""
+def resident_rate(mix: Mixture, args: argparse.Namespace) -> tuple[float, float, float, float]:
+    """(windows/s, cores used, page faults per window, upload seconds) of ResidentLoader over one
+    epoch, the first batch excluded."""
     sync = torch.cuda.synchronize if torch.device(args.device).type == "cuda" else lambda: None
     t0 = time.perf_counter()
-    run = ResidentLoader(mix, args.batch_size, device=args.device)
+    gb = args.resident_gb
+    budget = None if gb is None else int(gb * 2**30)
+    run = ResidentLoader(mix, args.batch_size, device=args.device, max_bytes=budget)
     sync()
     upload = time.perf_counter() - t0
     batches = iter(run)
     next(batches)
     sync()
-    t0, c0 = time.perf_counter(), cpu_seconds()
+    t0, c0, f0 = time.perf_counter(), cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF)
     done = sum(batch["x"].shape[0] for batch in itertools.islice(batches, run.per_epoch - 1))
     sync()
-    wall = time.perf_counter() - t0
-    return done / wall, (cpu_seconds() - c0) / wall, upload
+    wall, faults = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+    return (
+        done / wall,
+        (cpu_seconds() - c0) / wall,
+        (faults.ru_minflt - f0.ru_minflt) / done,
+        upload,
+    )
 
 
 def main() -> None:
@@ -221,8 +235,7 @@ def main() -> None:
         steady, overall, cores = loader_rate(mix, args)
         ms = breakdown(mix, min(200, len(mix)), args.batch_size)
         rates[name] = args.workers * 1e3 / (ms["item"] + ms["collate"])
-        resident, resident_cores, upload = resident_rate(mix, args)
-        per_core[name] = (steady, cores, resident, resident_cores, upload)
+        per_core[name] = (steady, cores, *resident_rate(mix, args))
         print(
             f"| {name} | {steady:.0f} | {overall:.0f} | {ms['read']:.2f} | {ms['resize']:.2f} | "
             f"{ms['pad']:.2f} | {ms['item']:.2f} | {ms['collate']:.2f} | {rates[name]:.0f} |"
@@ -235,16 +248,17 @@ def main() -> None:
     print(
         f"\n| mixture source (batch {args.batch_size}) | DataLoader windows/s | cores used | "
         f"windows/s per core | resident ({args.device}) windows/s | cores used | windows/s per "
-        "core | per-core ratio | resident upload s |\n|---|---|---|---|---|---|---|---|---|"
+        "core | per-core ratio | resident page faults/window | resident upload s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
     )
-    for name, (steady, cores, resident, resident_cores, upload) in per_core.items():
+    for name, (steady, cores, resident, resident_cores, faults, upload) in per_core.items():
         ratio = (resident / resident_cores) / (steady / cores)
         print(
             f"| {name} | {steady:.0f} | {cores:.2f} | {steady / cores:.0f} | {resident:.0f} | "
             f"{resident_cores:.2f} | {resident / resident_cores:.0f} | {ratio:.1f} | "
-            f"{upload:.1f} |"
+            f"{faults:.0f} | {upload:.1f} |"
         )
-    steady, cores, resident, resident_cores, _ = per_core["both"]
+    steady, cores, resident, resident_cores, _, _ = per_core["both"]
     ratio = (resident / resident_cores) / (steady / cores)
     print(
         f"\ntarget resident >= 5x the DataLoader's windows/s per core used (both sources): "
