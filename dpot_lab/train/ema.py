@@ -1,7 +1,7 @@
 """An exponential moving average of a model's weights, for evaluation and checkpoints.
 
     ema = EMA(model, decay=0.999)
-    ema.update()                  # after each optimizer step
+    ema.update(step)              # after each optimizer step (step: the steps taken before it)
     with ema.applied():           # the averaged weights in the model for the duration
         scores = evaluate(model)
 
@@ -20,18 +20,26 @@ from dpot_lab.train import distributed
 
 
 class EMA:
-    """``w_ema ← decay·w_ema + (1 − decay)·w`` per floating-point tensor of ``model.state_dict()``
-    (buffers of other dtypes are copied)."""
+    """``w_ema ← d·w_ema + (1 − d)·w`` per floating-point tensor of ``model.state_dict()``
+    (buffers of other dtypes are copied), with the decay warmed up over the first steps,
+    ``d = min(decay, (1 + step) / (10 + step))``: a plain average would still hold 22 % of the
+    random initial weights after 1500 steps at 0.999."""
 
     def __init__(self, model: nn.Module, decay: float):
         self.model, self.decay = model, float(decay)
         self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    def decay_at(self, step: int) -> float:
+        """The decay of the update after ``step`` optimizer steps."""
+        return min(self.decay, (1 + step) / (10 + step))
+
     @torch.no_grad()
-    def update(self) -> None:
+    def update(self, step: int) -> None:
+        """Average in the model's weights after ``step`` earlier optimizer steps."""
+        weight = 1 - self.decay_at(step)
         for k, v in self.model.state_dict().items():
             if v.is_floating_point():
-                self.weights[k].lerp_(v, 1 - self.decay)
+                self.weights[k].lerp_(v, weight)
             else:
                 self.weights[k].copy_(v)
 

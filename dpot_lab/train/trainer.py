@@ -341,7 +341,7 @@ class Trainer:
             self.guard.good_step(self.step)
             self.optimizer.step()
             if self.ema is not None:
-                self.ema.update()
+                self.ema.update(self.step)
         else:
             self.optimizer.zero_grad(set_to_none=True)
             rollback = self.guard.bad_step()

@@ -69,15 +69,18 @@ def test_accumulation_equals_one_big_batch(adv1, tmp_path):
         torch.testing.assert_close(states[0][k], states[1][k], rtol=1e-4, atol=1e-6)
 
 
-def test_ema_is_an_exponential_average_of_the_weights(adv1, tmp_path):
+def test_ema_is_an_exponential_average_of_the_weights_with_a_warm_up(adv1, tmp_path):
     trainer = Trainer(tiny_config([adv1], ema=0.5), run_dir=tmp_path)
     seen = [{k: v.clone() for k, v in trainer.model.state_dict().items()}]
     for _ in range(2):
         trainer.train_step()
         seen.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
     key = "blocks.0.filter.w1"
-    expected = 0.25 * seen[0][key] + 0.25 * seen[1][key] + 0.5 * seen[2][key]
+    # decays min(0.5, (1 + step) / (10 + step)): 1/10 after step 0, 2/11 after step 1
+    d0, d1 = 0.1, 2 / 11
+    expected = d1 * (d0 * seen[0][key] + (1 - d0) * seen[1][key]) + (1 - d1) * seen[2][key]
     torch.testing.assert_close(trainer.ema.weights[key], expected)
+    assert trainer.ema.decay_at(100) == 0.5  # the configured decay once warmed up
     with trainer.ema.applied():
         assert torch.equal(trainer.model.state_dict()[key], trainer.ema.weights[key])
     assert torch.equal(trainer.model.state_dict()[key], seen[2][key])
