@@ -11,6 +11,12 @@ values are those of the Mixture's own items. Sources beyond the memory budget st
 contiguous chunks (:class:`~dpot_lab.data.stream.ChunkStream`): a window of such a source keeps
 its place in the batch and its first frame, and takes a trajectory of the chunk serving that
 batch, drawn from (seed, epoch, index); the mixture's source proportions stay exact.
+
+On the CPU a batch's ``x``, ``y`` and ``grid_mask`` are written into buffers the loader reuses
+(a ring of :data:`RING` sets) once nothing outside it references them: a batch kept, or any view
+of it, is never overwritten; one dropped is rewritten instead of new memory being allocated, whose
+fresh pages cost more than the copy (glibc maps 32 MiB and more anew for every allocation). On
+CUDA every batch is allocated anew: the caching allocator recycles device memory by itself.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from dpot_lab.data.mixture import Mixture
 from dpot_lab.data.stream import ChunkStream
 
 PLACEMENTS = ("auto", "device", "loader")
+RING = 3  # sets of batch buffers kept for reuse on the CPU (the trainer holds one, the loader one)
 
 
 def resident_bytes(mixture: Mixture) -> dict[str, int]:
@@ -81,6 +88,11 @@ def chunk_plan(mixture: Mixture, budget: int) -> dict[int, int]:
     return plan
 
 
+def _references(t: torch.Tensor) -> int:
+    """How many references t's memory has (tensors and views on it, numpy arrays, ...)."""
+    return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
+
+
 def _fits(mixture: Dataset, budget: int) -> bool:
     return (
         isinstance(mixture, Mixture)
@@ -97,7 +109,8 @@ class ResidentLoader(RunLoader):
     sources :func:`chunk_plan` streams take windows from resident chunks instead (so batches
     differ from RunLoader's there), and a budget that cannot hold two trajectories of each
     raises ValueError naming the sources. ``held_bytes`` and ``peak_bytes``: what the
-    trajectories take now and at most so far.
+    trajectories take now and at most so far. On the CPU a batch's tensors are recycled once
+    nothing outside the loader references them (see the module's docstring).
     """
 
     def __init__(
@@ -141,6 +154,7 @@ class ResidentLoader(RunLoader):
         self._channel_masks = (torch.arange(mixture.channels) < real).to(self.device)  # (K, C)
         grids = [mixture.grid_mask(k) for k in range(len(mixture.source_names))]
         self._grid_masks = torch.stack(grids).to(self.device)  # (K, *R)
+        self._ring: list[tuple[tuple[torch.Tensor, ...], list[int]]] = []  # (x, y, gm), refs
 
     def _trajectory(self, k: int, sample: int) -> torch.Tensor:
         """One trajectory of source k on the model grid -> (P, T·C) on the CPU."""
@@ -194,17 +208,35 @@ class ResidentLoader(RunLoader):
         row = int(draw % len(ids))
         return k, int(ids[row]), start, field[row]
 
+    def _outputs(self, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tensors to write a batch of b windows into: x (B, P, t_in·C), y (B, P, t_out·C), grid
+        mask (B, *R). On the CPU the oldest set of the ring that nothing outside it references
+        any more, else a new set that joins it (the oldest leaving); elsewhere a new set."""
+        mix, p = self.mixture, self._points
+        if self.device.type == "cpu":
+            for i, (outs, alone) in enumerate(self._ring):  # oldest first
+                if len(outs[0]) == b and [_references(t) for t in outs] == alone:
+                    self._ring.append(self._ring.pop(i))
+                    return outs
+        outs = (
+            torch.empty((b, p, mix.t_in * mix.channels), device=self.device),
+            torch.empty((b, p, mix.t_out * mix.channels), device=self.device),
+            torch.empty((b, *mix.resolution), dtype=self._grid_masks.dtype, device=self.device),
+        )
+        if self.device.type == "cpu":
+            self._ring = [*self._ring[1 - RING :], (outs, [_references(t) for t in outs])]
+        return outs
+
     def _gather(self, step: int, run_indices: list[int]) -> dict[str, torch.Tensor]:
         """The batch of run batch ``step``: per window, two strided slice copies (inputs,
         targets) of its resident trajectory into the batch's tensors."""
         mix = self.mixture
         t_in, t_out, c = mix.t_in, mix.t_out, mix.channels
-        b, p = len(run_indices), self._points
+        b = len(run_indices)
         chunks = {k: s.at(step) for k, s in self._streams.items()}  # (m, P, T·C), (m,)
         where = [self._window(r, chunks) for r in run_indices]
         # written in place, window by window: memory-bound, about 0.6 ms per 128²×11×4 window
-        x = torch.empty((b, p, t_in * c), device=self.device)  # (B, P, t_in·C)
-        y = torch.empty((b, p, t_out * c), device=self.device)  # (B, P, t_out·C)
+        x, y, grid_mask = self._outputs(b)  # (B, P, t_in·C), (B, P, t_out·C), (B, *R)
         for j, (_, _, s, field) in enumerate(where):  # field (P, T·C)
             x[j].copy_(field[:, s * c : (s + t_in) * c])
             y[j].copy_(field[:, (s + t_in) * c : (s + t_in + t_out) * c])
@@ -213,7 +245,7 @@ class ResidentLoader(RunLoader):
         grid = (b, *mix.resolution)
         return {
             "channel_mask": self._channel_masks[source],  # (B, C)
-            "grid_mask": self._grid_masks[source],  # (B, *R)
+            "grid_mask": torch.index_select(self._grid_masks, 0, source, out=grid_mask),  # (B, *R)
             "source": source,
             "sample": sample,
             "x": x.view(*grid, t_in, c),  # (B, *R, t_in, C)

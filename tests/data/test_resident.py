@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import weakref
 from collections import Counter
 
 import numpy as np
@@ -87,6 +88,33 @@ def test_windows_of_resized_trajectories_equal_resized_windows(mixture, source):
     whole, _ = mixture.frames(source, 0, 0, 9)  # (*R, T, C)
     window, _ = mixture.frames(source, 0, 4, 9)
     torch.testing.assert_close(whole[..., 4:9, :], window, rtol=0.0, atol=1e-6)
+
+
+def test_a_batch_is_rewritten_only_once_nothing_references_it(unresized):
+    """On the CPU the tensors of dropped batches serve again (no fresh pages per batch); a batch
+    kept whole, a view of one and a numpy array on one stay as they were."""
+    run, loader = ResidentLoader(unresized, 2, seed=1), RunLoader(unresized, 2, seed=1)
+    n = 4 * run.per_epoch
+    expected, seen, reused, kept = take(loader, 2 * n), {}, 0, []
+    parts = (  # what the second half keeps of a batch
+        lambda b: b,
+        lambda b: {"y": b["y"][..., -1:, :], "grid_mask": b["grid_mask"][0]},
+        lambda b: {"x": torch.from_numpy(b["x"].numpy()[1])},
+    )
+    for i, batch in enumerate(itertools.islice(iter(run), 2 * n)):
+        assert_same([batch], [expected[i]])
+        base = batch["x"]._base  # the ring's tensor under the batch's view
+        reused += id(base) in seen and seen[id(base)]() is base
+        seen[id(base)] = weakref.ref(base)
+        if i >= n:
+            kept.append((i, parts[i % 3](batch)))
+        del batch, base
+        if i == n - 1:
+            assert reused == n - 2  # two sets: the one taken, the one RunLoader's iterator holds
+    assert reused < 2 * n - 2  # keeping batches made new ones
+    for i, part in kept:
+        want = parts[i % 3](expected[i])
+        assert all(torch.equal(part[key], want[key]) for key in want), i
 
 
 def test_resume_mid_epoch_continues_with_the_same_batches(mixture):

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import pytest
 import torch
@@ -189,18 +190,37 @@ def test_resume_after_sigkill_is_bitwise_exact(adv1, tmp_path):
 
 
 def test_resident_data_trains_like_the_loader(adv1, tmp_path):
-    """data.placement device vs. loader: the same weights after 3 steps over an epoch end;
-    "auto" is resident within data.resident_gb, streams beyond it, and reads through the
-    DataLoader when it cannot hold two trajectories."""
-    states = []
-    for placement in ("loader", "device"):
-        cfg = tiny_config([adv1], steps=3, batch_size=8, **{"data.placement": placement})
-        trainer = Trainer(cfg, run_dir=tmp_path / placement)
-        trainer.fit()
-        assert trainer.epoch == 1  # 20 training windows: 2 batches per epoch
-        states.append(trainer.model.state_dict())
-    assert type(trainer.loader).__name__ == "ResidentLoader"
-    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    """data.placement device vs. loader: the same losses and weights, bitwise, over an epoch
+    end, in one batch or two micro-batches a step, though the device path's batches are written
+    into recycled tensors; "auto" is resident within data.resident_gb, streams beyond it, and
+    reads through the DataLoader when it cannot hold two trajectories."""
+    for accumulate, steps in ((1, 3), (2, 4)):  # 20 training windows: 2 or 5 batches an epoch
+        states, losses, reused = [], [], 0
+        for placement in ("loader", "device"):
+            cfg = tiny_config([adv1], steps=steps, batch_size=8, **{
+                "data.placement": placement, "optim.accumulate": accumulate})  # fmt: skip
+            run = tmp_path / f"{placement}{accumulate}"
+            trainer, seen = Trainer(cfg, run_dir=run), {}
+            take = trainer.next_batch
+
+            def spy(take=take, seen=seen):
+                nonlocal reused
+                batch = take()
+                base = batch[0]._base  # the loader's tensor under x (None from the DataLoader)
+                if base is not None:
+                    reused += id(base) in seen and seen[id(base)]() is base
+                    seen[id(base)] = weakref.ref(base)
+                return batch
+
+            trainer.next_batch = spy
+            trainer.fit()
+            assert trainer.epoch == 1
+            states.append(trainer.model.state_dict())
+            losses.append([r["loss"] for r in _records(run, "train")])
+        assert type(trainer.loader).__name__ == "ResidentLoader"
+        assert reused >= steps * accumulate - 2  # every batch but the first two recycled
+        assert losses[0] == losses[1] and len(losses[0]) == steps
+        assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     # 20 trajectories of 128 KiB: held whole, in chunks of 4, not at all
     for gb, kind in ((1e-2, "ResidentLoader"), (1e-3, "ResidentLoader"), (1e-4, "RunLoader")):
         cfg = tiny_config([adv1], **{"data.placement": "auto", "data.resident_gb": gb})
