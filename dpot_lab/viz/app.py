@@ -84,8 +84,8 @@ def _mtime(key: str) -> float:
 def _rollout(checkpoint: str, ckpt_mtime: float, key: str, data_mtime: float, sample: int):
     """(rollout of one sample from its first ``in_timesteps`` frames, that sample's trajectory).
 
-    The trajectory is read into memory at once (no larger than the rollout): matching the
-    rollout's frames in a lazily read file reads it one row at a time (seconds per score)."""
+    The trajectory is read into memory at once (no larger than the rollout), so every score and
+    frame of the sample is served from memory."""
     model = _model(checkpoint, ckpt_mtime)
     ds = _dataset(key, data_mtime)
     pred = rollout(model, ds, t_in=model.config.in_timesteps, samples=[sample], progress=False)
