@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dpot_lab.models import DPOT, DPOT3D, DPOTConfig, create_model
+from dpot_lab.models import DPOT, DPOT3D, DPOTConfig, afno, create_model
 from dpot_lab.models.afno import FourierMixing
 
 
@@ -84,6 +84,34 @@ def test_mode_rules_agree_when_nothing_is_truncated(latent):
     h = torch.randn(2, *latent, 16)
     with torch.no_grad():
         torch.testing.assert_close(sym(h), rel(h), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("latent", "modes", "rule"),
+    [((8, 8), 32, "release"), ((8, 8), 3, "symmetric"), ((5, 6), 2, "symmetric"),
+     ((7, 4), 3, "release"), ((4, 4, 4), 2, "symmetric"), ((3, 4, 5), 8, "release")],
+)  # fmt: skip
+def test_dft_matmuls_match_the_ffts(monkeypatch, latent, modes, rule):
+    """Small latents transform by DFT matmuls: the same outputs and gradients as the FFT path
+    (kept bands on both sides of 0, truncated and odd axes, 3D)."""
+    torch.manual_seed(0)
+    f = FourierMixing(16, 2, modes, n_spatial=len(latent), modes_z=modes, mode_rule=rule)
+    with torch.no_grad():
+        for p in f.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    h = torch.randn(3, *latent, 16, requires_grad=True)
+    g = torch.randn(3, *latent, 16)
+    results, limit_dft = [], afno.DFT_MAX_MODES
+    assert math.prod(len(k) for k in f.kept_modes(latent)) <= limit_dft
+    for limit in (limit_dft, 0):
+        monkeypatch.setattr(afno, "DFT_MAX_MODES", limit)
+        h.grad = None
+        f.zero_grad()
+        out = f(h)
+        out.backward(g)
+        results.append([out.detach(), h.grad.clone(), *(p.grad.clone() for p in f.parameters())])
+    for got, want in zip(*results, strict=True):
+        assert rel_l2(got, want) < 1e-6
 
 
 # --------------------------------------------------------------------------- grids and resize
@@ -235,24 +263,31 @@ def test_cpu_presets_train(name):
 
 
 # --------------------------------------------------------------------------- precision, compile
-def test_bf16_autocast_is_close_to_fp32_and_ffts_stay_fp32(monkeypatch):
+@pytest.mark.parametrize("transform", ["fft", "dft"])
+def test_bf16_autocast_is_close_to_fp32_and_transforms_stay_fp32(monkeypatch, transform):
+    """Under autocast the Fourier transforms (FFTs, or the DFT matmuls on small latents) take
+    and give float32."""
     torch.manual_seed(0)
     model = tiny(embed_dim=32, depth=2, n_blocks=4).eval()
     x = torch.randn(2, 16, 16, 3, 2)
+    if transform == "fft":
+        monkeypatch.setattr(afno, "DFT_MAX_MODES", 0)
     with torch.no_grad():
         ref = model(x)
         seen = []
-        for name in ("rfftn", "irfftn"):
-            original = getattr(torch.fft, name)
+        for owner, name in ((torch.fft, "rfftn"), (torch.fft, "irfftn"), (afno, "dft")):
+            original = getattr(owner, name)
 
             def spy(inp, *args, _original=original, **kwargs):
-                seen.append(inp.dtype)
-                return _original(inp, *args, **kwargs)
+                out = _original(inp, *args, **kwargs)
+                seen.append((inp.dtype, out.dtype))
+                return out
 
-            monkeypatch.setattr(torch.fft, name, spy)
+            monkeypatch.setattr(owner, name, spy)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = model(x)
-    assert seen and set(seen) <= {torch.float32, torch.complex64}
+    assert len(seen) == 2 * model.config.depth  # one transform each way per block
+    assert {t for pair in seen for t in pair} <= {torch.float32, torch.complex64}
     assert torch.isfinite(y).all()
     assert rel_l2(y, ref) < 3e-2
 
