@@ -29,8 +29,10 @@ from tqdm.auto import tqdm
 
 from dpot_lab.data import native
 from dpot_lab.data.open import open_dataset
+from dpot_lab.data.schema import field_names
 from dpot_lab.evaluate.rollout import source_name
 from dpot_lab.models.checkpoint import open_checkpoint
+from dpot_lab.models.dpot import adapt_model_config
 from dpot_lab.train.trainer import Trainer
 
 # The recipe of both runs; any key of a run config may be changed through ``recipe``.
@@ -70,12 +72,14 @@ def data_efficiency(
 ) -> xr.Dataset:
     """Fine-tuned and from-scratch test L2RE for each training-set size -> Dataset.
 
-    checkpoint: ours or a DPOT release file; its architecture is used by both runs (channels,
-    grid and ``t_in`` of the checkpoint: data with fewer channels is padded, other grids resized).
+    checkpoint: ours or a DPOT release file; its architecture is used by both runs (grid and
+    ``t_in`` of the checkpoint: other grids are resized; data with fewer channels is padded, data
+    with more gets a wider model whose fine-tuned run starts with a new embedding and head).
     dataset: a file ``dl.open_dataset`` reads, or a Dataset; needs ``n_test + max(counts)``
     trajectories of at least ``t_in + horizon`` frames. steps: optimizer steps of every run.
     Returns variables ``finetuned`` and ``scratch`` over dim ``n_train`` and the scalars
-    ``persistence`` and ``zero_shot`` (L2RE on the same test set); attrs name the inputs.
+    ``persistence`` and ``zero_shot`` (L2RE on the same test set; only when the checkpoint takes
+    the data's channels as they are); attrs name the inputs.
     ``callback`` gets a dict per finished run: {"run", "n_train", "l2re"}.
     """
     counts = sorted({int(n) for n in counts})
@@ -110,7 +114,8 @@ def data_efficiency(
         folder = Path(tmp)
         test_file = native.save(ds.isel(sample=slice(n_samples - n_test, n_samples)),
                                 folder / f"{name}_test.h5")  # fmt: skip
-        base = _base_config(recipe, arch, steps, horizon, seed, test_file)
+        channels = max(arch.in_channels, len(field_names(ds)))
+        base = _base_config(recipe, arch, channels, steps, horizon, seed, test_file)
         scores = {run: np.full(len(counts), np.nan) for run in RUNS}
         reference = None
         jobs = [(n, run) for n in counts for run in runs]
@@ -136,11 +141,11 @@ def data_efficiency(
         coords={"n_train": counts},
         attrs=dict(
             checkpoint=str(checkpoint), dataset=where, source=name, steps=steps, n_test=n_test,
-            horizon=horizon, t_in=t_in, batch_size=base["batch_size"],
+            horizon=horizon, t_in=t_in, batch_size=base["batch_size"], channels=channels,
         ),
     )  # fmt: skip
     out["persistence"] = float(reference["persistence"])
-    if "finetuned" in runs:
+    if "finetuned" in runs and channels == arch.in_channels:  # else no model as loaded to score
         out["zero_shot"] = float(reference["l2re"])
     return out
 
@@ -179,8 +184,9 @@ def format_study(table: xr.Dataset) -> str:
 
 
 def _base_config(
-    recipe: dict[str, Any] | None, arch: Any, steps: int, horizon: int, seed: int, test_file: Path
-) -> dict[str, Any]:
+    recipe: dict[str, Any] | None, arch: Any, channels: int, steps: int, horizon: int, seed: int,
+    test_file: Path,
+) -> dict[str, Any]:  # fmt: skip
     cfg = copy.deepcopy(RECIPE)
     for key, value in (recipe or {}).items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
@@ -193,7 +199,7 @@ def _base_config(
         **cfg.get("data", {}),
         "test_sources": [str(test_file)],
         "resolution": list(arch.img_size),
-        "channels": arch.in_channels,
+        "channels": channels,
         "t_in": arch.in_timesteps,
     }
     cfg["t_out"] = arch.out_timesteps
@@ -213,8 +219,9 @@ def _run_config(
         cfg.update(init_from=str(checkpoint), model={"preset": None})
         if lr is not None:
             cfg["optim"]["lr"] = lr
-    else:  # the same architecture, random weights
-        fields = {k: v for k, v in arch.to_dict().items() if k not in _FROM_DATA}
+    else:  # the same architecture (widened as the fine-tuned run's), random weights
+        same = adapt_model_config(arch, in_channels=cfg["data"]["channels"])
+        fields = {k: v for k, v in same.to_dict().items() if k not in _FROM_DATA}
         cfg["model"] = {"preset": "nano", **fields}
         cfg["optim"]["lr"] = scratch_lr
     return cfg

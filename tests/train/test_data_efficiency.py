@@ -3,6 +3,7 @@ fine-tuned run starts from the checkpoint while the scratch run does not."""
 
 import math
 
+import h5py
 import numpy as np
 import pytest
 import xarray as xr
@@ -82,3 +83,50 @@ def test_study_refuses_too_few_trajectories(study_inputs):
         data_efficiency(ckpt, data, counts=[8], steps=1, n_test=2, progress=False)
     with pytest.raises(ValueError, match="time: 16 frames"):
         data_efficiency(ckpt, data, counts=[2], steps=1, n_test=2, horizon=10, progress=False)
+
+
+def _write_well(path, n=6, t=16, size=32):
+    """The Well's layout: three scalar fields and a velocity vector (5 channels)."""
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 2 * np.pi, size, endpoint=False)
+    phase = rng.normal(size=(n, 1, 1, 1))
+    wave = np.sin(x[None, None, :, None] + 0.3 * np.arange(t)[None, :, None, None] + phase)
+    base = (wave * np.cos(x[None, None, None, :])).astype(np.float32)  # (N, T, X, Y)
+    varying = {"sample_varying": True, "time_varying": True, "dim_varying": [True, True]}
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"dataset_name": "toy", "grid_type": "cartesian", "n_spatial_dims": 2,
+                        "n_trajectories": n, "simulation_parameters": []})  # fmt: skip
+        dims = f.create_group("dimensions")
+        dims.attrs["spatial_dims"] = ["x", "y"]
+        for key, values in (("time", 0.1 * np.arange(t)), ("x", x), ("y", x)):
+            dims[key] = values.astype(np.float32)
+            dims[key].attrs.update({"sample_varying": False, "time_varying": key == "time"})
+        f.create_group("boundary_conditions")
+        f.create_group("scalars").attrs["field_names"] = []
+        scalars = f.create_group("t0_fields")
+        scalars.attrs["field_names"] = ["density", "pressure", "tracer"]
+        for k, name in enumerate(scalars.attrs["field_names"]):
+            scalars[name] = base * (k + 1) + 2
+            scalars[name].attrs.update(varying)
+        vectors = f.create_group("t1_fields")
+        vectors.attrs["field_names"] = ["velocity"]
+        vectors["velocity"] = np.stack([base, -base], -1)
+        vectors["velocity"].attrs.update(varying)
+        f.create_group("t2_fields").attrs["field_names"] = []
+    return path
+
+
+def test_a_well_file_with_more_channels_than_the_checkpoint(study_inputs, tmp_path):
+    ckpt, _ = study_inputs  # 2 channels; the file has 5
+    path = _write_well(tmp_path / "toy.hdf5")
+    table = data_efficiency(
+        ckpt, path, counts=[2, 4], steps=2, n_test=2, horizon=5, work_dir=tmp_path, progress=False
+    )
+    assert table.attrs["channels"] == 5
+    assert np.isfinite(table["finetuned"]).all() and np.isfinite(table["scratch"]).all()
+    assert "zero_shot" not in table  # the checkpoint cannot take 5 channels as it is
+    test = dl.open_dataset(path).isel(sample=slice(4, 6))
+    persistence = score_model(dl.create_model("nano", in_channels=5), test, steps=5)
+    assert float(table["persistence"]) == pytest.approx(
+        float(persistence["persistence_mean"]), rel=1e-5
+    )
