@@ -66,8 +66,9 @@ S = dict(
     n_test=2 if QUICK else 8,  # held-out trajectories that score every run
     ns3d=dict(n_frames=13, n_samples=4, resolution=16)  # t_in = 10 of the shipped model + 3
     if QUICK
-    else dict(n_frames=20, n_samples=200, resolution=32),
-    steps_3d=30 if QUICK else 2_000,
+    else dict(n_frames=15, n_samples=40, resolution=32),  # + 5 scored frames
+    steps_3d=30 if QUICK else 400,
+    batch_3d=4 if QUICK else 8,
     lr=1e-3,
 )
 
@@ -171,7 +172,7 @@ n_test_3d = max(1, S["ns3d"]["n_samples"] // 5)
 t_in, channels = opened.config.in_timesteps, opened.config.in_channels
 config_3d = {
     "name": "ns3d_from_2d", "seed": SEED, "steps": S["steps_3d"],
-    "batch_size": 4 if QUICK else 16, "init_from": str(CHECKPOINT),
+    "batch_size": S["batch_3d"], "init_from": str(CHECKPOINT),
     "model": {"preset": None, "n_spatial": 3},
     "data": {"sources": [str(ns3d_path)], "resolution": S["ns3d"]["resolution"], "t_in": t_in,
              "channels": channels, "n_test": n_test_3d, "weights": [2] if QUICK else None},
