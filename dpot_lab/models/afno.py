@@ -3,8 +3,9 @@ grid.
 
 The latent is channels-last, ``(B, *spatial, D)`` with 2 or 3 spatial axes. The parameters keep the
 release's layout (index 0 = real, 1 = imaginary) so released weights load as they are; the compute
-packs each complex block into one real matmul on an interleaved ``[re, im]`` view of the spectrum,
-touches only the kept modes and never fills full-size scratch tensors with zeros.
+runs complex64 matmuls on an interleaved ``[re, im]`` view of the spectrum (under autocast it packs
+each complex block into one real matmul, so that autocast lowers it), touches only the kept modes
+and never fills full-size scratch tensors with zeros.
 
 On small latents (at most ``DFT_MAX_MODES`` kept modes, e.g. the 8×8 latent of a 64² grid) the
 transforms are real matmuls with the kept rows of the DFT matrix instead of FFTs: the same
@@ -125,7 +126,18 @@ class FourierMixing(nn.Module):
         self.b2 = nn.Parameter(scale * torch.rand(2, n_blocks, bs))
 
     def _block_mlp(self, x: torch.Tensor) -> torch.Tensor:
-        """Complex block MLP on interleaved ``[re, im]`` rows: (nb, M, 2bs) -> same shape."""
+        """Complex block MLP on interleaved ``[re, im]`` rows: (nb, M, 2bs) -> same shape.
+
+        Without autocast the matmuls are complex64 ones on the weights as they are; under
+        autocast each complex block is packed into one real matmul, which autocast lowers (bf16).
+        """
+        if not torch.is_autocast_enabled(x.device.type):
+            z = torch.view_as_complex(x.unflatten(-1, (-1, 2)))  # (nb, M, bs)
+            w1, w2 = torch.complex(*self.w1.unbind(0)), torch.complex(*self.w2.unbind(0))
+            b1, b2 = torch.complex(*self.b1.unbind(0)), torch.complex(*self.b2.unbind(0))
+            h = torch.baddbmm(b1.unsqueeze(1), z, w1)
+            h = torch.view_as_complex(self.act(torch.view_as_real(h)))  # on re and im apart
+            return torch.view_as_real(torch.baddbmm(b2.unsqueeze(1), h, w2)).flatten(-2)
         h = torch.baddbmm(
             _pack_complex_bias(self.b1).unsqueeze(1), x, _pack_complex_weight(self.w1)
         )
