@@ -21,7 +21,10 @@ from xarray.core import indexing
 
 _MAX_OPEN = 128  # open handles kept per process (least recently used are closed first)
 _READ_BYTES = 1 << 16  # one more h5py read costs about as much as reading this many bytes more
-_lock = threading.Lock()
+# Every h5py call made here holds this lock: reads from background threads (data.stream) never
+# contend for h5py's own lock, and a fork (DataLoader workers) waits until no thread is inside
+# HDF5 or the handle cache, so a child never inherits either half-done.
+_lock = threading.RLock()
 _files: OrderedDict[str, tuple[tuple[int, int, int], h5py.File]] = OrderedDict()
 _datasets: dict[tuple[str, str], tuple[h5py.File, h5py.Dataset]] = {}  # looked-up datasets
 _owner_pid = os.getpid()
@@ -65,6 +68,11 @@ def _open(path: str) -> tuple[tuple[int, int, int], h5py.File]:
             _, (_, old) = _files.popitem(last=False)
             old.close()
     return stamp, handle
+
+
+os.register_at_fork(
+    before=_lock.acquire, after_in_parent=_lock.release, after_in_child=_lock.release
+)
 
 
 def open_h5(path: str | os.PathLike) -> h5py.File:
@@ -173,10 +181,12 @@ class H5Array(BackendArray):
         if not self.sources or (not stacked and len(self.sources) != 1):
             raise ValueError("H5Array needs one source, or several with stacked=True")
         self.stacked = stacked
-        self.stamps = {p: _open(p)[0] for p in dict.fromkeys(p for p, _ in self.sources)}
         path, key = self.sources[0]
-        dset = _dataset(path, key, self.stamps[path])
-        self.stored_shape = tuple(dset.shape)
+        with _lock:
+            self.stamps = {p: _open(p)[0] for p in dict.fromkeys(p for p, _ in self.sources)}
+            dset = _dataset(path, key, self.stamps[path])
+            self.stored_shape, stored_dtype = tuple(dset.shape), dset.dtype
+            shapes = [tuple(_dataset(p, k, self.stamps[p]).shape) for p, k in self.sources[1:]]
         self.fixed = {int(a): int(i) for a, i in (fixed or {}).items()}
         free = [a for a in range(len(self.stored_shape)) if a not in self.fixed]
         self.order = tuple(free if order is None else (int(a) for a in order))
@@ -185,17 +195,15 @@ class H5Array(BackendArray):
         for a, i in self.fixed.items():
             if not 0 <= i < self.stored_shape[a]:
                 raise ValueError(f"{path}: '{key}' axis {a} has no index {i}")
-        self.dtype = np.dtype(dset.dtype if dtype is None else dtype)
+        self.dtype = np.dtype(stored_dtype if dtype is None else dtype)
         member = tuple(self.stored_shape[a] for a in self.order)
         self.shape = ((len(self.sources),) if stacked else ()) + member
-        if stacked:
-            for p, k in self.sources[1:]:
-                shape = _dataset(p, k, self.stamps[p]).shape
-                if tuple(shape) != self.stored_shape:
-                    raise ValueError(
-                        f"{p}: '{k}' has shape {tuple(shape)}, expected {self.stored_shape} "
-                        f"like '{key}' in {path}"
-                    )
+        for (p, k), shape in zip(self.sources[1:], shapes, strict=True):
+            if shape != self.stored_shape:
+                raise ValueError(
+                    f"{p}: '{k}' has shape {shape}, expected {self.stored_shape} "
+                    f"like '{key}' in {path}"
+                )
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
         return indexing.explicit_indexing_adapter(
@@ -227,7 +235,8 @@ class H5Array(BackendArray):
         kept = [a for a, k in enumerate(stored) if not _is_int(k)]  # stored order after reading
         wanted = [a for a in self.order if a in kept]
         try:
-            data = _outer_read(_dataset(path, name, self.stamps[path]), tuple(stored))
+            with _lock:
+                data = _outer_read(_dataset(path, name, self.stamps[path]), tuple(stored))
         except OSError as exc:
             raise ValueError(
                 f"{path}: reading '{name}' failed ({exc}); the file may be truncated or corrupt"
@@ -242,6 +251,12 @@ class H5Array(BackendArray):
 
 def _dataset(path: str, key: str, stamp: tuple[int, int, int]) -> h5py.Dataset:
     """``key`` in ``path``, as long as the file is the one that was first opened (``stamp``)."""
+    with _lock:
+        return _lookup(path, key, stamp)
+
+
+def _lookup(path: str, key: str, stamp: tuple[int, int, int]) -> h5py.Dataset:
+    """:func:`_dataset`, under the lock."""
     now, handle = _open(path)
     if now != stamp:
         raise ValueError(

@@ -1,6 +1,10 @@
 """H5Array reads under xarray's outer indexing: index arrays (evenly spaced, scattered, unsorted,
 repeated) give what numpy indexing gives, in a few h5py reads of contiguous slices."""
 
+import os
+import signal
+import threading
+
 import h5py
 import numpy as np
 import pytest
@@ -93,3 +97,35 @@ def test_frames_far_apart_are_read_alone(stored, reads, picks, expected):
     lazy, memory = stored
     np.testing.assert_array_equal(lazy.isel(picks).values, memory.isel(picks).values)
     assert reads == expected
+
+
+def test_a_fork_while_another_thread_reads_gives_a_child_that_can_read(tmp_path):
+    """DataLoader workers fork while the streaming thread reads: the child must never inherit
+    the handle cache's lock (or HDF5) held by a thread it does not have."""
+    path = tmp_path / "field.h5"
+    data = np.arange(8 * 16 * 32 * 32, dtype=np.float32).reshape(8, 16, 32, 32)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("u", data=data, chunks=(1, 1, 32, 32))
+    array = H5Array([(path, "u")])
+    stop = threading.Event()
+
+    def read_forever():
+        while not stop.is_set():
+            array.read((slice(0, 8), slice(None), slice(None), slice(None)))
+
+    reader = threading.Thread(target=read_forever, daemon=True)
+    reader.start()
+    try:
+        for _ in range(20):
+            pid = os.fork()
+            if pid == 0:  # the child: one read, exit 0 if right
+                signal.alarm(10)  # a child that hangs is killed and reported below
+                ok = np.array_equal(array.read((3, 5, slice(None), slice(None))), data[3, 5])
+                os._exit(0 if ok else 1)
+            _, status = os.waitpid(pid, 0)
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, (
+                f"the forked child {'hung' if os.WIFSIGNALED(status) else 'read wrong data'}"
+            )
+    finally:
+        stop.set()
+        reader.join()
