@@ -250,13 +250,8 @@ class H5Array(BackendArray):
 
 
 def _dataset(path: str, key: str, stamp: tuple[int, int, int]) -> h5py.Dataset:
-    """``key`` in ``path``, as long as the file is the one that was first opened (``stamp``)."""
-    with _lock:
-        return _lookup(path, key, stamp)
-
-
-def _lookup(path: str, key: str, stamp: tuple[int, int, int]) -> h5py.Dataset:
-    """:func:`_dataset`, under the lock."""
+    """``key`` in ``path``, as long as the file is the one that was first opened (``stamp``);
+    called under ``_lock``."""
     now, handle = _open(path)
     if now != stamp:
         raise ValueError(
