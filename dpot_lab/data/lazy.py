@@ -21,10 +21,14 @@ from xarray.core import indexing
 
 _MAX_OPEN = 128  # open handles kept per process (least recently used are closed first)
 _READ_BYTES = 1 << 16  # one more h5py read costs about as much as reading this many bytes more
-# Every h5py call made here holds this lock: reads from background threads (data.stream) never
-# contend for h5py's own lock, and a fork (DataLoader workers) waits until no thread is inside
-# HDF5 or the handle cache, so a child never inherits either half-done.
+# Every h5py call made in this module holds this lock (the readers' own calls on handles from
+# open_h5 do not): background reads (data.stream) do not contend with each other for h5py's lock,
+# and a fork (DataLoader workers) waits until no thread is inside the cache or one of these reads,
+# so a child never inherits the lock held.
 _lock = threading.RLock()
+os.register_at_fork(
+    before=_lock.acquire, after_in_parent=_lock.release, after_in_child=_lock.release
+)
 _files: OrderedDict[str, tuple[tuple[int, int, int], h5py.File]] = OrderedDict()
 _datasets: dict[tuple[str, str], tuple[h5py.File, h5py.Dataset]] = {}  # looked-up datasets
 _owner_pid = os.getpid()
@@ -68,11 +72,6 @@ def _open(path: str) -> tuple[tuple[int, int, int], h5py.File]:
             _, (_, old) = _files.popitem(last=False)
             old.close()
     return stamp, handle
-
-
-os.register_at_fork(
-    before=_lock.acquire, after_in_parent=_lock.release, after_in_child=_lock.release
-)
 
 
 def open_h5(path: str | os.PathLike) -> h5py.File:
