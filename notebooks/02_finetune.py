@@ -30,8 +30,8 @@
 # 4. starts a **3D** model (Navier–Stokes 3D) from the 2D weights.
 #
 # Every score is the rollout L2RE (relative L2 error over the 10 predicted frames, as in the
-# paper) on held-out trajectories; lower is better. The full run takes about 15 minutes on a
-# 2-core CPU; `QUICK = True` (or `DPOT_LAB_QUICK=1`) shrinks it to about a minute.
+# paper) on held-out trajectories; lower is better. The full run takes about 17 minutes on one
+# core of a 2-core CPU; `QUICK = True` (or `DPOT_LAB_QUICK=1`) shrinks it to about a minute.
 
 # %% tags=["parameters"]
 import os
@@ -60,7 +60,7 @@ out = Path(OUT_DIR) / "finetune"
 out.mkdir(parents=True, exist_ok=True)
 solver = {"device": "cuda"} if torch.cuda.is_available() else {}  # solvers run on a GPU if any
 
-# Sizes: quick (about a minute on a CPU) or full (about 15 minutes on a 2-core CPU).
+# Sizes: quick (about a minute on a CPU) or full (about 17 minutes on one CPU core).
 S = dict(
     steps=20 if QUICK else 300,  # optimizer steps of every run, fine-tuned and scratch alike
     n_test=2 if QUICK else 8,  # held-out trajectories that score every run
