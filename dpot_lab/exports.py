@@ -17,10 +17,15 @@ def lazy_names(
 
     def __getattr__(name: str) -> Any:
         if name in modules:
-            return importlib.import_module(modules[name])
-        if name in names:
-            return getattr(importlib.import_module(names[name]), name)
-        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+            value = importlib.import_module(modules[name])
+        elif name in names:
+            value = getattr(importlib.import_module(names[name]), name)
+        else:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        # Bound on the package: importing a submodule binds its name there, so a function named
+        # like its module (train.data_efficiency) would turn into the module on the next access.
+        setattr(sys.modules[package], name, value)
+        return value
 
     def __dir__() -> list[str]:
         return sorted({*vars(sys.modules[package]), *names, *modules})

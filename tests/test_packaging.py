@@ -66,3 +66,18 @@ def test_public_surface():
         assert set(package.__all__) <= set(dir(package)), package.__name__
         with pytest.raises(AttributeError, match=rf"module '{package.__name__}' has no attribute"):
             package.no_such_name  # noqa: B018
+
+
+def test_a_lazy_name_stays_what_it_names_on_every_access():
+    """``dl.train.data_efficiency`` is a function defined in the module of the same name; the
+    import of that module binds the module's name on the package, which must not shadow it."""
+    code = (
+        "import inspect, dpot_lab as dl\n"
+        "from dpot_lab.data import generate\n"
+        "for pkg in (dl.train, dl.data, dl.viz):\n"
+        "    for name in pkg.__all__:\n"
+        "        first, again = getattr(pkg, name), getattr(pkg, name)\n"
+        "        assert first is again and not inspect.ismodule(again), (pkg.__name__, name)\n"
+        "assert callable(dl.train.data_efficiency) and dl.data.generate is generate\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
