@@ -19,7 +19,7 @@
 # Does pre-training pay off on a PDE the model has never seen? This notebook
 #
 # 1. loads a pre-trained checkpoint: by default the model shipped with dpot-lab
-#    (`dpot_lab/assets/pretrained.pt`, pre-trained on seven 2D PDE sources by
+#    (`dpot_lab/assets/pretrained.pt`, pre-trained on eight 2D PDE sources by
 #    `make pretrained-checkpoint`), or yours (`01_pretrain.ipynb` writes one), or a released DPOT
 #    file;
 # 2. generates trajectories of a family that was held out of its pre-training (the

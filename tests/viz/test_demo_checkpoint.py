@@ -1,12 +1,14 @@
 """The shipped pre-trained model earns its place: 10-step rollouts beat persistence 2x on each of
-the viewer's demo sets (fresh seeds of four of its pre-training families)."""
+the viewer's demo sets (fresh seeds of four of its pre-training families); its corpus is every
+built-in 2D family but the held-out ones."""
 
 import pytest
 import torch
 import yaml
 
 import dpot_lab as dl
-from dpot_lab.data.generation import generate_cached
+from dpot_lab.data.generation import GENERATORS, generate_cached
+from dpot_lab.train.config import TrainConfig
 from dpot_lab.viz import DEMO_CHECKPOINT, DEMO_DATA
 
 STEPS = 10
@@ -39,3 +41,13 @@ def test_demo_model_beats_persistence_twice(demo_model, entry):
     still_err = float(dl.metrics.l2re(still, truth).to_array().mean())
     print(f"{entry['name']}: demo model L2RE {model_err:.4f}, persistence {still_err:.4f}")
     assert model_err <= 0.5 * still_err
+
+
+def test_pretraining_corpus_is_every_2d_family_but_the_held_out_ones():
+    info = yaml.safe_load(DEMO_DATA.read_text())
+    config = TrainConfig.from_yaml(DEMO_DATA.parent / info["config"])
+    seen = {GENERATORS[spec["generate"]].name for spec in config.data.sources}
+    held_out = {GENERATORS[spec["generate"]].name for spec in info["held_out"].values()}
+    two_d = {g.name for g in GENERATORS.values() if g.name != "ns3d"}
+    assert len(held_out) == 2 and not seen & held_out
+    assert seen | held_out == two_d
