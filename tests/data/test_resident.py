@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import time
 import weakref
 from collections import Counter
 
@@ -222,12 +223,17 @@ def test_a_source_beyond_the_budget_never_holds_more(b_file):
     budget = 3 * TRAJECTORY
     assert resident_bytes(only_b) == {"b": 10 * TRAJECTORY} and chunk_plan(only_b, budget) == {0: 1}
     run = run_loader(only_b, 2, "auto", max_bytes=budget)
-    seen = set()
-    for batch in itertools.islice(iter(run), 2 * run.per_epoch):
+    batches = iter(run)
+    seen = {int(s) for s in next(batches)["sample"]}
+    end = time.monotonic() + 30  # the read ahead runs in the background: wait for it, not a race
+    while run.held_bytes < 2 * TRAJECTORY and time.monotonic() < end:
+        time.sleep(0.01)
+    assert run.held_bytes == 2 * TRAJECTORY  # the chunk serving and the one read ahead
+    for batch in itertools.islice(batches, 2 * run.per_epoch - 1):
         assert run.held_bytes <= budget
         seen |= {int(s) for s in batch["sample"]}
     assert seen == set(range(10))
-    assert run.peak_bytes == 2 * TRAJECTORY  # the chunk serving and the one read ahead
+    assert run.peak_bytes == 2 * TRAJECTORY  # never more than those two
 
 
 def test_the_background_readers_error_names_the_file(tmp_path):
