@@ -29,7 +29,7 @@ test: venv browser
 demo: venv
 	$(PY) -m dpot_lab.cli demo --port $(PORT)
 
-# Re-train the shipped CPU foundation model (configs/pretrain_cpu.yaml: seven PDE sources,
+# Re-train the shipped CPU foundation model (configs/pretrain_cpu.yaml: eight PDE sources,
 # data generation included) and keep its weights and config only, as `dpot-lab export` does.
 pretrained-checkpoint: venv
 	rm -rf runs/pretrained-checkpoint
