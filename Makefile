@@ -30,10 +30,11 @@ demo: venv
 	$(PY) -m dpot_lab.cli demo --port $(PORT)
 
 # Re-train the shipped CPU foundation model (configs/pretrain_cpu.yaml: eight PDE sources,
-# data generation included) and keep its weights and config only, as `dpot-lab export` does.
+# data generation included; 69 min on a 2-core CPU) and keep its weights and config only, as
+# `dpot-lab export` does.
 pretrained-checkpoint: venv
 	rm -rf runs/pretrained-checkpoint
-	OMP_NUM_THREADS=1 $(PY) -m dpot_lab.cli pretrain configs/pretrain_cpu.yaml --out runs/pretrained-checkpoint
+	OMP_NUM_THREADS=2 $(PY) -m dpot_lab.cli pretrain configs/pretrain_cpu.yaml --out runs/pretrained-checkpoint
 	$(PY) -m dpot_lab.cli export runs/pretrained-checkpoint/checkpoints/last.pt dpot_lab/assets/pretrained.pt
 
 lab: venv
