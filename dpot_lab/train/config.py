@@ -103,9 +103,12 @@ class DataConfig:
     test_fraction: float = 0.1  # the last trajectories of each source form its test split
     n_test: int | list[int] | None = None  # test trajectories, per source or one for all
     # (overrides test_fraction)
-    resolution: int | list[int] = 64
+    # the model grid; null: the grid of the data (the largest per axis where sources differ)
+    resolution: int | list[int] | None = None
     t_in: int = 10
-    channels: int = 4
+    # the model's channels; null: the checkpoint's (init_from) or the preset's, more where a
+    # source has more fields
+    channels: int | None = None
     pad_value: float = 1.0
     num_workers: int = 0
     # where training windows are assembled: "loader" CPU DataLoader workers; "device" from
@@ -418,7 +421,7 @@ class TrainConfig:
                 f"one count per source ({n_sources}), got {len(n_test)}",
             )
         need(min(n_test, default=0) >= 0, "data.n_test", f"counts >= 0, got {d.n_test}")
-        res = [d.resolution] if isinstance(d.resolution, int) else d.resolution
+        res = [d.resolution] if isinstance(d.resolution, int) else d.resolution or [1]
         need(min(res, default=0) >= 1, "data.resolution", f"sizes >= 1, got {d.resolution}")
 
     def _check_model(self, need: Callable[[bool, str, str], None]) -> None:
@@ -438,40 +441,56 @@ class TrainConfig:
         n_spatial = given.get("n_spatial", 2 if self.model.preset else None)
         res = self.data.resolution
         need(
-            isinstance(res, int)
+            res is None
+            or isinstance(res, int)
             or len(res) == n_spatial
             or (n_spatial is None and len(res) in (2, 3)),
             "data.resolution",
             f"an int or {n_spatial or '2 or 3'} ints (model.n_spatial={n_spatial}), got {res}",
         )
-        for key, value in self.derived_model_fields().items():
-            mine = given.get(key)
+        derived = self.derived_model_fields()
+        for key, data_key in DERIVED_MODEL_FIELDS.items():
+            mine, value = given.get(key), derived.get(key, "null (from the data)")
             if mine is not None and not _same_size(mine, value, n_spatial):
                 raise ConfigError(
                     f"{self._source}: model.{key}: {mine} differs from "
-                    f"{DERIVED_MODEL_FIELDS[key]}={value}; leave it out (it follows that key)"
+                    f"{data_key}={value}; leave it out (it follows that key)"
                 )
-        if self.model.preset is not None:
-            self.model_config()  # the sizes together: grid / patch, widths
+        if self.model.preset is not None:  # the sizes together: grid / patch, widths
+            self.model_config(partial=True)
 
     # ------------------------------------------------------------------ model
+    @property
+    def sizes_known(self) -> bool:
+        """Whether the data's grid and channels are given (null ones come from the data:
+        ``train.sources.with_data_sizes``)."""
+        return self.data.resolution is not None and self.data.channels is not None
+
     def derived_model_fields(self) -> dict[str, Any]:
+        """The model fields that follow the data's keys (those given)."""
         res = self.data.resolution
-        return {
-            "img_size": res if isinstance(res, int) else tuple(res),
+        fields = {
+            "img_size": res if isinstance(res, int | None) else tuple(res),
             "in_channels": self.data.channels,
             "in_timesteps": self.data.t_in,
             "out_timesteps": self.t_out,
         }
+        return {k: v for k, v in fields.items() if v is not None}
 
-    def model_config(self, base: DPOTConfig | None = None) -> DPOTConfig:
+    def model_config(self, base: DPOTConfig | None = None, partial: bool = False) -> DPOTConfig:
         """The ``DPOTConfig`` of this run: the preset (or ``base``, the architecture of a
-        checkpoint, when the preset is null), the overrides and the data's sizes."""
+        checkpoint, when the preset is null), the overrides and the data's sizes (``partial``:
+        the preset's where the data's are null, to check the other sizes against them)."""
         changes = {**self.model.overrides, **self.derived_model_fields()}
         try:
+            if self.model.preset is None and base is None:
+                raise ValueError("preset is null: pass the checkpoint's config as ``base``")
+            if not (self.sizes_known or partial):
+                raise ValueError(
+                    "data.resolution or data.channels is null: fill them from the data first "
+                    "(dpot_lab.train.sources.with_data_sizes)"
+                )
             if self.model.preset is None:
-                if base is None:
-                    raise ValueError("preset is null: pass the checkpoint's config as ``base``")
                 changes.setdefault("n_cls", 0)  # the class head takes no part in training
                 if isinstance(changes["img_size"], int):
                     changes["img_size"] = (changes["img_size"],) * changes.get(

@@ -76,9 +76,10 @@ def data_efficiency(
 ) -> xr.Dataset:
     """Fine-tuned and from-scratch test L2RE for each training-set size -> Dataset.
 
-    checkpoint: ours or a DPOT release file; its architecture is used by both runs (grid and
-    ``t_in`` of the checkpoint: other grids are resized; data with fewer channels is padded, data
-    with more gets a wider model whose fine-tuned run starts with a new embedding and head).
+    checkpoint: ours or a DPOT release file; its architecture is used by both runs (``t_in`` of
+    the checkpoint; the data's own grid, the positional embedding interpolated; data with fewer
+    channels is padded, data with more gets a wider model whose fine-tuned run starts with a new
+    embedding and head).
     dataset: a file ``dl.open_dataset`` reads, or a Dataset; needs ``n_test + max(counts)``
     trajectories of at least ``t_in + horizon`` frames. steps: optimizer steps of every run.
     Returns variables ``finetuned`` and ``scratch`` over dim ``n_train`` and the scalars
@@ -202,7 +203,6 @@ def _base_config(
     cfg["data"] = {
         **cfg.get("data", {}),
         "test_sources": [str(test_file)],
-        "resolution": list(arch.img_size),
         "channels": channels,
         "t_in": arch.in_timesteps,
     }

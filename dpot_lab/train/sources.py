@@ -15,8 +15,12 @@ import logging
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from dpot_lab.data import schema
 from dpot_lab.data.generation import generate_cached
 from dpot_lab.data.mixture import Mixture
+from dpot_lab.data.open import open_dataset
+from dpot_lab.models.dpot import DPOTConfig
+from dpot_lab.models.presets import PRESETS
 from dpot_lab.train import distributed
 from dpot_lab.train.config import ConfigError, TrainConfig
 
@@ -60,6 +64,57 @@ def resolve_sources(
             name, k = f"{base}_{k}", k + 1
         named[name] = path
     return named
+
+
+def _grid(sizes: tuple[int, ...]) -> str:
+    return "×".join(map(str, sizes))
+
+
+def with_data_sizes(
+    config: TrainConfig, arch: DPOTConfig | None = None, is_main: bool = True
+) -> TrainConfig:
+    """``config`` with a null ``data.resolution`` or ``data.channels`` filled from its sources.
+
+    resolution: the grid the sources share (the largest per axis where they differ), so a
+    checkpoint of another grid fine-tunes at the data's own grid (its positional embedding
+    interpolated). channels: the model's own (``arch``, the ``init_from`` architecture, else the
+    preset's), or the most fields of any source where that is more. Logs what it chose and how
+    it differs from ``arch``."""
+    d = config.data
+    if config.sizes_known:
+        return config
+    where = f"{config._source}: data"
+    named = resolve_sources([*d.sources, *(d.test_sources or [])], d.cache_dir, where, is_main)
+    if not named:
+        raise ConfigError(f"{config._source}: data.sources: expected at least one path or spec")
+    grids, n_fields = {}, {}
+    for name, path in named.items():
+        with open_dataset(path) as ds:
+            grids[name] = tuple(ds.sizes[dim] for dim in schema.spatial_dims(ds))
+            n_fields[name] = len(schema.field_names(ds))
+    if len({len(g) for g in grids.values()}) > 1:
+        raise ConfigError(f"{where}: sources mix 2D and 3D grids: {grids}")
+    changes: dict[str, Any] = {}
+    if d.resolution is None:
+        grid = tuple(max(axis) for axis in zip(*grids.values(), strict=True))
+        changes["data.resolution"] = list(grid)
+        if len(set(grids.values())) > 1:
+            log.info("sources on grids %s: the model grid is %s", grids, _grid(grid))
+        if arch is not None and tuple(arch.img_size) != grid:
+            log.info(
+                "the data's grid %s differs from the checkpoint's %s: training at %s, the "
+                "positional embedding interpolated", _grid(grid), _grid(arch.img_size), _grid(grid),
+            )  # fmt: skip
+    if d.channels is None:
+        preset = PRESETS.get(config.model.preset or "", {})
+        own = arch.in_channels if arch is not None else preset.get("in_channels", 4)
+        changes["data.channels"] = max(own, *n_fields.values())
+        if changes["data.channels"] > own:
+            log.info(
+                "a source has %d fields, the model %d channels: widened to %d (a new patch "
+                "embedding and output head)", max(n_fields.values()), own, changes["data.channels"],
+            )  # fmt: skip
+    return config.replace(**changes)
 
 
 def run_data(config: TrainConfig, is_main: bool = True) -> RunData:

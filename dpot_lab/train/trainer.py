@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from dpot_lab.data.resident import run_loader
 from dpot_lab.evaluate.rollout import autoregress, predict_frames
 from dpot_lab.evaluate.score import sample_l2re
-from dpot_lab.models.checkpoint import open_checkpoint
+from dpot_lab.models.checkpoint import Opened, open_checkpoint
 from dpot_lab.models.dpot import DPOT, build_model
 from dpot_lab.train import distributed
 from dpot_lab.train.checkpointing import RunCheckpoints, rng_state, set_rng_state
@@ -51,7 +51,7 @@ from dpot_lab.train.loss import masked_relative_l2
 from dpot_lab.train.noise import add_noise, sample_key
 from dpot_lab.train.safety import DivergenceGuard
 from dpot_lab.train.schedule import LRSchedule
-from dpot_lab.train.sources import run_data
+from dpot_lab.train.sources import run_data, with_data_sizes
 
 log = logging.getLogger(__name__)
 Callback = Callable[[dict], Any]
@@ -140,7 +140,17 @@ class Trainer:
         self.amp_dtype = torch.bfloat16 if use_bf16 else None
         torch.manual_seed(cfg.seed)
 
-        self.model, self.transfer_report, self.lora_report = self._build_model()
+        opened = open_checkpoint(cfg.init_from) if cfg.init_from else None  # read once
+        if train_data is not None and not cfg.sizes_known:  # a given Mixture tells its sizes
+            grid, channels = (getattr(train_data, k, None) for k in ("resolution", "channels"))
+            unset = {}
+            if cfg.data.resolution is None and grid is not None:
+                unset["data.resolution"] = list(grid)
+            if cfg.data.channels is None and channels is not None:
+                unset["data.channels"] = channels
+            cfg = cfg.replace(**unset) if unset else cfg
+        cfg = self.config = with_data_sizes(cfg, opened and opened.config, self.dist.is_main)
+        self.model, self.transfer_report, self.lora_report = self._build_model(opened)
         self.model.to(self.device)
         if cfg.distributed.activation_checkpointing:
             distributed.enable_activation_checkpointing(self.model)
@@ -184,11 +194,12 @@ class Trainer:
             self._report_init()
 
     # ------------------------------------------------------------------ building
-    def _build_model(self) -> tuple[DPOT, TransferReport | None, LoRAReport | None]:
-        """The run's model: the preset or the checkpoint's architecture, filled from ``init_from``
-        (read once), with LoRA adapters when ``optim.lora`` asks."""
+    def _build_model(
+        self, opened: Opened | None
+    ) -> tuple[DPOT, TransferReport | None, LoRAReport | None]:
+        """The run's model: the preset or the architecture of ``opened`` (``init_from``), filled
+        from its weights, with LoRA adapters when ``optim.lora`` asks."""
         cfg = self.config
-        opened = open_checkpoint(cfg.init_from) if cfg.init_from else None
         if cfg.model.preset is None and opened.config is None:
             raise ConfigError(
                 f"{cfg._source}: model.preset: null takes the architecture of init_from, but "

@@ -140,6 +140,8 @@ def test_value_checks_name_the_key():
     with pytest.raises(ConfigError, match="batch_size.*multiple of optim.accumulate=3"):
         TrainConfig.from_dict({"batch_size": 4, "optim": {"accumulate": 3}})
     with pytest.raises(ConfigError, match="model.in_channels.*data.channels=4"):
+        TrainConfig.from_dict({"model": {"in_channels": 3}, "data": {"channels": 4}})
+    with pytest.raises(ConfigError, match=r"model.in_channels.*data.channels=null \(from the data"):
         TrainConfig.from_dict({"model": {"in_channels": 3}})
     with pytest.raises(ConfigError, match="model.preset"):
         TrainConfig.from_dict({"model": {"preset": None}})
@@ -161,7 +163,8 @@ def test_yaml_exponent_floats_and_round_trip(tmp_path):
     cfg = cfg.replace(**{"model.depth": 1, "steps": 7})
     again = TrainConfig.from_yaml(cfg.to_yaml(tmp_path / "again.yaml"))
     assert again == cfg and again.model.overrides == {"depth": 1} and again.steps == 7
-    assert again.model_config().depth == 1 and again.model_config().in_timesteps == 10
+    sizes = again.model_config(partial=True)  # the grid and channels follow the data
+    assert sizes.depth == 1 and sizes.in_timesteps == 10
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

@@ -90,3 +90,38 @@ def test_2d_checkpoint_initialises_a_3d_model(pretrained, data_dir, tmp_path):
     assert torch.equal(trainer.model.state_dict()["blocks.0.filter.w1"], w1)
     trainer.fit()
     assert trainer.weights_finite() and len(trainer.last_eval) == 1
+
+
+def test_finetune_defaults_to_the_datas_grid_and_the_checkpoints_channels(
+    adv3, pretrained, tmp_path, caplog
+):
+    """No data.resolution / data.channels: a 32² checkpoint of 4 channels fine-tunes on 40² data of
+    3 fields at 40² (pos_embed interpolated, nothing resized) with its own 4 channels; the log
+    says what was adapted and the run's config.yaml holds the sizes it chose."""
+    cfg = tiny_config([adv3], init_from=str(pretrained), steps=1, model={"preset": None})
+    for key in ("resolution", "channels"):
+        del cfg["data"][key]
+    with caplog.at_level("INFO", logger="dpot_lab"):
+        trainer = Trainer(cfg, run_dir=tmp_path)
+    assert trainer.model.config.img_size == (40, 40) and trainer.model.config.in_channels == 4
+    assert [a.name for a in trainer.transfer_report.adapted] == ["pos_embed"]
+    assert "patch_embed.proj.weight" in trainer.transfer_report.loaded  # channels kept: loaded
+    assert trainer.train_data.resolution == (40, 40)  # windows at the data's own grid
+    assert "grid 40×40 differs from the checkpoint's 32×32" in caplog.text
+    saved = dl.train.TrainConfig.from_yaml(tmp_path / "config.yaml")
+    assert (saved.data.resolution, saved.data.channels) == ([40, 40], 4)
+
+
+def test_more_fields_than_the_checkpoints_channels_widen_the_model(data_dir, pretrained, tmp_path):
+    """A 5-field file and a 4-channel checkpoint: 5 channels (new embedding and head)."""
+    from train_helpers import advected_fields
+
+    ds = advected_fields(n_samples=8, n_time=10, size=32, channels=3, seed=3)
+    ds = ds.assign(p=ds["u"] * ds["v"], q=ds["w"] + 1.0)
+    path = dl.data.save(ds, data_dir / "adv5.h5")
+    cfg = tiny_config([path], init_from=str(pretrained), steps=1, model={"preset": None})
+    for key in ("resolution", "channels"):
+        del cfg["data"][key]
+    trainer = Trainer(cfg, run_dir=tmp_path)
+    assert trainer.model.config.in_channels == 5 and trainer.model.config.img_size == (32, 32)
+    assert "patch_embed.proj.weight" in trainer.transfer_report.new
