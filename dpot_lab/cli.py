@@ -2,7 +2,7 @@
 
     dpot-lab pretrain configs/tiny_cpu.yaml --out runs/tiny [--max-steps N] [--resume | --overwrite]
         [--set optim.lr=1e-4 --set data.num_workers=8 ...]
-    dpot-lab finetune configs/finetune.yaml --from runs/tiny/checkpoints/best.pt --out runs/ft
+    dpot-lab finetune configs/finetune_example.yaml --out runs/ft [--from CHECKPOINT]
     dpot-lab evaluate runs/tiny/checkpoints/best.pt --data a.h5 b.h5 [--horizon 10] [--last 8]
     dpot-lab generate ns2d --out ns.h5 --n-samples 32 --resolution 64 --seed 0 --param nu=1e-3
 
@@ -25,7 +25,9 @@ from pathlib import Path
 log = logging.getLogger("dpot_lab.cli")
 
 
-def _train(args: argparse.Namespace, init_from: str | None = None) -> int:
+def _train(
+    args: argparse.Namespace, init_from: str | None = None, need_init: bool = False
+) -> int:
     from dpot_lab.train import distributed
     from dpot_lab.train.config import TrainConfig
     from dpot_lab.train.trainer import Trainer
@@ -38,6 +40,11 @@ def _train(args: argparse.Namespace, init_from: str | None = None) -> int:
     if args.quiet:
         changes["log.progress"] = False
     config = TrainConfig.from_yaml(args.config, **changes)  # before checks (preset: null)
+    if need_init and config.init_from is None:
+        raise ValueError(
+            f"{args.config}: init_from: no checkpoint to fine-tune from: set init_from in the "
+            "config or pass --from CHECKPOINT (see configs/finetune_example.yaml)"
+        )
     try:
         trainer = Trainer(config, run_dir=args.out, resume=args.resume, overwrite=args.overwrite)
         trainer.fit()
@@ -55,7 +62,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    return _train(args, init_from=args.from_)
+    return _train(args, init_from=args.from_, need_init=True)
 
 
 def _table(results: dict[str, dict[str, float]], columns: list[str]) -> str:
@@ -223,7 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--overwrite", action="store_true", help="delete RUN_DIR's checkpoints and start anew"
         )
         if name == "finetune":
-            p.add_argument("--from", dest="from_", required=True, help="pre-trained checkpoint")
+            p.add_argument(
+                "--from", dest="from_",
+                help="pre-trained checkpoint (default: the config's init_from; an example: "
+                "configs/finetune_example.yaml)",
+            )  # fmt: skip
         p.set_defaults(func=_pretrain if name == "pretrain" else _finetune)
 
     p = sub.add_parser("evaluate", help="rollout L2RE / VRMSE per data file")
