@@ -20,7 +20,7 @@ EXAMPLE = ROOT / "configs" / "finetune_example.yaml"
 
 
 def write_pdebench(ds, path: Path) -> Path:
-    """PDEBench's 2D per-trajectory layout: groups '0000'.. with data (T, X, Y, C) and grid/x|y|t."""
+    """PDEBench's 2D layout: groups '0000'.. with data (T, X, Y, C) and grid/x, y, t."""
     fields = dl.data.schema.field_names(ds)
     with h5py.File(path, "w") as f:
         for s in range(ds.sizes["sample"]):
