@@ -16,16 +16,21 @@
 # %% [markdown]
 # # Roll out a model and look at what it predicts
 #
-# A DPOT predicts the next frame from the last `t_in`; fed its own predictions it rolls a
-# trajectory out as far as asked. This notebook rolls a checkpoint out on held-out trajectories
-# of several PDEs and compares it with the truth:
+# The third step of the walk **pre-train → fine-tune → roll out**. A DPOT predicts the next frame
+# from the last `t_in`; fed its own predictions it rolls a trajectory out as far as asked.
+#
+# - **Picks up** `OUT_DIR/finetuned.pt`, the model `02_finetune.ipynb` fine-tuned, and the
+#   held-out trajectories of the file it was fine-tuned on (named in its metadata); without it,
+#   the model shipped with dpot-lab on held-out sets of three of its pre-training families. Any
+#   other checkpoint through `CHECKPOINT`, your own files through `DATA`.
+# - **Writes** the rollouts as netCDF to `OUT_DIR/rollout/`.
 #
 # 1. tables of L2RE (the paper's metric) and VRMSE (The Well's) per source and field;
 # 2. how the error grows with the rollout step, against the persistence baseline;
 # 3. energy spectra: which scales the model keeps and which it smooths away;
-# 4. truth | prediction | error, frame by frame, with a player — the view of the rollout app;
-# 5. error against cost: is the model cheaper than the solver run on a coarser grid?
-# 6. the rollout exported to netCDF.
+# 4. error against cost: is the model cheaper than the solver run on a coarser grid?
+# 5. the rollout exported to netCDF;
+# 6. truth | prediction | error, frame by frame, in the rollout viewer.
 #
 # `QUICK = True` (or `DPOT_LAB_QUICK=1`) keeps every size small.
 
@@ -33,12 +38,12 @@
 import os
 
 QUICK = os.environ.get("DPOT_LAB_QUICK", "0") not in ("", "0")  # small sizes, well under a minute
-OUT_DIR = "../runs/notebooks"  # exported rollouts (and a quick model, if one is trained) go here
-CHECKPOINT = None  # ours or a DPOT release file; None: the shipped pre-trained model
-DATA = None  # {name: path} of trajectory files to evaluate; None: held-out sets generated here
+OUT_DIR = "../runs/notebooks"  # 02 writes finetuned.pt here; exported rollouts go to rollout/
+CHECKPOINT = None  # any checkpoint; None: OUT_DIR/finetuned.pt if it exists, else the shipped one
+DATA = None  # {name: path} of trajectory files to evaluate; None: see the top of the notebook
 STEPS = None  # rollout steps; None: 8 in quick mode, else every frame after the input
 COST = None  # generator spec of the error-vs-cost plot (ns2d, diffusion_reaction or
-# shallow_water); None: the shipped model's NS demo set (in quick mode 2 trajectories on 32²)
+# shallow_water); None: the data's family when it has a coarse-solver baseline
 
 # %%
 from pathlib import Path
@@ -49,10 +54,10 @@ import pandas as pd
 import panel as pn
 import torch
 import xarray as xr
+from IPython.display import display
 
 import dpot_lab as dl
 from dpot_lab.data.generation import generate_cached
-from dpot_lab.viz.app import demo_sources
 
 hv.extension("bokeh", logo=False, inline=True)  # BokehJS from the kernel: works offline
 pn.extension(inline=True)
@@ -63,30 +68,40 @@ solver = {"device": "cuda"} if torch.cuda.is_available() else {}  # solvers run 
 # %% [markdown]
 # ## The model
 #
-# `open_checkpoint` tells our checkpoints (the pre-trained one ships with dpot-lab;
-# `01_pretrain.ipynb` writes others) from the DPOT release's files, read once;
+# `open_checkpoint` tells our checkpoints from the DPOT release's files, read once;
 # `dl.load_checkpoint` and `dl.load_official` build the model from either.
 
 # %%
-opened = dl.models.checkpoint.open_checkpoint(CHECKPOINT or dl.viz.demo_checkpoint())
+if CHECKPOINT is None:
+    from_02 = Path(OUT_DIR) / "finetuned.pt"
+    CHECKPOINT = str(from_02 if from_02.exists() else dl.viz.demo_checkpoint())
+opened = dl.models.checkpoint.open_checkpoint(CHECKPOINT)
 model = (dl.load_checkpoint if opened.kind == "dpot-lab" else dl.load_official)(opened)
-print(opened.description)
 model.eval()
-t_in = model.config.in_timesteps
+made_by = opened.extra.get("metadata", {})  # 02 names the file and held-out count it used
+t_in, grid = model.config.in_timesteps, model.config.img_size
 steps = STEPS or (8 if QUICK else None)
-print(f"{CHECKPOINT}\n{model}")
+print(f"{CHECKPOINT}: {opened.description}\n{model.config}")
 
 # %% [markdown]
 # ## The data
 #
-# Held-out trajectories from dpot-lab's solvers (seeds that no training set here uses), or your
-# own files through `DATA`. Each is a lazily read `xarray.Dataset`; a rollout starts from the
-# first `t_in` frames of every trajectory.
+# The held-out trajectories of the file the model was fine-tuned on (its last `n_test`, which the
+# fine-tuning never trained on), or held-out sets made by dpot-lab's solvers from seeds no
+# training here used, on the model's grid; or your own files through `DATA`. Each is a lazily
+# read `xarray.Dataset` whose `sample` coordinate keeps the trajectories' labels in their file.
+# A rollout starts from the first `t_in` frames of every trajectory.
 
 # %%
-if DATA is None:
+specs = {}
+if DATA is None and "data" in made_by:  # 02's file: its held-out trajectories, in a file of their own
+    whole = dl.open_dataset(made_by["data"])
+    held_out = whole.isel(sample=slice(whole.sizes["sample"] - made_by["n_test"], None))
+    name = made_by.get("family", Path(made_by["data"]).stem)
+    DATA = {name: dl.data.save(held_out, out / f"{name}_held_out.h5")}
+elif DATA is None:  # held-out sets of three pre-training families, on the model's grid
     n_frames = t_in + (steps or 20)
-    size = dict(n_samples=4, resolution=32) if QUICK else dict(n_samples=32, resolution=64)
+    size = dict(n_samples=4 if QUICK else 32, resolution=grid[0])
     specs = {
         "ns2d": dict(generate="ns2d", nu=1e-3, n_frames=n_frames),
         "diffusion_reaction": dict(generate="diffusion_reaction", n_frames=n_frames, t_end=1.5),
@@ -95,11 +110,14 @@ if DATA is None:
     DATA = {name: generate_cached(dict(spec, seed=900 + i, **size, **solver))
             for i, (name, spec) in enumerate(specs.items())}  # fmt: skip
 data = {name: dl.open_dataset(path) for name, path in DATA.items()}
-pd.DataFrame({name: {"fields": ", ".join(ds.data_vars), **ds.sizes} for name, ds in data.items()}).T
+pd.DataFrame(
+    {name: {"fields": ", ".join(ds.data_vars), "samples": ", ".join(map(str, ds.sample.values)),
+            **ds.sizes} for name, ds in data.items()}
+).T  # fmt: skip
 
 # %%
 preds = {name: dl.rollout(model, ds, t_in=t_in, steps=steps) for name, ds in data.items()}
-preds["ns2d" if "ns2d" in preds else next(iter(preds))]
+preds[next(iter(preds))]
 
 # %% [markdown]
 # ## 1. Scores per source and field
@@ -174,27 +192,7 @@ hv.Overlay(spectra).opts(
 )  # fmt: skip
 
 # %% [markdown]
-# ## 4. Frame by frame
-#
-# The rollout viewer of `panel serve apps/rollout_viewer.py`, here in the notebook on the first
-# source: pick a sample and a field, press play. The error panel has its own symmetric colour
-# scale; the curve marks the current frame. For data a built-in solver made, *Coarse solver*
-# adds that solver's rollout on a coarser grid beside the model's (dashed: its error per step).
-
-# %%
-first = next(iter(DATA))
-viewer = dl.viz.RolloutViewer(checkpoint=CHECKPOINT, data=DATA[first])
-viewer.load()
-pn.Column(
-    pn.Row(viewer.sample, viewer.field, viewer.baseline, viewer.cmap),
-    pn.Row(viewer.player, viewer.status),
-    viewer.scores,
-    viewer.images,
-    pn.Row(viewer.curves, viewer.spectra),
-)
-
-# %% [markdown]
-# ## 5. Error against cost
+# ## 4. Error against cost
 #
 # Is the model worth it, or would the solver that made the data, run on a coarser grid, be as
 # accurate for less? `dl.evaluate.cost_curve` re-runs the solver from the state the model starts
@@ -203,13 +201,18 @@ pn.Column(
 # the same frames against the reference, timing each (seconds per trajectory on this device).
 
 # %%
-if COST is None:
-    demo = next(e["spec"] for e in demo_sources().values() if e["spec"]["generate"] == "ns2d")
-    COST = dict(demo, n_samples=2, resolution=32, n_frames=t_in + 4) if QUICK else demo
 device = "cuda" if torch.cuda.is_available() else "cpu"
-table = dl.evaluate.cost_curve(COST, model, t_in=t_in, device=device, repeats=1 if QUICK else 3)
-speedup = dl.evaluate.speedup_at_equal_error(table)
-table.to_dataframe()
+if COST is None and "ns2d" in specs:  # the solver of the NS set, from a fresh initial state
+    COST = dict(specs["ns2d"], seed=950, n_samples=2 if QUICK else 4, resolution=grid[0],
+                n_frames=t_in + (4 if QUICK else 10))  # fmt: skip
+if COST is None:
+    print(f"{', '.join(data)}: no coarse-solver baseline for this family (one of "
+          f"{sorted(dl.evaluate.cost.FAMILIES)} is needed): set COST to a generator spec")
+else:
+    table = dl.evaluate.cost_curve(COST, model, t_in=t_in, device=device,
+                                   repeats=1 if QUICK else 3)  # fmt: skip
+    speedup = dl.evaluate.speedup_at_equal_error(table)
+    display(table.to_dataframe())
 
 # %% [markdown]
 # Log–log: each dot is the solver on one coarse grid (the reference grid itself, error ≈ 0, is
@@ -220,29 +223,31 @@ table.to_dataframe()
 # to the model's error; compare the times directly.
 
 # %%
-n_ref = table.attrs["reference_resolution"]
-coarse = table.sel(resolution=table["resolution"] < n_ref)
-sec, err = coarse["seconds_per_trajectory"].values, coarse["l2re"].values
-grids = [f"  {r}²" for r in coarse["resolution"].values]
-model_point = (float(table["model_seconds_per_trajectory"]), float(table["model_l2re"]))
-kdims, vdims = "seconds per trajectory", "L2RE"
-plot = (
-    hv.Curve((sec, err), kdims, vdims, label="coarse solver").opts(color="black")
-    * hv.Scatter((sec, err), kdims, vdims).opts(color="black", size=8)
-    * hv.Labels((sec, err, grids), [kdims, vdims], "grid").opts(text_align="left")
-    * hv.Scatter([model_point], kdims, vdims, label="model").opts(marker="star", size=16)
-    * hv.HLine(model_point[1]).opts(color="gray", line_dash="dashed", line_width=1)
-)
-gain = "none" if speedup is None else f"{speedup:.3g}×"
-plot.opts(
-    hv.opts.Overlay(title=f"{table.attrs['family']}: error against cost · speed-up at equal "
-                    f"error {gain} ({device}, batch {table.attrs['batch_size']})", logx=True,
-                    logy=True, frame_width=520, frame_height=320, show_grid=True,
-                    legend_position="bottom_left"),
-)  # fmt: skip
+if COST is not None:
+    n_ref = table.attrs["reference_resolution"]
+    coarse = table.sel(resolution=table["resolution"] < n_ref)
+    sec, err = coarse["seconds_per_trajectory"].values, coarse["l2re"].values
+    grids = [f"  {r}²" for r in coarse["resolution"].values]
+    model_point = (float(table["model_seconds_per_trajectory"]), float(table["model_l2re"]))
+    kdims, vdims = "seconds per trajectory", "L2RE"
+    plot = (
+        hv.Curve((sec, err), kdims, vdims, label="coarse solver").opts(color="black")
+        * hv.Scatter((sec, err), kdims, vdims).opts(color="black", size=8)
+        * hv.Labels((sec, err, grids), [kdims, vdims], "grid").opts(text_align="left")
+        * hv.Scatter([model_point], kdims, vdims, label="model").opts(marker="star", size=16)
+        * hv.HLine(model_point[1]).opts(color="gray", line_dash="dashed", line_width=1)
+    )
+    gain = "none" if speedup is None else f"{speedup:.3g}×"
+    plot.opts(
+        hv.opts.Overlay(title=f"{table.attrs['family']}: error against cost · speed-up at equal "
+                        f"error {gain} ({device}, batch {table.attrs['batch_size']})", logx=True,
+                        logy=True, frame_width=520, frame_height=320, show_grid=True,
+                        legend_position="bottom_left"),
+    )  # fmt: skip
+plot if COST is not None else None
 
 # %% [markdown]
-# ## 6. Export
+# ## 5. Export
 #
 # The rollout is a Dataset like the input (same fields, dimensions and coordinates, `time`
 # continuing the input's, plus `diverged_at` per trajectory), so it exports as it is. netCDF-4
@@ -254,3 +259,24 @@ for name, pred in preds.items():
     back = xr.open_dataset(path, engine="h5netcdf")
     xr.testing.assert_allclose(back.load(), pred)
     print(f"{path}: {dict(back.sizes)}, fields {list(back.data_vars)}")
+
+# %% [markdown]
+# ## 6. Frame by frame
+#
+# The rollout viewer of `panel serve apps/rollout_viewer.py`, here in the notebook on the first
+# source: pick a sample and a field, press play. The error panel has its own symmetric colour
+# scale; the curve marks the current frame. For data a built-in solver made, *Coarse solver*
+# adds that solver's rollout on a coarser grid beside the model's (dashed: its error per step).
+
+# %%
+first = next(iter(DATA))  # the viewer opens a file: the first set's
+viewer = dl.viz.RolloutViewer(checkpoint=CHECKPOINT, data=DATA[first])
+viewer.load()
+pn.Column(
+    pn.Row(viewer.sample, viewer.field, viewer.baseline, viewer.cmap),
+    pn.Row(viewer.player, viewer.status),
+    viewer.scores,
+    viewer.images,
+    pn.Row(viewer.curves, viewer.spectra),
+)
+
