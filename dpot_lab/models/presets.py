@@ -6,7 +6,16 @@ from typing import Any
 
 from dpot_lab.models.dpot import DPOT, DPOTConfig, build_model
 
-# The paper's sizes at its pre-training setup: patch 8, modes 32, 128², C = 4, T_in = 10.
+# The paper's sizes at its pre-training setup: patch 8, modes 32, 128², C = 4, T_in = 10; these are
+# also the sizes the released weights were trained with (``dpot_lab.models.hub``). Sources, in the
+# release (github.com/HaoZhongkai/DPOT): embed_dim, mlp_ratio (MLP dim / D), depth and n_blocks are
+# the README's size table (Attention dim, MLP dim, Layers, Heads) and configs/pretrain_*.yaml
+# (width, mlp_ratio, n_layers, n_blocks); res 128, patch_size 8 and modes 32 the same yaml files;
+# in_channels 4 and in_timesteps 10 the training script's padded channel count and T_in.
+# out_layer_dim is 32 (pretrain_*.yaml) and 128 for L (pretrain_large.yaml) and H (the paper).
+# Two release figures disagree with the parameter counts (DPOT.md): pretrain_large.yaml has
+# n_blocks 8 ("8????"), the README table 16; 16 gives L's 509.0M and 8 would give 523.2M. H's
+# README MLP dim 8092 is 4·2048 = 8192 (mlp_ratio 4) for its 1.03B.
 _PAPER = dict(img_size=128, patch_size=8, in_channels=4, in_timesteps=10, modes=32)
 PRESETS: dict[str, dict[str, Any]] = {
     "Ti": dict(_PAPER, embed_dim=512, mlp_ratio=1, depth=4, n_blocks=4, out_layer_dim=32),
