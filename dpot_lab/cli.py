@@ -223,7 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--overwrite", action="store_true", help="delete RUN_DIR's checkpoints and start anew"
         )
         if name == "finetune":
-            p.add_argument("--from", dest="from_", required=True, help="pre-trained checkpoint")
+            p.add_argument(
+                "--from",
+                dest="from_",
+                required=True,
+                help="pre-trained checkpoint: a path, hf://owner/repo/file or a released DPOT size "
+                "(Ti, S, M, L, H)",
+            )
         p.set_defaults(func=_pretrain if name == "pretrain" else _finetune)
 
     p = sub.add_parser("evaluate", help="rollout L2RE / VRMSE per data file")
