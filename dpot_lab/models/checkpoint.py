@@ -226,7 +226,8 @@ class Opened(NamedTuple):
     ``"state"`` (a bare state dict in our names). ``config``: stored in our files; read off the
     weights otherwise, with the release's defaults for what weights do not show (modes, act);
     None for a bare state dict too partial to tell. ``extra``: the rest of our file (metadata,
-    step, optimizer, ...); {} for the others.
+    step, optimizer, ...); ``{"release_size": "Ti"}`` for a released size opened by its name
+    (``dpot_lab.models.hub``); {} for the others.
     """
 
     config: DPOTConfig | None
@@ -268,7 +269,9 @@ def open_checkpoint(
     if is_release_state(state):
         c = _config_from_weights(state, name)  # raises when a sized tensor is missing
         desc = f"{name} (DPOT release, {c.n_spatial}D, C={c.in_channels}, T_in={c.in_timesteps})"
-        return Opened(c, convert_release_state(state), "release", desc, {})
+        named = isinstance(source, str) and source in RELEASE_SIZES
+        extra = {"release_size": source} if named else {}
+        return Opened(c, convert_release_state(state), "release", desc, extra)
     try:
         config = _config_from_weights(state, name)
         config.mode_rule = DPOTConfig.mode_rule  # our names: our default rule

@@ -16,7 +16,7 @@ from typing import Any
 
 from dpot_lab.models.checkpoint import Opened, load_state_strict, open_checkpoint
 from dpot_lab.models.dpot import DPOT, build_model
-from dpot_lab.models.hub import RELEASE_SIZES, published_kwargs
+from dpot_lab.models.hub import published_kwargs
 from dpot_lab.models.release import (
     NOT_IN_WEIGHTS,
     convert_release_state,
@@ -40,7 +40,8 @@ def load_official(
 
     A file may be a hub file: ``"hf://owner/repo/path"``, or a released size ``"Ti"``, ``"S"``,
     ``"M"``, ``"L"``, ``"H"`` (``model_<size>.pth`` of ``hzk17/DPOT``), which also supplies the
-    keywords that size was trained with. Hub files go through the Hugging Face cache.
+    keywords that size was trained with (so does ``open_checkpoint("Ti")``'s ``Opened``). Hub
+    files go through the Hugging Face cache.
 
     ``release_kwargs`` are the release constructor's keywords (given ones override a released
     size's); sizes given there must agree with the weights. Keywords the weights cannot show and
@@ -57,8 +58,6 @@ def load_official(
             f"got {release_kwargs['mixing_type']!r}"
         )
     src = path_or_state_dict
-    if isinstance(src, str) and src in RELEASE_SIZES:
-        release_kwargs = {**published_kwargs(src), **release_kwargs}
     if isinstance(src, Opened):
         opened, source = src, src.description
     else:
@@ -72,6 +71,8 @@ def load_official(
             "(no 'time_agg_layer.*', 'out_layer.*'); load a model's own state with "
             "model.load_state_dict"
         )
+    if "release_size" in opened.extra:  # a released size opened by its name
+        release_kwargs = {**published_kwargs(opened.extra["release_size"]), **release_kwargs}
     state = opened.state  # converted to our names and layouts
     inferred, not_inferred = infer_release_config(state, source)
     out_width = inferred.pop("_out_width")

@@ -239,7 +239,10 @@ def test_full_size_ti_by_name_matches_the_release_arithmetic(tmp_path, monkeypat
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model = load_official("Ti").eval()
-    assert asked == [("hzk17/DPOT", "model_Ti.pth", None)]
+        opened = open_checkpoint("Ti")  # as `dpot-lab evaluate Ti` and the rollout notebook do
+        assert opened.extra == {"release_size": "Ti"}
+        assert load_official(opened).config == model.config
+    assert asked == [("hzk17/DPOT", "model_Ti.pth", None)] * 2
     assert model.config.mode_rule == "release" and sum(p.numel() for p in model.parameters()) == (
         sum(p.numel() for p in ref.parameters())
     )
@@ -247,4 +250,4 @@ def test_full_size_ti_by_name_matches_the_release_arithmetic(tmp_path, monkeypat
     with torch.no_grad():
         assert rel_l2(field(model(x)), ref(x)[0]) < 1e-5
     # what init_from / finetune --from read for the same name: the same architecture
-    assert open_checkpoint("Ti").config == model.config
+    assert opened.config == model.config
