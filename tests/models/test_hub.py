@@ -96,6 +96,7 @@ def run_python(code: str, hf_home: Path, **env: str) -> dict:
     ``hf_home``; the JSON it prints last."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     base.update(HF_HOME=str(hf_home), HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="1", **env)
+    base.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")  # the local hub
     out = subprocess.run(
         [sys.executable, "-c", code], env=base, cwd=ROOT, capture_output=True, text=True
     )
