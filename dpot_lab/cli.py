@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "finetune":
             p.add_argument(
                 "--from", dest="from_",
-                help="pre-trained checkpoint (default: the config's init_from; an example: "
+                help="pre-trained checkpoint: a path, hf://owner/repo/file or a released DPOT size "
+                "(Ti, S, M, L, H); default: the config's init_from (see "
                 "configs/finetune_example.yaml)",
             )  # fmt: skip
         p.set_defaults(func=_pretrain if name == "pretrain" else _finetune)

@@ -42,10 +42,10 @@ def test_torch_is_a_range_not_a_pin():
 
 
 def test_import_is_light():
-    """`import dpot_lab` must not pull in Panel, HoloViews or the data stack."""
+    """`import dpot_lab` must not pull in Panel, HoloViews, the data stack or the hub client."""
     code = (
         "import sys, dpot_lab as dl; "
-        "mods = ('panel', 'holoviews', 'bokeh', 'h5py', 'xarray'); "
+        "mods = ('panel', 'holoviews', 'bokeh', 'h5py', 'xarray', 'huggingface_hub'); "
         "heavy = [m for m in mods if m in sys.modules]; "
         "print(','.join(heavy))"
     )

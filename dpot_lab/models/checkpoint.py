@@ -25,6 +25,7 @@ from torch import nn
 
 from dpot_lab.atomic import atomic_path
 from dpot_lab.models.dpot import DPOT, DPOTConfig, build_model
+from dpot_lab.models.hub import RELEASE_SIZES, resolve_checkpoint
 from dpot_lab.models.release import (
     convert_release_state,
     infer_release_config,
@@ -47,7 +48,10 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
     files."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist (a released DPOT size is one of "
+            f"{', '.join(RELEASE_SIZES)}; a hub file is hf://owner/repo/path/in/repo)"
+        )
     if is_safetensors(path):
         return _load_safetensors(path, map_location)
     try:
@@ -222,7 +226,8 @@ class Opened(NamedTuple):
     ``"state"`` (a bare state dict in our names). ``config``: stored in our files; read off the
     weights otherwise, with the release's defaults for what weights do not show (modes, act);
     None for a bare state dict too partial to tell. ``extra``: the rest of our file (metadata,
-    step, optimizer, ...); {} for the others.
+    step, optimizer, ...); ``{"release_size": "Ti"}`` for a released size opened by its name
+    (``dpot_lab.models.hub``); {} for the others.
     """
 
     config: DPOTConfig | None
@@ -237,9 +242,12 @@ def open_checkpoint(
 ) -> Opened:
     """Read a checkpoint once and tell what it is: a path to, or the loaded dict of, one of our
     checkpoints, a DPOT release checkpoint ``{'model': state_dict}`` or a state dict (ours or the
-    release's, DDP ``module.`` prefixes allowed). Raises ValueError naming the source."""
+    release's, DDP ``module.`` prefixes allowed). A path may name a hub file instead
+    (``hf://owner/repo/path`` or a released size ``"Ti"``…``"H"``, see ``dpot_lab.models.hub``).
+    Raises ValueError naming the source."""
     if isinstance(source, (str, os.PathLike)):
-        name, obj = str(source), safe_load(source, map_location)
+        path, name = resolve_checkpoint(source)
+        obj = safe_load(path, map_location)
     else:
         name, obj = "state dict", source
     if not isinstance(obj, Mapping):
@@ -261,7 +269,9 @@ def open_checkpoint(
     if is_release_state(state):
         c = _config_from_weights(state, name)  # raises when a sized tensor is missing
         desc = f"{name} (DPOT release, {c.n_spatial}D, C={c.in_channels}, T_in={c.in_timesteps})"
-        return Opened(c, convert_release_state(state), "release", desc, {})
+        named = isinstance(source, str) and source in RELEASE_SIZES
+        extra = {"release_size": source} if named else {}
+        return Opened(c, convert_release_state(state), "release", desc, extra)
     try:
         config = _config_from_weights(state, name)
         config.mode_rule = DPOTConfig.mode_rule  # our names: our default rule

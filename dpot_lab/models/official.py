@@ -3,7 +3,8 @@
 Sizes are read off the state dict; only what the weights cannot tell (``modes``, ``temporal_modes``,
 ``act``, and the split of the output width into channels × timesteps when it is ambiguous) comes
 from the release's constructor keywords or the release's defaults, with a warning naming each
-default used.
+default used. A released size (``"Ti"`` … ``"H"``) is fetched from the hub and built with the
+keywords it was trained with (``dpot_lab.models.hub``), so nothing is guessed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from dpot_lab.models.checkpoint import Opened, load_state_strict, open_checkpoint
 from dpot_lab.models.dpot import DPOT, build_model
+from dpot_lab.models.hub import published_kwargs
 from dpot_lab.models.release import (
     NOT_IN_WEIGHTS,
     convert_release_state,
@@ -36,9 +38,14 @@ def load_official(
     """A release checkpoint (a file, its dict, or an ``Opened`` from ``open_checkpoint``) -> our
     2D or 3D model with identical outputs.
 
-    ``release_kwargs`` are the release constructor's keywords; sizes given there must agree with the
-    weights. Keywords the weights cannot show and that are not given fall back to the release's
-    defaults, with a warning that names them.
+    A file may be a hub file: ``"hf://owner/repo/path"``, or a released size ``"Ti"``, ``"S"``,
+    ``"M"``, ``"L"``, ``"H"`` (``model_<size>.pth`` of ``hzk17/DPOT``), which also supplies the
+    keywords that size was trained with (so does ``open_checkpoint("Ti")``'s ``Opened``). Hub
+    files go through the Hugging Face cache.
+
+    ``release_kwargs`` are the release constructor's keywords (given ones override a released
+    size's); sizes given there must agree with the weights. Keywords the weights cannot show and
+    that are not given fall back to the release's defaults, with a warning that names them.
     """
     unknown_kw = sorted(set(release_kwargs) - RELEASE_KWARGS)
     if unknown_kw:
@@ -64,6 +71,8 @@ def load_official(
             "(no 'time_agg_layer.*', 'out_layer.*'); load a model's own state with "
             "model.load_state_dict"
         )
+    if "release_size" in opened.extra:  # a released size opened by its name
+        release_kwargs = {**published_kwargs(opened.extra["release_size"]), **release_kwargs}
     state = opened.state  # converted to our names and layouts
     inferred, not_inferred = infer_release_config(state, source)
     out_width = inferred.pop("_out_width")

@@ -6,7 +6,19 @@ from typing import Any
 
 from dpot_lab.models.dpot import DPOT, DPOTConfig, build_model
 
-# The paper's sizes at its pre-training setup: patch 8, modes 32, 128², C = 4, T_in = 10.
+# The paper's sizes at its pre-training setup: patch 8, modes 32, 128², C = 4, T_in = 10; these are
+# also the sizes the released weights were trained with (``dpot_lab.models.hub``). Sources, in the
+# release (github.com/HaoZhongkai/DPOT): embed_dim, mlp_ratio (MLP dim / D), depth and n_blocks are
+# the README's size table (Attention dim, MLP dim, Layers, Heads) and configs/pretrain_*.yaml
+# (width, mlp_ratio, n_layers, n_blocks); res 128 and patch_size 8 the same yaml files; modes 32
+# the README's loading example and DPOTNet's default (train_temporal_parallel.py passes none);
+# in_channels 4 and in_timesteps 10 that script's channel count (the largest over the 12 sets)
+# and its --T_in default.
+# out_layer_dim is 32 (pretrain_*.yaml) and 128 for L (pretrain_large.yaml) and H (the paper's
+# table; H has no yaml). Where release figures disagree, the published parameter counts
+# (reference/DPOT.md) decide: L's n_blocks is 8 ("8????") in pretrain_large.yaml and 16 in the
+# README, and only 16 gives L's 509.0M; H's README MLP dim 8092 is 4·2048 = 8192 (mlp_ratio 4),
+# which gives its 1.03B.
 _PAPER = dict(img_size=128, patch_size=8, in_channels=4, in_timesteps=10, modes=32)
 PRESETS: dict[str, dict[str, Any]] = {
     "Ti": dict(_PAPER, embed_dim=512, mlp_ratio=1, depth=4, n_blocks=4, out_layer_dim=32),

@@ -238,7 +238,9 @@ class TrainConfig:
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA
     compile: bool = False
     ema: float | None = None  # EMA decay of the weights (None: off)
-    init_from: str | None = None  # checkpoint to fine-tune from (ours or the release's)
+    # checkpoint to fine-tune from (ours or the release's): a path, hf://owner/repo/file, or a
+    # released DPOT size Ti, S, M, L, H (open_checkpoint reads all three)
+    init_from: str | None = None
     out_dir: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -58,6 +58,27 @@ def test_finetune_to_three_channels_at_another_resolution(adv3, pretrained, tmp_
     assert trainer.last_eval["adv3"]["l2re"] > 0
 
 
+def test_init_from_a_hub_file_takes_what_the_hub_client_fetched(
+    adv3, pretrained, tmp_path, monkeypatch
+):
+    """``init_from: hf://owner/repo@revision/file`` goes to ``hf_hub_download`` (its cache and
+    settings) and fine-tunes from the file it returns."""
+    import huggingface_hub
+
+    asked = []
+
+    def hf_hub_download(repo_id, filename, revision=None):
+        asked.append((repo_id, filename, revision))
+        return str(pretrained)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    trainer = Trainer(_ft_config([adv3], "hf://lab/dpot-nano@v1/ckpt/best.pt"), run_dir=tmp_path)
+    assert asked == [("lab/dpot-nano", "ckpt/best.pt", "v1")]
+    source = dl.load_checkpoint(pretrained).state_dict()
+    blocks = {k: v for k, v in trainer.model.state_dict().items() if k.startswith("blocks")}
+    assert blocks and all(torch.equal(v, source[k]) for k, v in blocks.items())
+
+
 def test_null_preset_takes_the_architecture_of_the_checkpoint(adv3, pretrained, tmp_path):
     cfg = _ft_config([adv3], pretrained, **{"model": {"preset": None}})
     trainer = Trainer(cfg, run_dir=tmp_path)
