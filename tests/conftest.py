@@ -1,5 +1,7 @@
 """Suite-wide fixtures."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -13,3 +15,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory) -> Path:
+    """One generator cache for the notebook runs of this session (kept out of ~/.cache)."""
+    return tmp_path_factory.mktemp("dpot_lab_cache")

@@ -81,3 +81,13 @@ def test_a_lazy_name_stays_what_it_names_on_every_access():
         "assert callable(dl.train.data_efficiency) and dl.data.generate is generate\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_every_config_the_docs_name_exists():
+    """The README, the CLI's help and the notebooks name only configs that ship."""
+    named = set()
+    for doc in [ROOT / "README.md", ROOT / "dpot_lab" / "cli.py", *ROOT.glob("notebooks/*.py")]:
+        named |= set(re.findall(r"configs/[\w/.-]+?\.yaml", doc.read_text()))
+    assert "configs/finetune_example.yaml" in named
+    missing = sorted(n for n in named if not (ROOT / n).is_file())
+    assert not missing, f"named but not shipped: {missing}"
