@@ -201,6 +201,7 @@ def rollout(
     coordinate ``diverged_at`` (sample,) gives that step (-1: finite throughout).
     ``device`` None: CUDA when present; ``dtype`` float16/bfloat16: autocast in that precision.
     """
+    schema.require_dataset(dataset, "rollout: dataset")
     fields, spatial = field_layout(dataset)
     _check(model, dataset, fields, spatial, t_in)
     cfg = unwrap(model).config
