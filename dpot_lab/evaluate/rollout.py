@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from itertools import count
@@ -150,6 +151,10 @@ def prediction_like(
     return out
 
 
+def _grid(shape: Sequence[int]) -> str:
+    return "×".join(str(n) for n in shape)
+
+
 def _check(model: nn.Module, dataset: xr.Dataset, fields: list[str], spatial: tuple, t_in: int):
     """Raise ValueError naming the file, the fields and what the model expects, on any mismatch."""
     src, cfg = source_name(dataset), unwrap(model).config
@@ -195,8 +200,9 @@ def rollout(
     frames.
 
     Returns the ``steps`` predicted frames (None: every frame after the input) as a Dataset with
-    the input's fields, dims and space coordinates, ``time`` continuing the input's. Fields are
-    resized to the model grid and back, and padded with ``pad_value`` to the model's channels.
+    the input's fields, dims, space coordinates and sample labels, ``time`` continuing the
+    input's. Fields on another grid than the model's are resized to it and back (with a warning),
+    and padded with ``pad_value`` to the model's channels.
     A trajectory that turns non-finite is stopped: its frames from then on are NaN, and the
     coordinate ``diverged_at`` (sample,) gives that step (-1: finite throughout).
     ``device`` None: CUDA when present; ``dtype`` float16/bfloat16: autocast in that precision.
@@ -214,6 +220,13 @@ def rollout(
         raise ValueError(f"steps={steps}: expected at least 1 frame to predict")
     positions = sample_positions(dataset, samples)
     native = tuple(dataset.sizes[d] for d in spatial)
+    if native != tuple(cfg.img_size):
+        warnings.warn(
+            f"{src}: data grid {_grid(native)} differs from the model's {_grid(cfg.img_size)}: "
+            "fields are resized in and out, which costs accuracy; fine-tune at the data's grid "
+            "instead",
+            stacklevel=3,  # the caller of the no_grad-wrapped rollout
+        )
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     param = next(model.parameters(), None)
     home, was_training = (param.device if param is not None else device), model.training

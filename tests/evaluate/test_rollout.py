@@ -1,6 +1,7 @@
 """dl.rollout: exact baselines, native grids, divergence marking, errors that name the mismatch."""
 
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -81,7 +82,8 @@ def test_non_square_grid_comes_back_native():
     ds = _dataset(n=3, shape=(24, 10))
     ds["u"][:] = np.arange(3, dtype=np.float32)[:, None, None, None]
     ds["v"][:] = -2.5
-    pred = rollout(Repeat(_config()), ds, t_in=3, progress=False)
+    with pytest.warns(UserWarning, match=r"data grid 24×10 differs from the model's 16×16"):
+        pred = rollout(Repeat(_config()), ds, t_in=3, progress=False)
     assert dict(pred.sizes) == {"sample": 3, "time": 6, "x": 24, "y": 10}
     np.testing.assert_array_equal(pred.x, ds.x)
     np.testing.assert_array_equal(pred.y, ds.y)
@@ -92,7 +94,8 @@ def test_non_square_grid_comes_back_native():
 def test_3d_data_comes_back_on_its_native_grid():
     ds = _dataset(n=2, t=5, shape=(12, 8, 20), fields=("w",))
     ds["w"][:] = 4.0
-    pred = rollout(Repeat(_config(n_spatial=3)), ds, t_in=3, progress=False)
+    with pytest.warns(UserWarning, match=r"data grid 12×8×20 differs from the model's 16×16×16"):
+        pred = rollout(Repeat(_config(n_spatial=3)), ds, t_in=3, progress=False)
     assert pred.w.dims == ("sample", "time", "x", "y", "z")
     assert dict(pred.sizes) == {"sample": 2, "time": 2, "x": 12, "y": 8, "z": 20}
     np.testing.assert_allclose(pred.w.values, 4.0, atol=1e-6)
@@ -203,6 +206,24 @@ def test_rollout_beyond_the_truth_is_refused_when_scored():
     pred = rollout(Repeat(_config()), ds, t_in=4, steps=8, progress=False)
     with pytest.raises(ValueError, match=r"prediction time labels 2.25, 2.5, 2.75 are not in"):
         score_rollout(pred, ds)
+
+
+def test_another_grid_than_the_models_warns_once_per_call():
+    ds = _dataset(n=5, shape=(24, 10))
+    with pytest.warns(UserWarning) as caught:
+        rollout(Repeat(_config()), ds, t_in=3, batch_size=2, progress=False)
+    grid = [str(w.message) for w in caught if "grid" in str(w.message)]
+    assert grid == [
+        "/data/trajectories.h5: data grid 24×10 differs from the model's 16×16: fields are resized "
+        "in and out, which costs accuracy; fine-tune at the data's grid instead"
+    ]
+    assert caught[0].filename == __file__  # points at the caller's line
+
+
+def test_the_models_grid_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rollout(Repeat(_config()), _dataset(), t_in=3, progress=False)
 
 
 @pytest.mark.parametrize(
