@@ -63,6 +63,12 @@ def align(pred: XR, truth: XR) -> tuple[XR, XR]:
         raise ValueError(f"the prediction is empty: sizes {dict(pred.sizes)}")
     for d in pred.dims:
         want, have = pred.indexes[d], truth.indexes[d]
+        if not have.is_unique:
+            twice = np.asarray(have[have.duplicated()].unique())
+            raise ValueError(
+                f"the truth's {d} labels repeat ({_listed(twice)}): a prediction cannot be "
+                f"matched to them; label each {d} once, e.g. truth.assign_coords({d}=range(n))"
+            )
         absent = np.asarray(want[~want.isin(have)])
         if absent.size:
             raise ValueError(

@@ -148,6 +148,12 @@ def test_the_truth_is_named_when_labels_are_missing():
         dl.metrics.l2re(_pred(truth).assign_coords(sample=np.arange(8) + 3), truth)
 
 
+def test_repeated_truth_labels_are_refused():
+    truth = _truth().assign_coords(sample=[0, 1, 0, 1])  # two files' labels stacked
+    with pytest.raises(ValueError, match=r"the truth's sample labels repeat \(0, 1\)"):
+        dl.metrics.l2re(_pred(truth).isel(sample=[2]), truth)
+
+
 def test_persistence_of_a_labelled_subset_keeps_its_labels():
     truth = _truth().assign_coords(sample=[10, 11, 12, 13])
     subset = truth.isel(sample=[3, 1])
