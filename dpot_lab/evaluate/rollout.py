@@ -130,8 +130,9 @@ def prediction_like(
     attrs: dict | None = None,
 ) -> xr.Dataset:
     """A Dataset of predicted frames laid out like ``dataset``: ``data`` (N, T, *S, C) becomes one
-    variable per field with dims (sample, time, *space); space and sample coordinates are kept,
-    ``sample`` gets positions and ``time`` the given ``times``."""
+    variable per field with dims (sample, time, *space); space coordinates are kept, sample
+    coordinates are those of the samples at ``positions`` (``sample``: the positions themselves
+    where ``dataset`` has no labels), and ``time`` is the given ``times``."""
     _, spatial = field_layout(dataset)
     dims = ("sample", "time", *spatial)
     coords: dict = {"time": ("time", times)}
