@@ -86,6 +86,7 @@ def generate_ns(args: argparse.Namespace, folder: Path) -> tuple[Path, float, fl
         n_frames=args.ns_time,
         dt_save=1.0,
         progress=False,
+        overwrite=True,  # --dir may hold the file of an earlier run
     )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return path, args.ns_samples / wall, args.ns_samples / cpu

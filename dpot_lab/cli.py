@@ -5,6 +5,7 @@
     dpot-lab finetune configs/finetune_example.yaml --out runs/ft [--from CHECKPOINT]
     dpot-lab evaluate runs/tiny/checkpoints/best.pt --data a.h5 b.h5 [--horizon 10] [--last 8]
     dpot-lab generate ns2d --out ns.h5 --n-samples 32 --resolution 64 --seed 0 --param nu=1e-3
+        [--overwrite]
 
 The same entry point runs under torchrun (one process per GPU; DDP or FSDP as the config says)::
 
@@ -147,6 +148,7 @@ def _generate(args: argparse.Namespace) -> int:
         resolution=args.resolution,
         seed=args.seed,
         progress=not args.quiet,
+        overwrite=args.overwrite,
         **params,
     )
     print(f"wrote {path}")
@@ -253,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=_int_from(1), required=True)
     p.add_argument("--seed", type=_int_from(0), default=0)
     p.add_argument("--param", type=_parse_param, action="append", help="solver parameter key=value")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=_generate)
 
     p = sub.add_parser(

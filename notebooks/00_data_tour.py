@@ -78,8 +78,8 @@ corpus_specs = {
                   t_end=0.1 if QUICK else 1.0, kind="turb", mach=0.3),
     "ns3d": dict(n_samples=2 if QUICK else 16, resolution=16 if QUICK else 32, n_frames=6),
 }  # fmt: skip
-paths = {
-    name: dl.generate(name, out / f"{name}.h5", seed=SEED, **spec, **solver)
+paths = {  # overwrite=True: a re-run replaces the files of the last run
+    name: dl.generate(name, out / f"{name}.h5", seed=SEED, overwrite=True, **spec, **solver)
     for name, spec in corpus_specs.items()
 }
 

@@ -77,6 +77,7 @@ path = dl.generate(
     resolution=S["resolution"],
     seed=SEED,
     n_frames=S["n_frames"],
+    overwrite=True,  # a re-run replaces the file of the last run
     **solver,
 )
 ds = dl.open_dataset(path)

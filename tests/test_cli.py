@@ -44,6 +44,19 @@ def test_generate_writes_the_asked_for_file(ns_file):
     assert ds.attrs["nu"] == pytest.approx(1e-3) and ds.attrs["seed"] == 3
 
 
+def test_generate_onto_an_existing_file_needs_overwrite(tmp_path, capsys):
+    path = tmp_path / "g.h5"
+    argv = ["-q", "generate", "ns2d", "--out", str(path), "--resolution", "8",
+            "--param", "n_frames=2", "--param", "dt_save=0.25"]  # fmt: skip
+    assert main([*argv, "--n-samples", "2"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--n-samples", "1"]) == 2
+    assert f"{path} exists: pass overwrite=True (CLI: --overwrite)" in capsys.readouterr().err
+    assert dl.open_dataset(path).sizes["sample"] == 2
+    assert main([*argv, "--n-samples", "1", "--overwrite"]) == 0
+    assert dl.open_dataset(path).sizes["sample"] == 1
+
+
 def test_pretrain_evaluate_finetune(ns_file, tmp_path, capsys):
     cfg = _config(tmp_path, ns_file)
     settings = ["--set", "optim.lr=2e-3", "--set", "noise={kind: norm, scale: 1e-4}"]

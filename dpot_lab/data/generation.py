@@ -140,10 +140,12 @@ def generate(
     seed: int = 0,
     batch_size: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
     **params: Any,
 ) -> Path:
     """Solve ``n_samples`` trajectories of ``pde`` (a name in ``GENERATORS``) and write them to
-    ``path`` in the native HDF5 format; returns the path.
+    ``path`` in the native HDF5 format; returns the path. An existing ``path`` is refused
+    (FileExistsError) unless ``overwrite=True``.
 
     resolution: grid points per axis (None: the generator's default, 64 in 2D, 32 in 3D).
     batch_size: trajectories solved together, and all that is held in memory: each batch is
@@ -152,6 +154,10 @@ def generate(
     params: the generator's parameters (``nu=1e-4``, ``n_frames=30``, ``device="cuda"``, …);
     see ``dpot_lab.data.generators``.
     """
+    if not overwrite and Path(path).exists():
+        raise FileExistsError(
+            f"{path} exists: pass overwrite=True (CLI: --overwrite) to replace it"
+        )
     entry = _entry(pde, str(path))
     fn = entry.load()
     _check_params(entry, fn, params, str(path))

@@ -13,12 +13,13 @@ from pathlib import Path
 from types import ModuleType
 
 import h5py
+import numpy as np
 import xarray as xr
 
 from dpot_lab.data import native
 from dpot_lab.data.formats import dpot_unified, fno, pdearena, pdebench, the_well
 from dpot_lab.data.lazy import close_files, open_h5
-from dpot_lab.data.schema import validate
+from dpot_lab.data.schema import SAMPLE, validate
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,9 @@ def open_dataset(
     ``path``: a file in any supported format (``FORMATS``), a folder or glob of DPOT per-sample
     files ``data_{i}.hdf5``, or a list of such files. ``format`` skips auto-detection. Other
     keywords go to the format's reader, e.g. ``split="valid"`` (PDEArena), ``fields=[...]``
-    (names for unnamed channels). Only the coordinates are read now; indexing the result
-    (``.isel(sample=..., time=...)``) reads just the frames asked for.
+    (names for unnamed channels). The result has a ``sample`` coordinate (the file's own labels,
+    else 0 … N-1), so a subset keeps its labels. Only the coordinates are read now; indexing the
+    result (``.isel(sample=..., time=...)``) reads just the frames asked for.
     """
     files, per_sample = _files(path)
     if format is not None and format not in FORMATS:
@@ -127,6 +129,8 @@ def _open(path, files: list[Path], per_sample: bool, format: str | None, kw: dic
         name = format or detect_format(files[0])
         source, target = str(files[0]), files[0]
     ds = _call(name, target, kw)
+    if SAMPLE in ds.dims and SAMPLE not in ds.coords:  # labels that survive selection
+        ds = ds.assign_coords({SAMPLE: np.arange(ds.sizes[SAMPLE])})
     ds.encoding["source"] = source  # as xarray's open_dataset does; error messages name it
     validate(ds, source)
     log.info("opened %s as %s: %s", source, name, dict(ds.sizes))

@@ -80,6 +80,27 @@ def _plain(value: object) -> bool:
     return False
 
 
+def require_dataset(obj: object, where: str) -> xr.Dataset:
+    """``obj`` itself when it is an ``xarray.Dataset``; else TypeError that names ``where`` (the
+    function and argument, e.g. ``"rollout: dataset"``), what came and what to pass instead."""
+    if isinstance(obj, xr.Dataset):
+        return obj
+    kind = type(obj)
+    package = kind.__module__.split(".")[0]
+    got = kind.__name__ if package == "builtins" else f"{package}.{kind.__name__}"
+    if isinstance(obj, xr.DataArray):
+        fix = "turn the DataArray into one with da.to_dataset(name='u')"
+    else:
+        fix = (
+            "wrap an array with xr.Dataset({'u': (('sample', 'time', 'x', 'y'), arr)}) or open "
+            "a file with dl.open_dataset"
+        )
+    raise TypeError(
+        f"{where}: expected an xarray.Dataset with one variable per field "
+        f"({SAMPLE}, {TIME}, x, y[, z]), got {got}; {fix}"
+    )
+
+
 def validate(ds: xr.Dataset, source: str = "dataset") -> xr.Dataset:
     """Check that ``ds`` follows the data model; return it unchanged or raise ValueError naming
     ``source`` and every problem found."""

@@ -2,9 +2,10 @@
 
 xarray in, xarray out: every function takes Datasets (one variable per field) or DataArrays with
 dims (sample, time, x, y[, z]) and returns the same kind with the reduced dims gone. Prediction
-and truth are matched by coordinates (the truth may hold more frames, e.g. the input window);
-a dim without coordinates is matched by position. NaN frames (a diverged rollout) make the errors
-they enter NaN.
+and truth are matched by coordinates: each prediction is scored against its own part of the truth
+(which may hold more, e.g. the input window or other samples), and a prediction label missing
+from the truth is refused; a dim without coordinates is matched by position. NaN frames (a
+diverged rollout) make the errors they enter NaN.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from dpot_lab.data.schema import SPATIAL as SPATIAL_DIMS
+from dpot_lab.data.schema import require_dataset
 from dpot_lab.evaluate.rollout import field_layout, prediction_like, rollout_times
 
 EPS_VAR = 1e-7  # The Well's VRMSE/NRMSE guard
@@ -29,23 +31,51 @@ def indexed(obj: XR) -> XR:
     return obj.assign_coords(missing) if missing else obj
 
 
+def _listed(labels: np.ndarray, first: int = 5) -> str:
+    """The first few labels and how many there are, for messages."""
+    shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in labels[:first].tolist())
+    return shown + (f", … ({labels.size} in all)" if labels.size > first else "")
+
+
 def align(pred: XR, truth: XR) -> tuple[XR, XR]:
-    """The prediction and the truth on their common coordinates (and common fields); a dim without
-    coordinates counts positions."""
+    """The prediction and the part of the truth it predicts: every field, dim and coordinate
+    label of the prediction must be in the truth (which may hold more: the input window, other
+    samples), else ValueError naming the missing ones; a dim without coordinates counts
+    positions."""
+    if not all(isinstance(o, xr.Dataset | xr.DataArray) for o in (pred, truth)):
+        kinds = f"got {type(pred).__name__} and {type(truth).__name__}"
+        raise TypeError(f"pass prediction and truth as xarray Datasets or DataArrays; {kinds}")
     if isinstance(pred, xr.Dataset) != isinstance(truth, xr.Dataset):
         raise TypeError("pass prediction and truth both as Datasets or both as DataArrays")
     if isinstance(pred, xr.Dataset):
-        common = [v for v in pred.data_vars if v in truth.data_vars]
-        if not common:
+        missing = [v for v in pred.data_vars if v not in truth.data_vars]
+        if missing:
             raise ValueError(
-                f"prediction fields {list(pred.data_vars)} and truth fields "
-                f"{list(truth.data_vars)} have none in common"
+                f"prediction fields {missing} are not in the truth (its fields: "
+                f"{list(truth.data_vars)})"
             )
-        pred, truth = pred[common], truth[common]
-    pred, truth = xr.align(indexed(pred), indexed(truth), join="inner")
+        truth = truth[list(pred.data_vars)]
+    pred, truth = indexed(pred), indexed(truth)
+    extra = [d for d in pred.dims if d not in truth.dims]
+    if extra:
+        raise ValueError(f"prediction dims {extra} are not in the truth (its dims: {truth.dims})")
     if any(pred.sizes[d] == 0 for d in pred.dims):
-        raise ValueError(f"prediction and truth share no coordinates: sizes {dict(pred.sizes)}")
-    return pred, truth
+        raise ValueError(f"the prediction is empty: sizes {dict(pred.sizes)}")
+    for d in pred.dims:
+        want, have = pred.indexes[d], truth.indexes[d]
+        if not have.is_unique:
+            twice = np.asarray(have[have.duplicated()].unique())
+            raise ValueError(
+                f"the truth's {d} labels repeat ({_listed(twice)}): a prediction cannot be "
+                f"matched to them; label each {d} once, e.g. truth.assign_coords({d}=range(n))"
+            )
+        absent = np.asarray(want[~want.isin(have)])
+        if absent.size:
+            raise ValueError(
+                f"prediction {d} labels {_listed(absent)} are not in the truth (its {d}: "
+                f"{_listed(np.asarray(have))}); score a prediction against the data it predicts"
+            )
+    return pred, truth.sel({d: pred.indexes[d] for d in pred.dims})
 
 
 def _space(obj: xr.Dataset | xr.DataArray) -> list[str]:
@@ -130,7 +160,9 @@ def spectrum_ratio(pred: XR, truth: XR) -> XR:
 
 def persistence(dataset: xr.Dataset, t_in: int = 10, steps: int | None = None) -> xr.Dataset:
     """The baseline that repeats the last input frame (index ``t_in - 1``) for ``steps`` frames
-    (None: to the end), in the layout of ``dl.rollout``'s result."""
+    (None: to the end), in the layout of ``dl.rollout``'s result, with the dataset's sample
+    labels."""
+    require_dataset(dataset, "persistence: dataset")
     fields, spatial = field_layout(dataset)
     if steps is None:
         steps = dataset.sizes["time"] - t_in

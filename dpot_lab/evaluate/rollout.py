@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from itertools import count
@@ -129,8 +130,9 @@ def prediction_like(
     attrs: dict | None = None,
 ) -> xr.Dataset:
     """A Dataset of predicted frames laid out like ``dataset``: ``data`` (N, T, *S, C) becomes one
-    variable per field with dims (sample, time, *space); space and sample coordinates are kept,
-    ``sample`` gets positions and ``time`` the given ``times``."""
+    variable per field with dims (sample, time, *space); space coordinates are kept, sample
+    coordinates are those of the samples at ``positions`` (``sample``: the positions themselves
+    where ``dataset`` has no labels), and ``time`` is the given ``times``."""
     _, spatial = field_layout(dataset)
     dims = ("sample", "time", *spatial)
     coords: dict = {"time": ("time", times)}
@@ -148,6 +150,10 @@ def prediction_like(
     )
     out.attrs = {**dataset.attrs, **(attrs or {})}
     return out
+
+
+def _grid(shape: Sequence[int]) -> str:
+    return "×".join(str(n) for n in shape)
 
 
 def _check(model: nn.Module, dataset: xr.Dataset, fields: list[str], spatial: tuple, t_in: int):
@@ -195,12 +201,14 @@ def rollout(
     frames.
 
     Returns the ``steps`` predicted frames (None: every frame after the input) as a Dataset with
-    the input's fields, dims and space coordinates, ``time`` continuing the input's. Fields are
-    resized to the model grid and back, and padded with ``pad_value`` to the model's channels.
+    the input's fields, dims, space coordinates and sample labels, ``time`` continuing the
+    input's. Fields on another grid than the model's are resized to it and back (with a warning),
+    and padded with ``pad_value`` to the model's channels.
     A trajectory that turns non-finite is stopped: its frames from then on are NaN, and the
     coordinate ``diverged_at`` (sample,) gives that step (-1: finite throughout).
     ``device`` None: CUDA when present; ``dtype`` float16/bfloat16: autocast in that precision.
     """
+    schema.require_dataset(dataset, "rollout: dataset")
     fields, spatial = field_layout(dataset)
     _check(model, dataset, fields, spatial, t_in)
     cfg = unwrap(model).config
@@ -213,6 +221,13 @@ def rollout(
         raise ValueError(f"steps={steps}: expected at least 1 frame to predict")
     positions = sample_positions(dataset, samples)
     native = tuple(dataset.sizes[d] for d in spatial)
+    if native != tuple(cfg.img_size):
+        warnings.warn(
+            f"{src}: data grid {_grid(native)} differs from the model's {_grid(cfg.img_size)}: "
+            "fields are resized in and out, which costs accuracy; fine-tune at the data's grid "
+            "instead",
+            stacklevel=3,  # the caller of the no_grad-wrapped rollout
+        )
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     param = next(model.parameters(), None)
     home, was_training = (param.device if param is not None else device), model.training

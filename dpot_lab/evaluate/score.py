@@ -97,6 +97,8 @@ def score_rollout(pred: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
     ``step_error`` (sample, time, field): relative L2 over space per frame; ``mean`` (): the mean
     of ``l2re`` over fields, then samples. A diverged (NaN) sample makes its scores and the mean
     NaN."""
+    schema.require_dataset(pred, "score_rollout: pred")
+    schema.require_dataset(truth, "score_rollout: truth")
     pred, truth = metrics.align(pred, truth)
     fields = [str(f) for f in pred.data_vars]
     spatial = schema.spatial_dims(truth)
@@ -128,6 +130,7 @@ def score_model(
     the variables of ``score_rollout`` plus ``persistence_l2re``, ``persistence_step_error`` and
     ``persistence_mean``; attrs ``t_in``, ``steps``. ``rollout_kwargs`` go to ``dl.rollout``
     (``device``, ``dtype``, ``progress``, ...)."""
+    schema.require_dataset(dataset, "score_model: dataset")
     if t_in is None:
         t_in = unwrap(model).config.in_timesteps
     pred = rollout(model, dataset, t_in=t_in, steps=steps, batch_size=batch_size, **rollout_kwargs)

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from dpot_lab.data import native
 from dpot_lab.data.open import open_dataset
-from dpot_lab.data.schema import field_names
+from dpot_lab.data.schema import field_names, require_dataset
 from dpot_lab.evaluate.rollout import source_name
 from dpot_lab.models.checkpoint import open_checkpoint
 from dpot_lab.models.dpot import adapt_model_config
@@ -97,6 +97,8 @@ def data_efficiency(
         raise ValueError(
             f"steps, n_test and horizon must be >= 1 (got {steps}, {n_test}, {horizon})"
         )
+    if not isinstance(dataset, str | os.PathLike):
+        require_dataset(dataset, "data_efficiency: dataset")
     where = str(dataset) if not isinstance(dataset, xr.Dataset) else "dataset"
     ds = dataset if isinstance(dataset, xr.Dataset) else open_dataset(dataset)
     name = source_name(ds) if isinstance(dataset, xr.Dataset) else Path(dataset).stem

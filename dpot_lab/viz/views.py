@@ -17,6 +17,7 @@ import holoviews as hv
 import numpy as np
 import xarray as xr
 
+from dpot_lab.data.schema import require_dataset
 from dpot_lab.evaluate import metrics
 from dpot_lab.evaluate.score import score_rollout
 
@@ -39,6 +40,8 @@ def sample_pair(
 ) -> tuple[xr.DataArray, xr.DataArray]:
     """(prediction, truth) of one field and sample on the rollout's frames -> dims (time, x, y),
     loaded into memory; 3D fields reduced to their middle z-slice."""
+    require_dataset(pred, "sample_pair: pred")
+    require_dataset(truth, "sample_pair: truth")
     if field not in pred.data_vars:
         raise ValueError(f"no field {field!r} in the rollout; fields: {list(pred.data_vars)}")
     p, t = metrics.align(metrics.indexed(pred[[field]]).isel(sample=[sample]), truth[[field]])
@@ -109,6 +112,8 @@ def rollout_images(
     the truth's range over the rollout), the error has its own symmetric scale. With a
     ``baseline``: truth | prediction | baseline, then both errors on one symmetric scale. Frames
     are downsampled to at most ``max_size``² on the server."""
+    require_dataset(pred, "rollout_images: pred")
+    require_dataset(truth, "rollout_images: truth")
     p, t = sample_pair(pred, truth, field, sample)
     shown = {"prediction": p}
     if baseline is not None:
@@ -149,6 +154,8 @@ def error_curves(
     """Relative L2 error over space at each frame, one curve per field, with the current frame
     marked; the title gives the sample's L2RE (all frames jointly, averaged over fields). A
     ``baseline``'s curves are dashed, in its field's colour, labelled "FIELD · baseline_label"."""
+    require_dataset(pred, "error_curves: pred")
+    require_dataset(truth, "error_curves: truth")
     runs = {"": pred} | ({} if baseline is None else {baseline_label: baseline})
     curves, titles = [], []
     for name, run in runs.items():
@@ -185,6 +192,8 @@ def spectra_plot(
     width: int = 360,
 ) -> hv.DynamicMap | hv.Overlay:
     """Radially averaged energy spectra E(k) of truth and prediction at one frame, log-log."""
+    require_dataset(pred, "spectra_plot: pred")
+    require_dataset(truth, "spectra_plot: truth")
     p, t = sample_pair(pred, truth, field, sample)
 
     def build(i: int) -> hv.Overlay:

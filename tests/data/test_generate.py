@@ -155,6 +155,16 @@ def test_file_opens_in_the_data_model(tmp_path):
     np.testing.assert_allclose(dr["x"], cell_centres(8, -1.0, 1.0))
 
 
+def test_generate_refuses_an_existing_file_unless_told_to_overwrite(tmp_path):
+    path = generate("ns2d", tmp_path / "ns.h5", 4, progress=False, **NS2D)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match=r"ns.h5 exists: pass overwrite=True"):
+        generate("ns2d", path, 1, progress=False, **NS2D)
+    assert path.read_bytes() == before
+    generate("ns2d", path, 1, overwrite=True, progress=False, **NS2D)
+    assert read(path, "vorticity").shape[0] == 1
+
+
 def test_unknown_parameter_names_the_accepted_ones(tmp_path):
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) viscosity.*accepted: nu"):
         generate("ns2d", tmp_path / "x.h5", 1, viscosity=1e-3)

@@ -13,7 +13,8 @@ from dpot_lab.data.open import detect_format, open_dataset
 
 def make_dataset(spatial=("x", "y"), sizes=(8, 6, 4)):
     """A dataset with everything the format must keep: fields, a non-field variable, text,
-    index and non-index coordinates, variable attrs, and attrs of every allowed kind."""
+    index and non-index coordinates (sample labels that are not positions), variable attrs, and
+    attrs of every allowed kind."""
     rng = np.random.default_rng(0)
     shape = tuple(sizes[: len(spatial)])
     coords = {d: np.linspace(0, 1, n, endpoint=False) for d, n in zip(spatial, shape, strict=True)}
@@ -29,6 +30,7 @@ def make_dataset(spatial=("x", "y"), sizes=(8, 6, 4)):
             "label": (("sample",), np.array(["calm", "gusty", "storm"])),
         },
         coords={
+            "sample": 10 + np.arange(3),
             "time": np.linspace(0.0, 2.0, 5),
             **coords,
             "nu": ("sample", np.array([1e-3, 1e-4, 1e-5])),

@@ -8,9 +8,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from xarray.core.indexing import LazilyIndexedArray
 
-from dpot_lab.data import lazy
+from dpot_lab.data import lazy, native
 from dpot_lab.data.lazy import close_files
 from dpot_lab.data.open import open_dataset
 from dpot_lab.data.schema import field_names
@@ -65,6 +66,24 @@ def test_open_reads_nothing_and_isel_reads_only_its_frames(tmp_path, layouts, re
     np.testing.assert_array_equal(
         picked, layouts.expected(ds[name])[np.ix_([2, 0], [4, 1])][:, :, ::-1]
     )
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_every_format_opens_with_sample_labels_that_survive_selection(tmp_path, layouts, fmt):
+    ds = open_dataset(WRITERS[fmt](layouts, tmp_path))
+    np.testing.assert_array_equal(ds["sample"], np.arange(ds.sizes["sample"]))
+    np.testing.assert_array_equal(ds.isel(sample=[2, 1])["sample"], [2, 1])
+
+
+def test_a_files_own_sample_labels_are_kept(tmp_path):
+    dims = ("sample", "time", "x", "y")
+    ds = xr.Dataset(
+        {"u": (dims, np.zeros((3, 2, 4, 4)))},
+        coords={"sample": [7, 3, 9]},
+        attrs={"pde": "test", "source_format": "native"},
+    )
+    opened = open_dataset(native.save(ds, tmp_path / "labelled.h5"))
+    np.testing.assert_array_equal(opened["sample"], [7, 3, 9])
 
 
 def write_sparse(path, shapes, chunk_axes):

@@ -113,9 +113,58 @@ def test_persistence_repeats_the_last_input_frame():
     assert full.sizes["time"] == 7
 
 
-def test_fields_without_overlap_are_refused():
+def test_a_sample_subset_is_scored_against_its_own_truth():
+    truth = _truth().assign_coords(sample=[0, 1, 2, 3])
+    pred = _pred(truth).isel(sample=[2, 1])  # labels 2, 1: positions 0, 1 of the subset
+    whole = dl.metrics.l2re(pred, truth)
+    own = dl.metrics.l2re(pred, truth.isel(sample=[2, 1]))
+    xr.testing.assert_allclose(whole, own)
+    np.testing.assert_array_equal(whole.sample, [2, 1])
+    y, yhat = truth.u.values[2, 5:], pred.u.values[0]
+    assert float(whole.u[0]) == pytest.approx(np.linalg.norm(yhat - y) / np.linalg.norm(y))
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda p: p.assign_coords(sample=[1, 7, 8, 9]), r"sample labels 7, 8, 9 are not in"),
+        (lambda p: p.assign_coords(time=p.time + 0.5), r"time labels 1.2, 1.3, 1.4, 1.5, 1.6 are"),
+        (lambda p: p.assign_coords(x=np.arange(20) + 0.5), r"x labels 0.5, 1.5, 2.5"),
+        (lambda p: p.rename(p="q"), r"prediction fields \['q'\] are not in the truth"),
+        (lambda p: p.isel(x=slice(0, 0)), r"the prediction is empty"),
+    ],
+)  # fmt: skip
+def test_prediction_labels_missing_from_the_truth_are_refused(change, match):
+    truth = _truth().assign_coords(sample=[0, 1, 2, 3], x=np.arange(20.0))
+    pred = change(_pred(truth))
+    for score in (dl.metrics.l2re, dl.metrics.vrmse, dl.metrics.nrmse, dl.metrics.spectrum_ratio):
+        with pytest.raises(ValueError, match=match):
+            score(pred, truth)
+
+
+def test_the_truth_is_named_when_labels_are_missing():
+    truth = _truth(n=8).assign_coords(sample=np.arange(8))
+    with pytest.raises(ValueError, match=r"its sample: 0, 1, 2, 3, 4, … \(8 in all\)"):
+        dl.metrics.l2re(_pred(truth).assign_coords(sample=np.arange(8) + 3), truth)
+
+
+def test_repeated_truth_labels_are_refused():
+    truth = _truth().assign_coords(sample=[0, 1, 0, 1])  # two files' labels stacked
+    with pytest.raises(ValueError, match=r"the truth's sample labels repeat \(0, 1\)"):
+        dl.metrics.l2re(_pred(truth).isel(sample=[2]), truth)
+
+
+def test_persistence_of_a_labelled_subset_keeps_its_labels():
+    truth = _truth().assign_coords(sample=[10, 11, 12, 13])
+    subset = truth.isel(sample=[3, 1])
+    base = metrics.persistence(subset, t_in=5, steps=4)
+    np.testing.assert_array_equal(base.sample, [13, 11])
+    xr.testing.assert_allclose(dl.metrics.l2re(base, truth), dl.metrics.l2re(base, subset))
+
+
+def test_arrays_are_refused_with_a_type_error():
     truth = _truth()
-    with pytest.raises(ValueError, match=r"have none in common"):
-        dl.metrics.l2re(truth.rename(u="w", p="q"), truth)
-    with pytest.raises(ValueError, match=r"share no coordinates"):
-        dl.metrics.l2re(truth.assign_coords(time=truth.time + 100), truth)
+    with pytest.raises(TypeError, match=r"got ndarray and Dataset"):
+        dl.metrics.l2re(truth.u.values, truth)
+    with pytest.raises(TypeError, match=r"persistence: dataset: expected an xarray.Dataset"):
+        metrics.persistence(truth.u.values, t_in=5)

@@ -1,6 +1,7 @@
 """dl.rollout: exact baselines, native grids, divergence marking, errors that name the mismatch."""
 
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from torch import nn
 import dpot_lab as dl
 from dpot_lab.evaluate import autoregress, rollout
 from dpot_lab.evaluate.metrics import persistence
+from dpot_lab.evaluate.score import score_model, score_rollout
 
 
 class Repeat(nn.Module):
@@ -80,7 +82,8 @@ def test_non_square_grid_comes_back_native():
     ds = _dataset(n=3, shape=(24, 10))
     ds["u"][:] = np.arange(3, dtype=np.float32)[:, None, None, None]
     ds["v"][:] = -2.5
-    pred = rollout(Repeat(_config()), ds, t_in=3, progress=False)
+    with pytest.warns(UserWarning, match=r"data grid 24×10 differs from the model's 16×16"):
+        pred = rollout(Repeat(_config()), ds, t_in=3, progress=False)
     assert dict(pred.sizes) == {"sample": 3, "time": 6, "x": 24, "y": 10}
     np.testing.assert_array_equal(pred.x, ds.x)
     np.testing.assert_array_equal(pred.y, ds.y)
@@ -91,7 +94,8 @@ def test_non_square_grid_comes_back_native():
 def test_3d_data_comes_back_on_its_native_grid():
     ds = _dataset(n=2, t=5, shape=(12, 8, 20), fields=("w",))
     ds["w"][:] = 4.0
-    pred = rollout(Repeat(_config(n_spatial=3)), ds, t_in=3, progress=False)
+    with pytest.warns(UserWarning, match=r"data grid 12×8×20 differs from the model's 16×16×16"):
+        pred = rollout(Repeat(_config(n_spatial=3)), ds, t_in=3, progress=False)
     assert pred.w.dims == ("sample", "time", "x", "y", "z")
     assert dict(pred.sizes) == {"sample": 2, "time": 2, "x": 12, "y": 8, "z": 20}
     np.testing.assert_allclose(pred.w.values, 4.0, atol=1e-6)
@@ -174,3 +178,69 @@ def test_non_finite_input_is_marked_at_step_zero():
 def test_mismatch_names_file_fields_and_expectation(ds, model_kw, t_in, match):
     with pytest.raises(ValueError, match=match):
         rollout(Repeat(_config(**model_kw)), ds, t_in=t_in, progress=False)
+
+
+def test_a_sample_subset_of_an_opened_file_is_scored_as_that_subset(tmp_path):
+    plain = _dataset(n=4).drop_vars("sample").assign_attrs(source_format="native")
+    for f in ("u", "v"):  # each sample still in time: the k-th frame is off by 1 - 0.9**k
+        plain[f][:] = plain[f].values[:, :1]
+    path = dl.data.native.save(plain, tmp_path / "four.h5")
+    ds = dl.open_dataset(path)
+    np.testing.assert_array_equal(ds.sample, [0, 1, 2, 3])  # labels where the file has none
+    model = Repeat(_config(), scale=0.9)
+    pred = rollout(model, ds.isel(sample=[1, 2]), t_in=3, progress=False)
+    np.testing.assert_array_equal(pred.sample, [1, 2])
+    whole = score_rollout(pred, ds)
+    own = score_rollout(pred, ds.isel(sample=[1, 2]))
+    xr.testing.assert_allclose(whole, own)
+    expected = np.sqrt(np.mean((1 - 0.9 ** np.arange(1, 7)) ** 2))  # over the 6 frames
+    np.testing.assert_allclose(own.l2re.values, expected, rtol=1e-5)
+    still = persistence(ds.isel(sample=[2, 1]), t_in=3)
+    np.testing.assert_array_equal(still.sample, [2, 1])
+    own = score_rollout(still, ds.isel(sample=[2, 1]))
+    xr.testing.assert_allclose(score_rollout(still, ds), own)
+
+
+def test_rollout_beyond_the_truth_is_refused_when_scored():
+    ds = _dataset()
+    pred = rollout(Repeat(_config()), ds, t_in=4, steps=8, progress=False)
+    with pytest.raises(ValueError, match=r"prediction time labels 2.25, 2.5, 2.75 are not in"):
+        score_rollout(pred, ds)
+
+
+def test_another_grid_than_the_models_warns_once_per_call():
+    ds = _dataset(n=5, shape=(24, 10))
+    with pytest.warns(UserWarning) as caught:
+        rollout(Repeat(_config()), ds, t_in=3, batch_size=2, progress=False)
+    grid = [str(w.message) for w in caught if "grid" in str(w.message)]
+    assert grid == [
+        "/data/trajectories.h5: data grid 24×10 differs from the model's 16×16: fields are resized "
+        "in and out, which costs accuracy; fine-tune at the data's grid instead"
+    ]
+    assert caught[0].filename == __file__  # points at the caller's line
+
+
+def test_the_models_grid_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rollout(Repeat(_config()), _dataset(), t_in=3, progress=False)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda ds, m: rollout(m, ds.u.values), r"rollout: dataset: expected an xarray.Dataset "
+         r"with one variable per field \(sample, time, x, y\[, z\]\), got numpy.ndarray; wrap an "
+         r"array with xr.Dataset\(\{'u': \(\('sample', 'time', 'x', 'y'\), arr\)\}\) or open a "
+         r"file with dl.open_dataset"),
+        (lambda ds, m: rollout(m, ds.u), r"rollout: dataset: .* got xarray.DataArray; turn the "
+         r"DataArray into one with da.to_dataset\(name='u'\)"),
+        (lambda ds, m: score_rollout(ds.u.values, ds), r"score_rollout: pred: .* numpy.ndarray"),
+        (lambda ds, m: score_rollout(ds, ds.u), r"score_rollout: truth: .* xarray.DataArray"),
+        (lambda ds, m: score_model(m, [ds]), r"score_model: dataset: .* got list"),
+        (lambda ds, m: persistence(ds.u), r"persistence: dataset: .* xarray.DataArray"),
+    ],
+)  # fmt: skip
+def test_an_array_where_a_dataset_is_expected_says_what_to_pass(call, match):
+    with pytest.raises(TypeError, match=match):
+        call(_dataset(), Repeat(_config()))

@@ -85,6 +85,12 @@ def test_study_refuses_too_few_trajectories(study_inputs):
         data_efficiency(ckpt, data, counts=[2], steps=1, n_test=2, horizon=10, progress=False)
 
 
+def test_an_array_for_the_dataset_says_what_to_pass(study_inputs):
+    ckpt, _ = study_inputs
+    with pytest.raises(TypeError, match=r"data_efficiency: dataset: .* got numpy.ndarray; wrap"):
+        data_efficiency(ckpt, np.zeros((6, 16, 8, 8)), counts=[2], steps=1, progress=False)
+
+
 def _write_well(path, n=6, t=16, size=32):
     """The Well's layout: three scalar fields and a velocity vector (5 channels)."""
     rng = np.random.default_rng(0)

@@ -135,3 +135,14 @@ def test_a_baseline_adds_its_images_and_dashed_error_curves():
         assert solver.opts.get().kwargs["color"] == model.opts.get().kwargs["color"]
     l2re = float(dl.metrics.l2re(base, truth).isel(sample=1).to_array().mean())
     assert overlay.opts.get().kwargs["title"].endswith(f" · solver 8² {l2re:.4g}")
+
+
+@pytest.mark.parametrize("view", ["sample_pair", "rollout_images", "error_curves", "spectra_plot"])
+def test_an_array_where_a_dataset_is_expected_says_what_to_pass(view):
+    pred, truth = _pair()
+    fn = getattr(views, view)
+    args = () if view == "error_curves" else ("u",)
+    with pytest.raises(TypeError, match=rf"{view}: pred: expected an xarray.Dataset .* numpy"):
+        fn(pred.u.values, truth, *args)
+    with pytest.raises(TypeError, match=rf"{view}: truth: .* got xarray.DataArray; turn"):
+        fn(pred, truth.u, *args)
