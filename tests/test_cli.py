@@ -201,23 +201,27 @@ def test_overwrite_with_a_bad_source_keeps_the_earlier_run(ns_file, tmp_path, ca
 
 
 def test_a_second_run_on_one_out_is_refused_with_the_holders_pid(ns_file, tmp_path, capsys):
-    run = tmp_path / "run"
+    """A run that trains (held at its first step) in a child process; a second run on its --out
+    is refused at once; once the child is killed, its lock is taken over."""
+    run, cfg = tmp_path / "run", _config(tmp_path, ns_file)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom dpot_lab.train.rundir import RunLock\n"
-         f"lock = RunLock({str(run)!r})\nprint('held', flush=True)\ntime.sleep(120)"],
+        [sys.executable, "-c", "import time\nfrom dpot_lab.train import Trainer\n"
+         "def hold(event):\n    if event['event'] == 'step':\n"
+         "        print('training', flush=True)\n        time.sleep(120)\n"
+         f"Trainer({cfg!r}, run_dir={str(run)!r}, callbacks=[hold]).fit()"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+    argv = ["-q", "pretrain", cfg, "--out", str(run), "--max-steps", "1"]
     try:
-        assert holder.stdout.readline().strip() == "held"
-        argv = ["-q", "pretrain", _config(tmp_path, ns_file), "--out", str(run)]
-        assert main([*argv, "--max-steps", "1"]) == 2
+        assert holder.stdout.readline().strip() == "training"
+        assert main(argv) == 2
         err = capsys.readouterr().err
         assert f"{run} is in use by another run (PID {holder.pid} " in err
-        assert not (run / "metrics.jsonl").exists()
+        assert not (run / "checkpoints").exists()
     finally:
         holder.kill()
         holder.wait(10)
-    assert main([*argv, "--max-steps", "1"]) == 0  # the dead holder's lock is taken over
+    assert main(argv) == 0
 
 
 def test_a_run_that_writes_no_checkpoint_fails(ns_file, tmp_path, capsys):
