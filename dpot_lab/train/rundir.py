@@ -1,6 +1,6 @@
 """A run directory's life: an OS lock held by the process that trains in it, the earlier run set
 aside (not deleted) while an overwriting run has no checkpoint yet, and ``metrics.jsonl`` trimmed
-back to a checkpoint's step when a run resumes.
+back to a checkpoint's step when a run resumes (a torn last line dropped).
 
     lock = RunLock("runs/tiny")           # RunLockedError naming the holder's PID when taken
     aside = set_aside("runs/tiny")        # runs/tiny.old-<stamp>, or None if nothing was there
@@ -124,8 +124,8 @@ def set_aside_runs(run_dir: str | os.PathLike) -> list[Path]:
 
 def trim_metrics(path: str | os.PathLike, step: int) -> None:
     """Keep the records of ``metrics.jsonl`` up to ``step`` (a resume redoes the rest), rewritten
-    atomically. A torn last line (a crash mid-write) is dropped with a warning; an unreadable line
-    before it is a ValueError naming the file and line."""
+    atomically. A line that is not a JSON record with a ``step`` (the torn last line of a crash
+    mid-write) is dropped with a warning naming the file and line."""
     path = Path(path)
     if not path.exists():
         return
@@ -135,16 +135,11 @@ def trim_metrics(path: str | os.PathLike, step: int) -> None:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-            record_step = int(record["step"])
+            record_step = int(json.loads(line)["step"])
         except (ValueError, TypeError, KeyError):
-            if number < len(lines):
-                raise ValueError(
-                    f"{path}: line {number} is not a JSON record with a 'step' (expected one "
-                    f"object per line): {line[:80]!r}"
-                ) from None
-            log.warning("%s: dropped its torn last line %d (a crash while writing): %r",
-                        path, number, line[:80])  # fmt: skip
+            what = "its torn last line" if number == len(lines) else "unreadable line"
+            log.warning("%s: dropped %s %d (expected a JSON record with a 'step'): %r",
+                        path, what, number, line[:80])  # fmt: skip
             continue
         if record_step <= step:
             kept.append(line)
