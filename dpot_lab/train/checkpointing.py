@@ -121,7 +121,8 @@ class RunCheckpoints:
 def recipe_changes(saved: dict, current: dict) -> list[str]:
     """The run-config keys (dotted) whose values differ between a checkpoint's ``train_config``
     and the resuming one, as ``key old -> new``; keys that do not change what is trained (length,
-    logging, evaluation, checkpoints, where and how fast data is read) are left out."""
+    logging, evaluation, checkpoints, device and parallel strategy, how data is read) are left
+    out."""
     changes = []
     flat_saved, flat_current = _flatten(saved), _flatten(current)
     for key in sorted(flat_saved.keys() | flat_current.keys()):
@@ -137,11 +138,12 @@ def _show(flat: dict, key: str) -> str:
     return repr(flat[key]) if key in flat else "unset"
 
 
-# The run-config keys (a section or a dotted key) that a resumed run may change freely.
+# The run-config keys (a section or a dotted key) that a resumed run may change freely: the
+# run's length and bookkeeping, and where and how it runs (a checkpoint resumes across devices
+# and parallel strategies).
 _NOT_RECIPE = (
-    "name", "steps", "out_dir", "log", "eval", "checkpoint", "compile", "data.num_workers",
-    "data.placement", "data.resident_gb", "data.cache_dir", "distributed.backend",
-    "distributed.activation_checkpointing",
+    "name", "steps", "out_dir", "log", "eval", "checkpoint", "device", "compile", "distributed",
+    "data.num_workers", "data.placement", "data.resident_gb", "data.cache_dir",
 )  # fmt: skip
 
 

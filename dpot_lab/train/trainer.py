@@ -102,8 +102,8 @@ class Trainer:
     window mode; a dict name -> Mixture in trajectory mode). ``resume``: continue the run in
     ``run_dir`` from ``checkpoints/last.pt`` exactly (weights, optimizer, schedule, RNG, data
     order), or from the newest intact checkpoint when it is damaged; a changed recipe (any config
-    key but length, logging, evaluation, checkpointing and data-reading ones) is an error unless
-    ``allow_changes``. A run directory that holds checkpoints is refused unless ``resume`` or
+    key but length, logging, evaluation, checkpointing, device, parallel strategy and data-reading
+    ones: ``checkpointing.recipe_changes``) is an error unless ``allow_changes``. A run directory that holds checkpoints is refused unless ``resume`` or
     ``overwrite``: ``overwrite`` sets the earlier run aside (``<run_dir>.old-<stamp>``) once
     everything is built, deletes it when this run writes its first checkpoint and puts it back
     when ``fit`` ends without one.
