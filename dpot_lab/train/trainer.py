@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from itertools import islice
@@ -103,15 +104,15 @@ class Trainer:
     ``run_dir`` from ``checkpoints/last.pt`` exactly (weights, optimizer, schedule, RNG, data
     order), or from the newest intact checkpoint when it is damaged; a changed recipe (any config
     key but length, logging, evaluation, checkpointing, device, parallel strategy and data-reading
-    ones: ``checkpointing.recipe_changes``) is an error unless ``allow_changes``. A run directory that holds checkpoints is refused unless ``resume`` or
-    ``overwrite``: ``overwrite`` sets the earlier run aside (``<run_dir>.old-<stamp>``) once
-    everything is built, deletes it when this run writes its first checkpoint and puts it back
-    when ``fit`` ends without one.
+    ones: ``checkpointing.recipe_changes``) is an error unless ``allow_changes``. A run directory
+    that holds checkpoints is refused unless ``resume`` or ``overwrite``: ``overwrite`` sets the
+    earlier run aside (``<run_dir>.old-<stamp>-…``) once everything is built, deletes it when
+    this run writes its first checkpoint and puts it back when ``fit`` ends without one.
 
     The config, the ``init_from`` file and every trajectory of the data (readable, finite) are
     checked before the run directory changes. The trainer holds an OS lock on the run directory
-    (``run.lock``) until ``close``: another process's trainer on it is refused with the holder's
-    PID.
+    (``run.lock``; shared by the trainers of one process) until ``close`` or its collection:
+    another process's trainer on it is refused with the holder's PID.
 
     Beside the loop: ``loader`` (the data position: ``data.loader.RunLoader``, or
     ``data.resident.ResidentLoader`` by ``data.placement``), ``guard``
@@ -146,7 +147,9 @@ class Trainer:
         self.saved_step: int | None = None  # the step of the newest checkpoint of this run
         self.checkpoint_error: str | None = None  # why the last checkpoint was not written
         self._aside: Path | None = None  # the earlier run that overwrite set aside
-        self._lock = RunLock(self.run_dir) if self.dist.is_main else None
+        lock = RunLock(self.run_dir) if self.dist.is_main else None
+        # released by close(), or when this trainer is collected
+        self._unlock = weakref.finalize(self, lock.release) if lock is not None else None
         try:  # everything is built and checked before anything in the run directory changes
             self._setup(train_data, test_data, resume, overwrite, allow_changes)
         except BaseException:
@@ -232,9 +235,10 @@ class Trainer:
         """Release the run directory's lock (``remove_dir``: and the folder, when this trainer
         made it and nothing was written there). The lock is also released when the trainer is
         garbage collected or its process ends."""
-        if self._lock is not None:
-            self._lock.release(remove_dir)
-            self._lock = None
+        held = self._unlock.detach() if self._unlock is not None else None
+        if held is not None:
+            _, release, _, _ = held
+            release(remove_dir)
 
     def _read_resume(self) -> dict:
         """The checkpoint to resume from (``RunCheckpoints.read_last``), the error naming an

@@ -4,6 +4,8 @@ moment, and refuses a changed recipe unless asked."""
 
 from __future__ import annotations
 
+import fcntl
+import gc
 import json
 import logging
 import os
@@ -97,6 +99,31 @@ def test_overwrite_sets_the_earlier_run_aside_until_the_first_checkpoint(adv1, t
 
 def aside_exists(tmp_path) -> bool:
     return bool(list(tmp_path.glob("run.old-*")))
+
+
+def _locked(run_dir) -> bool:
+    """Whether run.lock is flocked (a new open file conflicts even within this process)."""
+    fd = os.open(run_dir / "run.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_trainers_of_one_process_share_the_lock_until_the_last_is_closed_or_collected(
+    adv1, tmp_path
+):
+    """A notebook cell run again builds a second trainer while the first still exists."""
+    first = Trainer(tiny_config([adv1]), run_dir=tmp_path)
+    second = Trainer(tiny_config([adv1]), run_dir=tmp_path, overwrite=True)
+    first.close()
+    assert _locked(tmp_path)
+    del second
+    gc.collect()
+    assert not _locked(tmp_path)
 
 
 def test_nan_in_the_held_out_split_fails_before_anything_is_written(nan_test_file, tmp_path):
