@@ -96,6 +96,12 @@ def test_overwrite_sets_the_earlier_run_aside_until_the_first_checkpoint(adv1, t
     assert ("step", True) in seen  # kept until then
     assert dl.models.read_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3
 
+    # the new run dies unseen (SIGKILL) before a checkpoint: resume names where the earlier one is
+    Trainer(tiny_config([adv1], steps=3), run_dir=run, overwrite=True)
+    (aside,) = tmp_path.glob("run.old-*")
+    with pytest.raises(FileNotFoundError, match=f"set aside by --overwrite is in {aside}"):
+        Trainer(tiny_config([adv1], steps=3), run_dir=run, resume=True)
+
 
 def aside_exists(tmp_path) -> bool:
     return bool(list(tmp_path.glob("run.old-*")))
