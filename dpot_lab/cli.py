@@ -1,7 +1,7 @@
 """``dpot-lab`` sub-commands: pre-train, fine-tune, evaluate a checkpoint, generate data.
 
     dpot-lab pretrain configs/tiny_cpu.yaml --out runs/tiny [--max-steps N] [--resume | --overwrite]
-        [--set optim.lr=1e-4 --set data.num_workers=8 ...]
+        [--allow-changes] [--set optim.lr=1e-4 --set data.num_workers=8 ...]
     dpot-lab finetune configs/finetune_example.yaml --out runs/ft [--from CHECKPOINT]
     dpot-lab evaluate runs/tiny/checkpoints/best.pt --data a.h5 b.h5 [--horizon 10] [--last 8]
     dpot-lab generate ns2d --out ns.h5 --n-samples 32 --resolution 64 --seed 0 --param nu=1e-3
@@ -46,16 +46,34 @@ def _train(
             f"{args.config}: init_from: no checkpoint to fine-tune from: set init_from in the "
             "config or pass --from CHECKPOINT (see configs/finetune_example.yaml)"
         )
+    if args.allow_changes and not args.resume:
+        raise ValueError("--allow-changes: only with --resume (it accepts a changed recipe)")
+    trainer = None
     try:
-        trainer = Trainer(config, run_dir=args.out, resume=args.resume, overwrite=args.overwrite)
+        trainer = Trainer(config, run_dir=args.out, resume=args.resume, overwrite=args.overwrite,
+                          allow_changes=args.allow_changes)  # fmt: skip
         trainer.fit()
         if trainer.dist.is_main:
+            if trainer.saved_step != trainer.step:
+                raise RuntimeError(_not_saved(trainer))
             print(f"run directory: {trainer.run_dir}")
             if trainer.last_eval:
                 print(_table(trainer.last_eval, ["l2re", "persistence"]))
     finally:
+        if trainer is not None:
+            trainer.close()
         distributed.teardown()
     return 0
+
+
+def _not_saved(trainer) -> str:
+    """Why a run ended without a checkpoint of its last step."""
+    last = "none" if trainer.saved_step is None else f"step {trainer.saved_step}"
+    return (
+        f"no checkpoint of step {trainer.step} was written in {trainer.run_dir} "
+        f"({trainer.checkpoint_error or 'not saved'}); {trainer.guard.skipped} of "
+        f"{trainer.step} steps were skipped as non-finite; newest checkpoint of this run: {last}"
+    )
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -229,8 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
         again = p.add_mutually_exclusive_group()
         again.add_argument("--resume", action="store_true", help="continue from RUN_DIR's last.pt")
         again.add_argument(
-            "--overwrite", action="store_true", help="delete RUN_DIR's checkpoints and start anew"
-        )
+            "--overwrite", action="store_true",
+            help="start anew; RUN_DIR's earlier run is set aside in RUN_DIR.old-* and deleted "
+            "when the new run writes its first checkpoint",
+        )  # fmt: skip
+        p.add_argument(
+            "--allow-changes", action="store_true",
+            help="with --resume: train on with a recipe (lr, batch size, seed, ...) that differs "
+            "from the checkpoint's",
+        )  # fmt: skip
         if name == "finetune":
             p.add_argument(
                 "--from", dest="from_",

@@ -4,6 +4,8 @@ one-line errors for bad configs, bad arguments, bad files and runs that exist.""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -174,3 +176,92 @@ def test_overwrite_starts_an_existing_run_anew(ns_file, tmp_path):
     argv = ["-q", "pretrain", _config(tmp_path, ns_file), "--out", str(tmp_path / "run")]
     assert main([*argv, "--max-steps", "1", "--overwrite"]) == 0
     assert not old.exists() and (old.parent / "last.pt").is_file()
+
+
+def _run_files(run_dir) -> dict:
+    """Every file of a run directory but its lock, with its bytes."""
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != "run.lock"
+    }
+
+
+def test_overwrite_with_a_bad_source_keeps_the_earlier_run(ns_file, tmp_path, capsys):
+    """The data is checked before --overwrite touches the run: a typo, a NaN in the held-out
+    split, or a missing --from file cost nothing."""
+    ds = dl.open_dataset(ns_file).load()
+    ds["vorticity"][5, 6, 2, 2] = np.nan  # sample 5 is held out (n_test 2)
+    with pytest.warns(UserWarning, match="NaN"):
+        nan_file = dl.data.save(ds, tmp_path / "nan.h5")
+    run = tmp_path / "run"
+    argv = ["-q", "pretrain", _config(tmp_path, ns_file), "--out", str(run), "--max-steps", "1"]
+    assert main(argv) == 0
+    before = _run_files(run)
+    assert "checkpoints/best.pt" in before
+    capsys.readouterr()
+    for sources, expected in (
+        (tmp_path / "typo.h5", "typo.h5 does not exist"),
+        (nan_file, "non-finite value in variable 'vorticity', sample 5, frame 6"),
+    ):
+        assert main([*argv, "--overwrite", "--set", f"data.sources=[{sources}]"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and expected in err
+        assert _run_files(run) == before and not list(tmp_path.glob("run.old-*"))
+    ft = ["-q", "finetune", _config(tmp_path, ns_file), "--out", str(run), "--overwrite"]
+    assert main([*ft, "--from", str(tmp_path / "gone.pt")]) == 2
+    assert "gone.pt" in capsys.readouterr().err and _run_files(run) == before
+
+
+def test_a_second_run_on_one_out_is_refused_with_the_holders_pid(ns_file, tmp_path, capsys):
+    """A run that trains (held at its first step) in a child process; a second run on its --out
+    is refused at once; once the child is killed, its lock is taken over."""
+    run, cfg = tmp_path / "run", _config(tmp_path, ns_file)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time\nfrom dpot_lab.train import Trainer\n"
+         "def hold(event):\n    if event['event'] == 'step':\n"
+         "        print('training', flush=True)\n        time.sleep(120)\n"
+         f"Trainer({cfg!r}, run_dir={str(run)!r}, callbacks=[hold]).fit()"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    argv = ["-q", "pretrain", cfg, "--out", str(run), "--max-steps", "1"]
+    try:
+        assert holder.stdout.readline().strip() == "training"
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{run} is in use by another run (PID {holder.pid} " in err
+        assert not (run / "checkpoints").exists()
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert main(argv) == 0
+
+
+def test_a_run_that_writes_no_checkpoint_fails(ns_file, tmp_path, capsys):
+    """Fine-tuning weights with NaN skip every step: no checkpoint, so no exit 0."""
+    cfg = _config(tmp_path, ns_file)
+    assert main(["-q", "pretrain", cfg, "--out", str(tmp_path / "pre"), "--max-steps", "1"]) == 0
+    ckpt = torch.load(tmp_path / "pre" / "checkpoints" / "last.pt", weights_only=True)
+    ckpt["model"]["pos_embed"].fill_(float("nan"))
+    torch.save(ckpt, tmp_path / "nan.pt")
+    capsys.readouterr()
+    argv = ["-q", "finetune", cfg, "--out", str(tmp_path / "ft"), "--max-steps", "2"]
+    assert main([*argv, "--from", str(tmp_path / "nan.pt")]) == 2
+    out, err = capsys.readouterr()
+    assert "run directory:" not in out and err.count("error:") == 1
+    assert not (tmp_path / "ft" / "checkpoints" / "last.pt").exists()
+
+
+def test_resume_with_a_changed_recipe_needs_allow_changes(ns_file, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    cfg = _config(tmp_path, ns_file)
+    assert main(["-q", "pretrain", cfg, "--out", run, "--max-steps", "1"]) == 0
+    capsys.readouterr()
+    again = ["-q", "pretrain", cfg, "--out", run, "--max-steps", "2", "--set", "optim.lr=1e-4"]
+    assert main([*again, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "changed recipe: optim.lr 0.001 -> 0.0001" in err and "--allow-changes" in err
+    assert main([*again, "--allow-changes"]) == 2
+    assert "--allow-changes: only with --resume" in capsys.readouterr().err
+    assert main([*again, "--resume", "--allow-changes"]) == 0
+    assert dl.models.read_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2

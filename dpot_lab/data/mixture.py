@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import xarray as xr
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from dpot_lab.data import schema
 from dpot_lab.data.lazy import H5Array, backing_array
@@ -331,6 +332,14 @@ class Mixture(Dataset):
         (field (*resolution, T, channels), channel_mask (channels,))."""
         field = self._to_grid(torch.from_numpy(self._read(source, sample, start, stop)), source)
         return pad_channels(field, self.channels, self.pad_value)
+
+    def validate(self, progress: bool = False) -> None:
+        """Read every trajectory of the split once, whole: raises the error of the first one
+        that cannot be read or (unless ``check_finite="off"``) holds NaN/Inf, naming its source,
+        sample and frame."""
+        todo = [(k, int(s)) for k, src in enumerate(self._sources) for s in src.samples]
+        for k, sample in tqdm(todo, desc=f"check {self.split} data", disable=not progress):
+            self._read(k, sample, 0, self._sources[k].t_total)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if self.mode == "window":

@@ -92,8 +92,9 @@ class RunCheckpoints:
         return path
 
     def read_last(self) -> dict:
-        """The whole ``last.pt`` dict; a clear error when it is missing or corrupt."""
-        if not self.last.is_file():
+        """The whole ``last.pt`` dict; when it is missing or corrupt, the newest intact step file
+        (then ``best.pt``) with a warning saying so; a clear error when none can be read."""
+        if not self.last.is_file() and not self.step_files():
             raise FileNotFoundError(
                 f"cannot resume: {self.last} does not exist (no checkpoint was written in "
                 f"{self.dir.parent}; start without --resume)"
@@ -101,9 +102,60 @@ class RunCheckpoints:
         try:
             return read_checkpoint(self.last)
         except Exception as err:  # the unpickler raises several kinds on a damaged file
-            raise ValueError(
-                f"cannot resume from {self.last}: corrupt or unreadable ({err})"
-            ) from None
+            problem = "missing" if not self.last.is_file() else f"corrupt or unreadable ({err})"
+        # step files newest first, then best.pt: pruning keeps the newest, so best.pt is older
+        for path in [*reversed(self.step_files()), self.best]:
+            try:
+                state = read_checkpoint(path)
+            except Exception:  # as above; try the next older one
+                continue
+            log.warning("%s is %s: resuming from %s (step %s) instead",
+                        self.last, problem, path.name, state.get("step"))  # fmt: skip
+            return state
+        raise ValueError(
+            f"cannot resume from {self.last}: {problem}, and no step file or best.pt in "
+            f"{self.dir} can be read either"
+        )
+
+
+def recipe_changes(saved: dict, current: dict) -> list[str]:
+    """The run-config keys (dotted) whose values differ between a checkpoint's ``train_config``
+    and the resuming one, as ``key old -> new``; keys that do not change what is trained (length,
+    logging, evaluation, checkpoints, device and parallel strategy, how data is read) are left
+    out."""
+    changes = []
+    flat_saved, flat_current = _flatten(saved), _flatten(current)
+    for key in sorted(flat_saved.keys() | flat_current.keys()):
+        if key.split(".")[0] in _NOT_RECIPE or key in _NOT_RECIPE:
+            continue
+        old, new = (_show(flat, key) for flat in (flat_saved, flat_current))
+        if old != new:
+            changes.append(f"{key} {old} -> {new}")
+    return changes
+
+
+def _show(flat: dict, key: str) -> str:
+    return repr(flat[key]) if key in flat else "unset"
+
+
+# The run-config keys (a section or a dotted key) that a resumed run may change freely: the
+# run's length and bookkeeping, and where and how it runs (a checkpoint resumes across devices
+# and parallel strategies).
+_NOT_RECIPE = (
+    "name", "steps", "out_dir", "log", "eval", "checkpoint", "device", "compile", "distributed",
+    "data.num_workers", "data.placement", "data.resident_gb", "data.cache_dir",
+)  # fmt: skip
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    """Nested dicts -> {dotted key: leaf value}."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 # ---------------------------------------------------------------------- RNG state

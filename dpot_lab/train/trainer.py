@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from itertools import islice
@@ -36,19 +37,26 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from dpot_lab.data.mixture import Mixture
 from dpot_lab.data.resident import run_loader
 from dpot_lab.evaluate.rollout import autoregress, predict_frames
 from dpot_lab.evaluate.score import sample_l2re
 from dpot_lab.models.checkpoint import Opened, open_checkpoint
 from dpot_lab.models.dpot import DPOT, build_model
 from dpot_lab.train import distributed
-from dpot_lab.train.checkpointing import RunCheckpoints, rng_state, set_rng_state
+from dpot_lab.train.checkpointing import (
+    RunCheckpoints,
+    recipe_changes,
+    rng_state,
+    set_rng_state,
+)
 from dpot_lab.train.config import ConfigError, TrainConfig
 from dpot_lab.train.ema import EMA
 from dpot_lab.train.finetune import TransferReport, param_groups, transfer_weights
 from dpot_lab.train.lora import LoRAReport, apply_lora_config, trainable_parameters
 from dpot_lab.train.loss import masked_relative_l2
 from dpot_lab.train.noise import add_noise, sample_key
+from dpot_lab.train.rundir import RunLock, restore_aside, set_aside, set_aside_runs, trim_metrics
 from dpot_lab.train.safety import DivergenceGuard
 from dpot_lab.train.schedule import LRSchedule
 from dpot_lab.train.sources import run_data, with_data_sizes
@@ -94,7 +102,17 @@ class Trainer:
     ``train_data`` / ``test_data``: datasets to use instead of the config's sources (a Mixture in
     window mode; a dict name -> Mixture in trajectory mode). ``resume``: continue the run in
     ``run_dir`` from ``checkpoints/last.pt`` exactly (weights, optimizer, schedule, RNG, data
-    order). A run directory that holds checkpoints is refused unless ``resume`` or ``overwrite``.
+    order), or from the newest intact checkpoint when it is damaged; a changed recipe (any config
+    key but length, logging, evaluation, checkpointing, device, parallel strategy and data-reading
+    ones: ``checkpointing.recipe_changes``) is an error unless ``allow_changes``. A run directory
+    that holds checkpoints is refused unless ``resume`` or ``overwrite``: ``overwrite`` sets the
+    earlier run aside (``<run_dir>.old-<stamp>-…``) once everything is built, deletes it when
+    this run writes its first checkpoint and puts it back when ``fit`` ends without one.
+
+    The config, the ``init_from`` file and every trajectory of the data (readable, finite) are
+    checked before the run directory changes. The trainer holds an OS lock on the run directory
+    (``run.lock``; shared by the trainers of one process) until ``close`` or its collection:
+    another process's trainer on it is refused with the holder's PID.
 
     Beside the loop: ``loader`` (the data position: ``data.loader.RunLoader``, or
     ``data.resident.ResidentLoader`` by ``data.placement``), ``guard``
@@ -111,6 +129,7 @@ class Trainer:
         test_data: dict[str, Dataset] | None = None,
         resume: bool = False,
         overwrite: bool = False,
+        allow_changes: bool = False,
     ):
         cfg = self.config = TrainConfig.coerce(config)  # validated before any data is read
         self.callbacks = list(callbacks)
@@ -125,15 +144,45 @@ class Trainer:
         self.micro_batch = cfg.batch_size // (world * accum)
         self.run_dir = Path(run_dir or cfg.out_dir or Path("runs") / cfg.name)
         self.checkpoints = RunCheckpoints(self.run_dir, cfg.checkpoint.keep)
+        self.saved_step: int | None = None  # the step of the newest checkpoint of this run
+        self.checkpoint_error: str | None = None  # why the last checkpoint was not written
+        self._aside: Path | None = None  # the earlier run that overwrite set aside
+        lock = RunLock(self.run_dir) if self.dist.is_main else None
+        # released by close(), or when this trainer is collected
+        self._unlock = weakref.finalize(self, lock.release) if lock is not None else None
+        try:  # everything is built and checked before anything in the run directory changes
+            self._setup(train_data, test_data, resume, overwrite, allow_changes)
+        except BaseException:
+            self.close(remove_dir=True)
+            raise
+        if self.dist.is_main:
+            if overwrite and not resume:
+                self._aside = set_aside(self.run_dir)
+                if self._aside is not None:
+                    log.warning("the earlier run in %s is set aside in %s until this run writes "
+                                "its first checkpoint", self.run_dir, self._aside)  # fmt: skip
+            cfg.to_yaml(self.run_dir / "config.yaml")
+            trim_metrics(self.run_dir / "metrics.jsonl", self.step)
+            self._report_init()
+
+    def _setup(
+        self,
+        train_data: Dataset | None,
+        test_data: dict[str, Dataset] | None,
+        resume: bool,
+        overwrite: bool,
+        allow_changes: bool,
+    ) -> None:
+        """Build the model, data, optimizer and state (from ``last.pt`` on ``resume``), checking
+        the data whole; nothing is written."""
+        cfg = self.config
         if not (resume or overwrite) and self.checkpoints.step_files():
             raise FileExistsError(
                 f"{self.run_dir} holds checkpoints of an earlier run: resume it (resume=True, "
                 "--resume), overwrite it (overwrite=True, --overwrite) or choose another run "
                 "directory"
             )
-        if overwrite and not resume:
-            shutil.rmtree(self.checkpoints.dir, ignore_errors=True)
-        resume_state = self.checkpoints.read_last() if resume else None
+        resume_state = self._read_resume() if resume else None
         use_bf16 = cfg.precision == "bf16" or (
             cfg.precision == "auto" and self.device.type == "cuda"
         )
@@ -161,13 +210,17 @@ class Trainer:
             train_data = data.train if train_data is None else train_data
             test_data = data.test if test_data is None else test_data
         self.train_data, self.test_data = train_data, test_data
+        progress = cfg.log.progress and self.dist.is_main
+        for ds in (train_data, *test_data.values()):  # a bad frame fails now, not hours in
+            if isinstance(ds, Mixture):
+                ds.validate(progress)
         self.source_names: list[str] = list(getattr(train_data, "source_names", []))
         gb = cfg.data.resident_gb
         self.loader = run_loader(
             train_data, self.micro_batch, cfg.data.placement, self.device,
             None if gb is None else int(gb * 2**30), distributed=self.dist.distributed,
-            seed=cfg.seed, progress=cfg.log.progress and self.dist.is_main,
-            num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
+            seed=cfg.seed, progress=progress, num_workers=cfg.data.num_workers,
+            pin_memory=self.device.type == "cuda",
         )  # fmt: skip
         self.optimizer = self._build_optimizer()
         o = cfg.optim
@@ -183,15 +236,32 @@ class Trainer:
         self.last_eval: dict[str, dict[str, float]] = {}
         self.history: list[dict] = []
         if resume_state is not None:
-            self._load_state(resume_state)
+            self._load_state(resume_state, allow_changes)
         self.guard.take_snapshot(self.step)
         self.train_model = torch.compile(self.parallel) if cfg.compile else self.parallel
         self._batches: Iterator[dict] | None = None
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            cfg.to_yaml(self.run_dir / "config.yaml")
-            self._trim_metrics()
-            self._report_init()
+
+    def close(self, remove_dir: bool = False) -> None:
+        """Release the run directory's lock (``remove_dir``: and the folder, when this trainer
+        made it and nothing was written there). The lock is also released when the trainer is
+        garbage collected or its process ends."""
+        held = self._unlock.detach() if self._unlock is not None else None
+        if held is not None:
+            _, release, _, _ = held
+            release(remove_dir)
+
+    def _read_resume(self) -> dict:
+        """The checkpoint to resume from (``RunCheckpoints.read_last``), the error naming an
+        earlier run that ``overwrite`` set aside when there is none."""
+        try:
+            return self.checkpoints.read_last()
+        except FileNotFoundError as err:
+            aside = set_aside_runs(self.run_dir)
+            if not aside:
+                raise
+            raise FileNotFoundError(
+                f"{err}; the earlier run set aside by --overwrite is in {aside[-1]}"
+            ) from None
 
     # ------------------------------------------------------------------ building
     def _build_model(
@@ -249,16 +319,6 @@ class Trainer:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
         self._emit(record)
-
-    def _trim_metrics(self) -> None:
-        """Keep only the records up to the current step (a resume redoes the rest)."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.exists():
-            return
-        kept = [
-            ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step
-        ]
-        path.write_text("".join(ln + "\n" for ln in kept))
 
     # ------------------------------------------------------------------ one step
     @property
@@ -483,22 +543,38 @@ class Trainer:
                 self.step, self.model, metadata, best=best, state=weights, **extra
             )
         except ValueError as err:  # non-finite weights: keep the previous checkpoints
+            self.checkpoint_error = str(err)
             log.error("step %d: checkpoint not written: %s", self.step, err)
             return None
+        self.saved_step, self.checkpoint_error = self.step, None
+        if self._aside is not None:  # this run has a checkpoint: the earlier one goes
+            shutil.rmtree(self._aside)
+            log.info("deleted the earlier run set aside in %s", self._aside)
+            self._aside = None
         self._emit({"event": "checkpoint", "step": self.step, "path": str(path), "best": best})
         return path
 
-    def _load_state(self, ckpt: dict) -> None:
+    def _load_state(self, ckpt: dict, allow_changes: bool) -> None:
         saved, mine = ckpt.get("train_config", {}), self.config.to_dict()
-        skip = ("steps", "log", "eval", "checkpoint", "out_dir")
-        diff = sorted(k for k in mine if k not in skip and mine[k] != saved.get(k))
-        if diff:
-            log.warning("resuming with a config that differs from the saved one in: %s",
-                        ", ".join(diff))  # fmt: skip
+        try:  # through today's schema: keys added since then compare at their defaults
+            saved = TrainConfig.from_dict(saved).to_dict()
+        except ValueError:
+            pass
+        changes = recipe_changes(saved, mine)
+        if changes and not allow_changes:
+            raise ValueError(
+                f"cannot resume {self.run_dir} with a changed recipe: {'; '.join(changes)} "
+                "(resume with allow_changes=True / --allow-changes to train on with them)"
+            )
+        if changes:
+            log.warning("resuming with a changed recipe: %s", "; ".join(changes))
+        hyper = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         distributed.load_model_state(self.model, ckpt["model"])
         distributed.load_optimizer_state(self.model, self.optimizer, ckpt["optimizer"])
+        for group, mine in zip(self.optimizer.param_groups, hyper, strict=True):
+            group.update(mine)  # the config's lr, betas, decay (the saved ones unless changed)
         self.schedule.load_state_dict(ckpt["schedule"])
-        self.step = int(ckpt["step"])
+        self.step = self.saved_step = int(ckpt["step"])
         self.loader.load_state_dict(ckpt["data_state"])
         self.best = float(ckpt["trainer_state"]["best"])
         self.guard.load_state_dict(ckpt["trainer_state"])
@@ -509,19 +585,23 @@ class Trainer:
                  self.loader.epoch, self.loader.batch)  # fmt: skip
 
     def _periodic(self, loss: float, end: bool) -> None:
-        """Evaluate and checkpoint when due (always at the end of ``fit``)."""
-        cfg, mean = self.config, None
-        if (cfg.eval.every and self.step % cfg.eval.every == 0) or end:
-            mean = self._evaluate_and_log(loss)
-        if (cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0) or end:
-            if end and not self.weights_finite():
+        """Evaluate and checkpoint when due (always at the end of ``fit``, where the checkpoint
+        is written first, so that a failing evaluation cannot cost the trained weights)."""
+        cfg = self.config
+        eval_due = (cfg.eval.every and self.step % cfg.eval.every == 0) or end
+        if end:
+            if not self.weights_finite():
                 log.error("non-finite weights at the end: restoring those of step %d",
                           self.guard.snapshot["step"])  # fmt: skip
                 self.guard.restore()
+            self.save_checkpoint()
+        mean = self._evaluate_and_log(loss) if eval_due else None
+        if (cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0) or end:
             better = mean is not None and mean < self.best
             if better:
                 self.best = mean
-            self.save_checkpoint(best=better)
+            if not end or mean is not None:  # at the end: again, with the evaluation
+                self.save_checkpoint(best=better)
 
     # ------------------------------------------------------------------ the loop
     def fit(self, steps: int | None = None) -> list[dict]:
@@ -536,6 +616,21 @@ class Trainer:
             mininterval=0.1 if sys.stderr.isatty() else 10.0,  # a log file gets a line per 10 s
         )  # fmt: skip
         meter = _Meter()
+        try:
+            self._train_until(until, bar, meter)
+        finally:
+            bar.close()
+            if self._aside is not None and self.saved_step is None:
+                restore_aside(self.run_dir, self._aside)
+                log.warning("no checkpoint written: the earlier run is back in %s", self.run_dir)
+                self._aside = None
+        g = self.guard
+        self._emit({"event": "end", "step": self.step, "skipped": g.skipped,
+                    "rollbacks": g.rollbacks})  # fmt: skip
+        return self.history
+
+    def _train_until(self, until: int, bar: tqdm, meter: _Meter) -> None:
+        cfg = self.config
         while self.step < until:
             rec = self.train_step()
             meter.add(rec)
@@ -548,8 +643,3 @@ class Trainer:
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}")
             with meter.paused():  # evaluation and checkpoints are not training time
                 self._periodic(rec["loss"], end=self.step == until)
-        bar.close()
-        g = self.guard
-        self._emit({"event": "end", "step": self.step, "skipped": g.skipped,
-                    "rollbacks": g.rollbacks})  # fmt: skip
-        return self.history
