@@ -161,7 +161,7 @@ class Trainer:
                 if self._aside is not None:
                     log.warning("the earlier run in %s is set aside in %s until this run writes "
                                 "its first checkpoint", self.run_dir, self._aside)  # fmt: skip
-            cfg.to_yaml(self.run_dir / "config.yaml")
+            self.config.to_yaml(self.run_dir / "config.yaml")  # the sizes from the data filled
             trim_metrics(self.run_dir / "metrics.jsonl", self.step)
             self._report_init()
 
