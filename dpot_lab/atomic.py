@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +27,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if _disk_full(err):
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left on device writing {path} (a file there before is unchanged)",
+            ) from err
         raise
+
+
+def _disk_full(err: BaseException | None) -> bool:
+    """Whether ``err`` or an error it came from is a full disk (libraries such as torch raise
+    their own error while handling the OSError)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        err = err.__cause__ or err.__context__
+    return False

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -133,7 +134,13 @@ def _save_safetensors(
     }
     tensors = {k: v.contiguous() for k, v in state.items()}
     with atomic_path(path) as tmp:
-        safetensors.torch.save_file(tensors, tmp, metadata=header)
+        try:
+            safetensors.torch.save_file(tensors, tmp, metadata=header)
+        except Exception as err:  # SafetensorError names the OS error only in its text
+            code = re.search(r"os error (\d+)", str(err))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), str(err)) from err
     return Path(path)
 
 

@@ -1,0 +1,95 @@
+"""A full disk: every writer fails with one line naming the file and "no space left on device",
+keeps the file that was there, leaves no temporary file and does not crash the interpreter.
+
+Runs on a small tmpfs, so only as root (mount needs it); skipped otherwise."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import dpot_lab as dl
+
+SIZE = 1 << 20  # bytes of the tmpfs
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A folder on a 1 MiB tmpfs, unmounted after the test."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs", str(folder)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mount.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", "--lazy", str(folder)], check=True)  # --lazy: even if still open
+
+
+def fill(folder: Path, leave: int) -> None:
+    """Take all but about ``leave`` bytes of the folder's file system."""
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    (folder / "filler").write_bytes(b"\0" * max(free - leave, 0))
+
+
+def left_over(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_generate_on_a_full_disk_keeps_the_good_file_and_exits_cleanly(small_disk):
+    out = small_disk / "ns.h5"
+    argv = [sys.executable, "-m", "dpot_lab.cli", "-q", "generate", "ns2d", "--out", str(out),
+            "--resolution", "16", "--param", "n_frames=6"]  # fmt: skip
+    first = subprocess.run([*argv, "--n-samples", "1"], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    good = out.read_bytes()
+    fill(small_disk, leave=64 << 10)
+    # 40 trajectories of 6 frames of 16² float32: 245 KiB, more than is left
+    run = subprocess.run([*argv, "--n-samples", "40"], capture_output=True, text=True)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2, run.stderr  # a segfault in HDF5's clean-up gives -11 (139)
+    assert lines == [
+        f"dpot-lab generate: error: [Errno 28] no space left on device writing {out} "
+        "(a file there before is unchanged)"
+    ]
+    assert out.read_bytes() == good and left_over(small_disk) == []
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_checkpoint_on_a_full_disk_keeps_the_good_one(small_disk, suffix):
+    torch.manual_seed(0)
+    path = small_disk / f"model{suffix}"
+    small = dl.create_model("nano", embed_dim=16, depth=1, out_layer_dim=8)
+    dl.save_checkpoint(path, small)
+    fill(small_disk, leave=16 << 10)
+    with pytest.raises(OSError, match=rf"no space left on device writing {path} ") as caught:
+        dl.save_checkpoint(path, dl.create_model("nano"))  # about 1 MB
+    assert caught.value.errno == 28 and "\n" not in str(caught.value)
+    back = dl.load_checkpoint(path)
+    assert all(torch.equal(a, b) for a, b in zip(back.parameters(), small.parameters()))
+    assert left_over(small_disk) == []
+
+
+def test_native_save_on_a_full_disk_raises_and_keeps_the_good_file(small_disk):
+    def frames(n: int) -> xr.Dataset:
+        u = np.random.default_rng(0).standard_normal((n, 4, 32, 32)).astype(np.float32)
+        return xr.Dataset({"u": (("sample", "time", "x", "y"), u)},
+                          attrs={"pde": "test", "source_format": "test"})  # fmt: skip
+
+    path = dl.data.save(frames(1), small_disk / "u.h5")
+    fill(small_disk, leave=64 << 10)
+    with pytest.raises(OSError, match=rf"no space left on device writing {path} "):
+        dl.data.save(frames(20), path)  # 320 KiB
+    with dl.open_dataset(path) as ds:
+        assert ds.sizes["sample"] == 1 and left_over(small_disk) == []
