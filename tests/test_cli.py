@@ -131,6 +131,13 @@ def test_user_errors_are_one_line_messages(ns_file, tmp_path, capsys):
         (["pretrain", "{cfg}", "--out", "{tmp}/r", "--set", "optim.lr=fast"],
          "optim.lr: expected float, got str 'fast'"),
         (["pretrain", "{cfg}", "--out", "{tmp}/r", "--set", "optim.lrr=1"], "optim.lrr"),
+        # --set through a list applies (the missing source is reported), or is refused
+        (["pretrain", "{cfg}", "--out", "{tmp}/r", "--set", "data.sources.0={tmp}/missing.h5"],
+         "missing.h5"),
+        (["pretrain", "{cfg}", "--out", "{tmp}/r", "--set", "data.sources.1=x.h5"],
+         "cannot set data.sources.1: data.sources is a list of 1 entries"),
+        (["pretrain", "{cfg}", "--out", "{tmp}/r", "--set", "optim.lr=1e-3", "--set",
+          "optim.lr.x=1"], "cannot set optim.lr.x: optim.lr is float 0.001"),
         (["evaluate", "{tmp}/corrupt.pt", "--data", "{ns}", "--last", "0"], "an int >= 1"),
         (["generate", "ns2d", "--out", "{tmp}/g.h5", "--n-samples", "2", "--resolution", "x"],
          "expected an int >= 1, got 'x'"),

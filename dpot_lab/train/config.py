@@ -260,7 +260,7 @@ class TrainConfig:
         repeated key are errors."""
         raw = read_yaml(path)
         if isinstance(raw, dict):
-            set_dotted(raw, changes)
+            set_dotted(raw, changes, str(path))
         return cls.from_dict(raw, source=str(path))
 
     @classmethod
@@ -301,7 +301,7 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A validated copy with fields changed: top-level or dotted (``{"optim.lr": 1e-4}``)."""
         d = self.to_dict()
-        set_dotted(d, changes)
+        set_dotted(d, changes, self._source)
         return TrainConfig.from_dict(d, source=self._source)
 
     # ------------------------------------------------------------------ checks
