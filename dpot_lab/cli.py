@@ -35,6 +35,8 @@ def _train(args: argparse.Namespace, init_from: str | None = None) -> int:
         changes["steps"] = args.max_steps
     if init_from is not None:
         changes["init_from"] = init_from
+    if getattr(args, "allow_partial", False):
+        changes["init_allow_partial"] = True
     if args.quiet:
         changes["log.progress"] = False
     config = TrainConfig.from_yaml(args.config, **changes)  # before checks (preset: null)
@@ -224,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "finetune":
             p.add_argument("--from", dest="from_", required=True, help="pre-trained checkpoint")
+            p.add_argument(
+                "--allow-partial", action="store_true",
+                help="train even when under half of the model's tensors come from --from",
+            )  # fmt: skip
         p.set_defaults(func=_pretrain if name == "pretrain" else _finetune)
 
     p = sub.add_parser("evaluate", help="rollout L2RE / VRMSE per data file")

@@ -161,6 +161,32 @@ def test_every_error_is_one_line(ns_file, tmp_path, capsys, argv, expected):
     assert code == 2 and "Traceback" not in err and len(lines) == 1 and expected in lines[0]
 
 
+def test_finetune_from_a_file_that_mostly_does_not_fit_or_holds_nan(ns_file, tmp_path, capsys,
+                                                                      caplog):  # fmt: skip
+    torch.manual_seed(0)
+    small = {k: v for k, v in TINY.items() if k != "preset"}
+    src = dl.save_checkpoint(tmp_path / "one_block.pt", dl.create_model("nano", **small))
+    cfg = _config(tmp_path, ns_file, model=dict(TINY, depth=4))  # 3 of 4 blocks not in --from
+    argv = ["-q", "finetune", cfg, "--from", str(src)]
+    assert main([*argv, "--out", str(tmp_path / "ft")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "under half of the model comes from the source" in err[0]
+    assert "init_allow_partial: true (--allow-partial)" in err[0]
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--out", str(tmp_path / "ft2"), "--allow-partial"]) == 0
+    assert "under half of the model comes from the source" in caplog.text
+    assert yaml.safe_load((tmp_path / "ft2" / "config.yaml").read_text())["init_allow_partial"]
+
+    ckpt = torch.load(src, weights_only=True)
+    ckpt["model"]["blocks.0.mlp.0.weight"][3, 1] = float("nan")
+    torch.save(ckpt, tmp_path / "nan.pt")
+    cfg = _config(tmp_path, ns_file)
+    assert main(["-q", "finetune", cfg, "--from", str(tmp_path / "nan.pt"), "--out",
+                 str(tmp_path / "ft3")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nan.pt: tensor blocks.0.mlp.0.weight holds 1 non-finite" in err[0]
+
+
 def test_overwrite_starts_an_existing_run_anew(ns_file, tmp_path):
     old = tmp_path / "run" / "checkpoints" / "step_00000099.pt"
     old.parent.mkdir(parents=True)

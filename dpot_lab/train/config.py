@@ -236,6 +236,7 @@ class TrainConfig:
     compile: bool = False
     ema: float | None = None  # EMA decay of the weights (None: off)
     init_from: str | None = None  # checkpoint to fine-tune from (ours or the release's)
+    init_allow_partial: bool = False  # train even when under half of the model is init_from's
     out_dir: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
