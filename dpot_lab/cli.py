@@ -90,10 +90,16 @@ def _evaluate(args: argparse.Namespace) -> int:
             steps = min(steps, args.horizon)
         if steps < 1:
             raise ValueError(f"{path}: {ds.sizes['time']} frames leave nothing after t_in={t_in}")
-        pred = dl.rollout(model, ds, t_in=t_in, steps=steps, batch_size=args.batch_size)
+        pred = dl.rollout(
+            model, ds, t_in=t_in, steps=steps, batch_size=args.batch_size, progress=not args.quiet
+        )
         still = metrics.persistence(ds, t_in=t_in, steps=steps)
+        try:
+            score = score_rollout(pred, ds)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
         results[str(path)] = {
-            "l2re": float(score_rollout(pred, ds)["mean"]),
+            "l2re": float(score["mean"]),
             "vrmse": float(metrics.vrmse(pred, ds).to_array("field").mean()),
             "persistence": float(score_rollout(still, ds)["mean"]),
             "samples": ds.sizes["sample"],

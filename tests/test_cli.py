@@ -187,6 +187,24 @@ def test_finetune_from_a_file_that_mostly_does_not_fit_or_holds_nan(ns_file, tmp
     assert len(err) == 1 and "nan.pt: tensor blocks.0.mlp.0.weight holds 1 non-finite" in err[0]
 
 
+def test_evaluate_refuses_nan_in_the_scored_frames(ns_file, tmp_path, capsys):
+    torch.manual_seed(0)
+    ckpt = dl.save_checkpoint(tmp_path / "m.pt", dl.create_model(
+        "nano", **{k: v for k, v in TINY.items() if k != "preset"}, img_size=16, in_channels=1,
+        out_channels=1, in_timesteps=4))  # fmt: skip
+    ds = dl.open_dataset(ns_file).load()
+    ds["vorticity"][4, 6, 2, 3] = np.nan  # sample 4, frame 6: scored (t_in 4)
+    with pytest.warns(UserWarning, match="NaN"):
+        bad = dl.data.save(ds, tmp_path / "nan.h5")
+    assert main(["-q", "evaluate", str(ckpt), "--data", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"dpot-lab evaluate: error: {bad}: the truth holds NaN/Inf in its scored frames: first in "
+        "field 'vorticity', sample 4, frame 6 (time 1.75); 1 (sample, frame, field) entries in all; "
+        "the scores would be NaN"
+    ]
+
+
 def test_overwrite_starts_an_existing_run_anew(ns_file, tmp_path):
     old = tmp_path / "run" / "checkpoints" / "step_00000099.pt"
     old.parent.mkdir(parents=True)
