@@ -206,6 +206,28 @@ def _int_from(low: int) -> Callable[[str], int]:
     return parse
 
 
+class _GeneratorsHelp(argparse.Action):
+    """``generate --help``: the usage, then every generator with its parameters and defaults
+    (read only when asked for: it imports the solvers)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args, **kwargs) -> None:
+        from dpot_lab.data.generation import describe_generators
+
+        parser.epilog = describe_generators()
+        parser.print_help()
+        parser.exit()
+
+
+def _port(text: str) -> int:
+    """argparse type of ``--port``: a TCP port number."""
+    if not re.fullmatch(r"\s*\d+\s*", text) or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1..65535, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dpot-lab",
@@ -246,7 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_int_from(1), default=8)
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("generate", help="write a trajectory set with a built-in solver")
+    p = sub.add_parser(
+        "generate", help="write a trajectory set with a built-in solver", add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("-h", "--help", action=_GeneratorsHelp, help="list the generators and exit")
     p.add_argument("pde", help="generator name, e.g. ns2d, dr, swe, cns2d, ns3d")
     p.add_argument("--out", required=True)
     p.add_argument("--n-samples", type=_int_from(1), required=True)
@@ -269,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_export)
 
     p = sub.add_parser("demo", help="serve the rollout viewer on the shipped demo model and data")
-    p.add_argument("--port", type=int, default=5006)
+    p.add_argument("--port", type=_port, default=5006, help="TCP port, 1..65535")
     p.add_argument("--address", default="127.0.0.1")
     p.set_defaults(func=_demo)
     return parser

@@ -138,6 +138,7 @@ def test_user_errors_are_one_line_messages(ns_file, tmp_path, capsys):
          "cannot set data.sources.1: data.sources is a list of 1 entries"),
         (["pretrain", "{cfg}", "--out", "{tmp}/r", "--set", "optim.lr=1e-3", "--set",
           "optim.lr.x=1"], "cannot set optim.lr.x: optim.lr is float 0.001"),
+        (["demo", "--port", "99999"], "--port: expected a port number 1..65535, got '99999'"),
         (["evaluate", "{tmp}/corrupt.pt", "--data", "{ns}", "--last", "0"], "an int >= 1"),
         (["generate", "ns2d", "--out", "{tmp}/g.h5", "--n-samples", "2", "--resolution", "x"],
          "expected an int >= 1, got 'x'"),
@@ -200,9 +201,39 @@ def test_evaluate_refuses_nan_in_the_scored_frames(ns_file, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"dpot-lab evaluate: error: {bad}: the truth holds NaN/Inf in its scored frames: first in "
-        "field 'vorticity', sample 4, frame 6 (time 1.75); 1 (sample, frame, field) entries in all; "
-        "the scores would be NaN"
+        "field 'vorticity', sample 4, frame 6 (time 1.75); 1 (sample, frame, field) entries in "
+        "all; the scores would be NaN"
     ]
+
+
+def test_the_nan_hint_names_a_config_key_that_works(ns_file, tmp_path, capsys):
+    ds = dl.open_dataset(ns_file).load()
+    ds["vorticity"][1, 5, 2, 3] = np.nan  # a training trajectory (n_test 2: samples 4, 5 test)
+    with pytest.warns(UserWarning, match="NaN"):
+        bad = dl.data.save(ds, tmp_path / "nan.h5")
+    cfg = _config(tmp_path, bad)
+    argv = ["-q", "pretrain", cfg, "--max-steps", "8"]
+    assert main([*argv, "--out", str(tmp_path / "r1")]) == 2
+    err = capsys.readouterr().err
+    hint = re.search(r"in a run config: (\S+): (\S+)\)", err)
+    assert "sample 1, frame 5" in err and hint, err
+    with pytest.warns(UserWarning, match="check_finite dropped 1 of 6 samples"):
+        assert main([*argv, "--out", str(tmp_path / "r2"), "--set", "=".join(hint.groups())]) == 0
+    assert dl.load_checkpoint(tmp_path / "r2" / "checkpoints" / "last.pt").metadata["step"] == 8
+
+
+def test_generate_help_lists_every_generator_with_its_parameters(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["generate", "--help"])
+    out = capsys.readouterr().out
+    assert stop.value.code == 0 and out.startswith("usage: dpot-lab generate")
+    for name, entry in dl.data.generation.GENERATORS.items():
+        line = re.search(rf"^  {entry.name}(?: \(also ([^)]*)\))?: ", out, re.M)
+        assert line and (name == entry.name or name in line.group(1).split(", ")), name
+    out = out.replace("\n      ", " ")  # the parameters, wrapped, as one line
+    assert "  shallow_water (also swe): 2D shallow water" in out
+    assert "nu=0.001, forcing='fno', n_frames=20" in out  # ns2d's keyword defaults
+    assert "g=1.0, h_in=2.0, h_out=1.0" in out  # shallow water's defaults (a **params generator)
 
 
 def test_overwrite_starts_an_existing_run_anew(ns_file, tmp_path):

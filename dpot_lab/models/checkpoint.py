@@ -163,7 +163,18 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
         if own[k].shape != state[k].shape
     ]
     if missing or unexpected or shapes:
-        lines = [f"state dict from {source} does not match {type(model).__name__}:"]
+        first = (
+            f"tensor {shapes[0]}" if shapes
+            else f"tensor {missing[0]} is missing" if missing
+            else f"tensor {unexpected[0]} is not in the model"
+        )  # fmt: skip
+        counts = (
+            f"{len(shapes)} shape mismatch(es), {len(missing)} missing, "
+            f"{len(unexpected)} unexpected"
+        )
+        lines = [
+            f"state dict from {source} does not match {type(model).__name__}: {first} ({counts})"
+        ]
         if missing:
             lines.append(f"  missing keys ({len(missing)}): {missing}")
         if unexpected:

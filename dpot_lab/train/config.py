@@ -114,6 +114,9 @@ class DataConfig:
     placement: Literal["auto", "device", "loader"] = "loader"
     resident_gb: float | None = None  # memory the resident trajectories may take (None: 1/4)
     cache_dir: str | None = None  # where generator specs are cached (None: the generator's default)
+    # NaN/Inf in a source: "window" stops the run at the first window that holds one, "skip"
+    # drops the trajectories that hold any (each source scanned once)
+    check_finite: Literal["window", "skip"] = "window"
 
 
 @dataclass
