@@ -81,15 +81,18 @@ def test_checkpoint_on_a_full_disk_keeps_the_good_one(small_disk, suffix):
     assert left_over(small_disk) == []
 
 
-def test_native_save_on_a_full_disk_raises_and_keeps_the_good_file(small_disk):
+@pytest.mark.parametrize("write, suffix", [(dl.data.save, ".h5"), (dl.data.to_netcdf, ".nc")])
+def test_data_files_on_a_full_disk_raise_and_keep_the_good_file(small_disk, write, suffix):
     def frames(n: int) -> xr.Dataset:
         u = np.random.default_rng(0).standard_normal((n, 4, 32, 32)).astype(np.float32)
         return xr.Dataset({"u": (("sample", "time", "x", "y"), u)},
                           attrs={"pde": "test", "source_format": "test"})  # fmt: skip
 
-    path = dl.data.save(frames(1), small_disk / "u.h5")
+    path = write(frames(1), small_disk / f"u{suffix}")
     fill(small_disk, leave=64 << 10)
     with pytest.raises(OSError, match=rf"no space left on device writing {path} "):
-        dl.data.save(frames(20), path)  # 320 KiB
-    with dl.open_dataset(path) as ds:
+        write(frames(20), path)  # 320 KiB
+    with (
+        xr.open_dataset(path, engine="h5netcdf") if suffix == ".nc" else dl.open_dataset(path) as ds
+    ):
         assert ds.sizes["sample"] == 1 and left_over(small_disk) == []

@@ -203,7 +203,8 @@ def save_parts(
     projected //= max(first.sizes.get("sample", 1), 1)
     with (
         atomic_path(path) as tmp,
-        _writing(tmp) as (f, sink),
+        _sink(tmp) as sink,
+        h5py.File(sink, "w", track_order=True) as f,
         tqdm(total=projected, unit="B", unit_scale=True, desc=f"save {path.name}",
              disable=projected < _PROGRESS_BYTES) as bar,
     ):  # fmt: skip
@@ -288,17 +289,13 @@ class _Sink:
 
 
 @contextmanager
-def _writing(tmp: Path) -> Iterator[tuple[h5py.File, _Sink]]:
-    """A new HDF5 file at ``tmp`` and its ``_Sink``, closed whatever happens; a failed write is
-    raised once the file is closed (``sink.check()`` raises it earlier)."""
-    with builtins.open(tmp, "w+b", buffering=0) as raw:  # unbuffered: a seek never writes
+def _sink(tmp: Path) -> Iterator[_Sink]:
+    """A ``_Sink`` on a new unbuffered file at ``tmp`` (so a seek never writes); a failed write is
+    raised once the body is done (``sink.check()`` raises it earlier)."""
+    with builtins.open(tmp, "w+b", buffering=0) as raw:
         sink = _Sink(raw)
-        f = h5py.File(sink, "w", track_order=True)
-        try:
-            yield f, sink
-        finally:
-            f.close()
-        sink.check()
+        yield sink
+    sink.check()
 
 
 def _check_part(ds: xr.Dataset, first: xr.Dataset, path: Path, k: int) -> None:
@@ -329,8 +326,8 @@ def to_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         chunks = _chunks(var.dims, var.shape)
         if chunks:
             encoding[name] = {"chunksizes": chunks}
-    with atomic_path(path) as tmp:
-        out.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+    with atomic_path(path) as tmp, _sink(tmp) as sink:
+        out.to_netcdf(sink, engine="h5netcdf", encoding=encoding)
     return path
 
 
