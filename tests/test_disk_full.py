@@ -96,3 +96,18 @@ def test_data_files_on_a_full_disk_raise_and_keep_the_good_file(small_disk, writ
         xr.open_dataset(path, engine="h5netcdf") if suffix == ".nc" else dl.open_dataset(path) as ds
     ):
         assert ds.sizes["sample"] == 1 and left_over(small_disk) == []
+
+
+def test_a_failed_write_is_raised_naming_the_file_and_keeps_the_good_one(tmp_path):
+    from dpot_lab.atomic import atomic_path
+
+    good = tmp_path / "out.bin"
+    good.write_bytes(b"good")
+    with pytest.raises(OSError, match=rf"^\[Errno 5\] Input/output error writing {good} \(a file"):
+        with atomic_path(good) as tmp:
+            tmp.write_bytes(b"half")
+            raise OSError(5, "Input/output error")  # as a failing write raises it
+    with pytest.raises(FileNotFoundError, match=r"elsewhere\.h5"):  # not a write: unchanged
+        with atomic_path(good):
+            open(tmp_path / "elsewhere.h5", "rb")
+    assert good.read_bytes() == b"good" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
