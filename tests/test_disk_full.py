@@ -98,6 +98,17 @@ def test_data_files_on_a_full_disk_raise_and_keep_the_good_file(small_disk, writ
         assert ds.sizes["sample"] == 1 and left_over(small_disk) == []
 
 
+def test_run_config_on_a_full_disk_keeps_the_good_one(small_disk):
+    from dpot_lab.train import TrainConfig
+
+    path = TrainConfig().to_yaml(small_disk / "config.yaml")
+    good = path.read_text()
+    fill(small_disk, leave=0)
+    with pytest.raises(OSError, match=rf"no space left on device writing {path} "):
+        TrainConfig(name="x" * 8192).to_yaml(path)
+    assert path.read_text() == good and left_over(small_disk) == []
+
+
 def test_a_failed_write_is_raised_naming_the_file_and_keeps_the_good_one(tmp_path):
     from dpot_lab.atomic import atomic_path
 

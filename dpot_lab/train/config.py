@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 import torch
 import yaml
 
+from dpot_lab.atomic import atomic_path
 from dpot_lab.configfile import (
     ConfigError,
     build,
@@ -297,9 +298,10 @@ class TrainConfig:
         return d
 
     def to_yaml(self, path: str | os.PathLike) -> Path:
+        """Write the config as YAML, atomically (a failed write keeps the file there)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        with atomic_path(path) as tmp:
+            tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         return path
 
     def replace(self, **changes: Any) -> TrainConfig:
