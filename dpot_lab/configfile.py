@@ -143,6 +143,11 @@ def set_dotted(d: dict, changes: dict[str, Any], source: str = "config") -> None
             if isinstance(node, dict):
                 if last:
                     node[part] = value
+                elif part not in node and parts[depth + 1].isdigit():
+                    raise ConfigError(
+                        f"{source}: cannot set {key}: {'.'.join(parts[: depth + 1])} is not "
+                        "given there, so there is no list to index; set the whole list"
+                    )
                 else:
                     node = node.setdefault(part, {})
             elif isinstance(node, list):

@@ -216,6 +216,8 @@ def test_set_goes_through_lists_or_is_refused(tmp_path):
         "optim.lr.x": r"run\.yaml: cannot set optim\.lr\.x: optim\.lr is float 0\.001, not a "
         r"mapping or a list",
         "data.sources.0.x": r"data\.sources\.0 is str 'a\.h5'",
+        "optim.betas.0": r"cannot set optim\.betas\.0: optim\.betas is not given there, so there "
+        r"is no list to index; set the whole list",
     }
     for key, message in refused.items():
         with pytest.raises(ConfigError, match=message):
