@@ -98,6 +98,13 @@ def _evaluate(args: argparse.Namespace) -> int:
             score = score_rollout(pred, ds)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
+        diverged = score["sample"].values[score["l2re"].isnull().any("field").values]
+        if diverged.size:
+            log.warning(
+                "%s: the prediction of sample(s) %s is NaN/Inf (the model diverged, or their "
+                "input frames hold NaN/Inf): their l2re and the mean are NaN",
+                path, diverged.tolist(),
+            )  # fmt: skip
         results[str(path)] = {
             "l2re": float(score["mean"]),
             "vrmse": float(metrics.vrmse(pred, ds).to_array("field").mean()),

@@ -206,6 +206,20 @@ def test_evaluate_refuses_nan_in_the_scored_frames(ns_file, tmp_path, capsys):
     ]
 
 
+def test_evaluate_warns_of_nan_predictions_naming_the_samples(ns_file, tmp_path, caplog):
+    torch.manual_seed(0)
+    ckpt = dl.save_checkpoint(tmp_path / "m.pt", dl.create_model(
+        "nano", **{k: v for k, v in TINY.items() if k != "preset"}, img_size=16, in_channels=1,
+        out_channels=1, in_timesteps=4))  # fmt: skip
+    ds = dl.open_dataset(ns_file).load()
+    ds["vorticity"][3, 1, 2, 3] = np.nan  # an input frame: the rollout of sample 3 is NaN
+    with pytest.warns(UserWarning, match="NaN"):
+        bad = dl.data.save(ds, tmp_path / "nan_input.h5")
+    with caplog.at_level("WARNING"):
+        assert main(["-q", "evaluate", str(ckpt), "--data", str(bad)]) == 0
+    assert f"{bad}: the prediction of sample(s) [3] is NaN/Inf (the model diverged" in caplog.text
+
+
 def test_the_nan_hint_names_a_config_key_that_works(ns_file, tmp_path, capsys):
     ds = dl.open_dataset(ns_file).load()
     ds["vorticity"][1, 5, 2, 3] = np.nan  # a training trajectory (n_test 2: samples 4, 5 test)
