@@ -49,9 +49,13 @@ BASELINE_OFF = {"off": 0}
 
 def inside(path: str | os.PathLike, folder: str | os.PathLike) -> Path:
     """``path`` (relative paths taken in ``folder``) resolved, symlinks followed; PermissionError
-    if it, or the file a symlink leads to, lies outside ``folder``."""
+    if it, or the file a symlink leads to, lies outside ``folder``; FileNotFoundError for a
+    symlink loop."""
     folder = Path(folder).resolve()
-    full = (folder / Path(path).expanduser()).resolve()
+    try:
+        full = (folder / Path(path).expanduser()).resolve()
+    except RuntimeError:  # a symlink loop
+        raise FileNotFoundError(f"{path}: a symlink loop, not a file") from None
     if not full.is_relative_to(folder):
         raise PermissionError(f"refused: {path} is outside the data folder {folder}")
     return full

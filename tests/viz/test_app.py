@@ -98,6 +98,7 @@ def test_symlinks_out_of_the_data_folder_are_neither_listed_nor_opened(tmp_path)
     (folder / "out.h5").symlink_to(tmp_path / "outside.h5")
     (folder / "up").symlink_to(tmp_path)  # a folder link: its files lie outside too
     (folder / "same.h5").symlink_to(folder / "uv.h5")  # a link that stays inside is fine
+    (folder / "loop.h5").symlink_to(folder / "loop.h5")
     viewer = RolloutViewer(data_dir=folder)
     listed = set(viewer.data.options)
     assert {"uv.h5", "same.h5"} <= listed and not {"passwd", "out.h5"} & listed
@@ -106,6 +107,8 @@ def test_symlinks_out_of_the_data_folder_are_neither_listed_nor_opened(tmp_path)
         s.path = typed
         assert f"refused: {typed} is outside the data folder" in s.message
         assert not any("outside" in v or "passwd" in v for v in viewer.data.options.values())
+    s.path = "loop.h5"
+    assert "loop.h5: a symlink loop, not a file" in s.message and "loop.h5" not in listed
 
 
 def test_coarse_solver_only_for_a_solver_family(viewer):
