@@ -38,6 +38,8 @@ def _train(
         changes["steps"] = args.max_steps
     if init_from is not None:
         changes["init_from"] = init_from
+    if getattr(args, "allow_partial", False):
+        changes["init_allow_partial"] = True
     if args.quiet:
         changes["log.progress"] = False
     config = TrainConfig.from_yaml(args.config, **changes)  # before checks (preset: null)
@@ -114,10 +116,23 @@ def _evaluate(args: argparse.Namespace) -> int:
             steps = min(steps, args.horizon)
         if steps < 1:
             raise ValueError(f"{path}: {ds.sizes['time']} frames leave nothing after t_in={t_in}")
-        pred = dl.rollout(model, ds, t_in=t_in, steps=steps, batch_size=args.batch_size)
+        pred = dl.rollout(
+            model, ds, t_in=t_in, steps=steps, batch_size=args.batch_size, progress=not args.quiet
+        )
         still = metrics.persistence(ds, t_in=t_in, steps=steps)
+        try:
+            score = score_rollout(pred, ds)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
+        diverged = score["sample"].values[score["l2re"].isnull().any("field").values]
+        if diverged.size:
+            log.warning(
+                "%s: the prediction of sample(s) %s is NaN/Inf (the model diverged, or their "
+                "input frames hold NaN/Inf): their l2re and the mean are NaN",
+                path, diverged.tolist(),
+            )  # fmt: skip
         results[str(path)] = {
-            "l2re": float(score_rollout(pred, ds)["mean"]),
+            "l2re": float(score["mean"]),
             "vrmse": float(metrics.vrmse(pred, ds).to_array("field").mean()),
             "persistence": float(score_rollout(still, ds)["mean"]),
             "samples": ds.sizes["sample"],
@@ -225,6 +240,28 @@ def _int_from(low: int) -> Callable[[str], int]:
     return parse
 
 
+class _GeneratorsHelp(argparse.Action):
+    """``generate --help``: the usage, then every generator with its parameters and defaults
+    (read only when asked for: it imports the solvers)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args, **kwargs) -> None:
+        from dpot_lab.data.generation import describe_generators
+
+        parser.epilog = describe_generators()
+        parser.print_help()
+        parser.exit()
+
+
+def _port(text: str) -> int:
+    """argparse type of ``--port``: a TCP port number."""
+    if not re.fullmatch(r"\s*\d+\s*", text) or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1..65535, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dpot-lab",
@@ -263,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "(Ti, S, M, L, H); default: the config's init_from (see "
                 "configs/finetune_example.yaml)",
             )  # fmt: skip
+            p.add_argument(
+                "--allow-partial", action="store_true",
+                help="train even when under half of the model's tensors come from --from",
+            )  # fmt: skip
         p.set_defaults(func=_pretrain if name == "pretrain" else _finetune)
 
     p = sub.add_parser("evaluate", help="rollout L2RE / VRMSE per data file")
@@ -273,7 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_int_from(1), default=8)
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("generate", help="write a trajectory set with a built-in solver")
+    p = sub.add_parser(
+        "generate", help="write a trajectory set with a built-in solver", add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("-h", "--help", action=_GeneratorsHelp, help="list the generators and exit")
     p.add_argument("pde", help="generator name, e.g. ns2d, dr, swe, cns2d, ns3d")
     p.add_argument("--out", required=True)
     p.add_argument("--n-samples", type=_int_from(1), required=True)
@@ -297,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_export)
 
     p = sub.add_parser("demo", help="serve the rollout viewer on the shipped demo model and data")
-    p.add_argument("--port", type=int, default=5006)
+    p.add_argument("--port", type=_port, default=5006, help="TCP port, 1..65535")
     p.add_argument("--address", default="127.0.0.1")
     p.set_defaults(func=_demo)
     return parser

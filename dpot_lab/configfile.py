@@ -129,18 +129,43 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
     return where + " ".join(str(getattr(err, "problem", None) or err).split())
 
 
-def set_dotted(d: dict, changes: dict[str, Any]) -> None:
-    """Set dotted (or ``__``-joined) keys of the nested dict ``d`` in place; a section that is
-    not a mapping is left for validation to report."""
+def set_dotted(d: dict, changes: dict[str, Any], source: str = "config") -> None:
+    """Set dotted (or ``__``-joined) keys of the nested dict ``d`` in place; a part that is a
+    whole number indexes a list (``data.sources.0``). A missing section is created; an index out
+    of range or a path through a value that is neither a mapping nor a list is a ConfigError
+    naming ``source`` and the key (a change is never dropped)."""
     for key, value in changes.items():
-        *parents, leaf = key.replace("__", ".").split(".")
-        node = d
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                break
-        else:
-            node[leaf] = value
+        parts = key.replace("__", ".").split(".")
+        node: Any = d
+        for depth, part in enumerate(parts):
+            here = ".".join(parts[:depth]) or "<top level>"
+            last = depth == len(parts) - 1
+            if isinstance(node, dict):
+                if last:
+                    node[part] = value
+                elif part not in node and parts[depth + 1].isdigit():
+                    raise ConfigError(
+                        f"{source}: cannot set {key}: {'.'.join(parts[: depth + 1])} is not "
+                        "given there, so there is no list to index; set the whole list"
+                    )
+                else:
+                    node = node.setdefault(part, {})
+            elif isinstance(node, list):
+                if not re.fullmatch(r"\d+", part) or int(part) >= len(node):
+                    span = f"0..{len(node) - 1}" if node else "none: the list is empty"
+                    raise ConfigError(
+                        f"{source}: cannot set {key}: {here} is a list of {len(node)} entries, "
+                        f"so {part!r} is no index of it (indices: {span})"
+                    )
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            else:
+                got = "null" if node is None else f"{type(node).__name__} {node!r}"
+                raise ConfigError(
+                    f"{source}: cannot set {key}: {here} is {got}, not a mapping or a list"
+                )
 
 
 def is_int(value: Any) -> bool:

@@ -146,6 +146,14 @@ def test_user_errors_are_one_line_messages(ns_file, tmp_path, capsys):
         (["pretrain", "{cfg}", "--out", "{tmp}/r", "--set", "optim.lr=fast"],
          "optim.lr: expected float, got str 'fast'"),
         (["pretrain", "{cfg}", "--out", "{tmp}/r", "--set", "optim.lrr=1"], "optim.lrr"),
+        # --set through a list applies (the missing source is reported), or is refused
+        (["pretrain", "{cfg}", "--out", "{tmp}/r", "--set", "data.sources.0={tmp}/missing.h5"],
+         "missing.h5"),
+        (["pretrain", "{cfg}", "--out", "{tmp}/r", "--set", "data.sources.1=x.h5"],
+         "cannot set data.sources.1: data.sources is a list of 1 entries"),
+        (["pretrain", "{cfg}", "--out", "{tmp}/r", "--set", "optim.lr=1e-3", "--set",
+          "optim.lr.x=1"], "cannot set optim.lr.x: optim.lr is float 0.001"),
+        (["demo", "--port", "99999"], "--port: expected a port number 1..65535, got '99999'"),
         (["evaluate", "{tmp}/corrupt.pt", "--data", "{ns}", "--last", "0"], "an int >= 1"),
         (["generate", "ns2d", "--out", "{tmp}/g.h5", "--n-samples", "2", "--resolution", "x"],
          "expected an int >= 1, got 'x'"),
@@ -167,6 +175,94 @@ def test_every_error_is_one_line(ns_file, tmp_path, capsys, argv, expected):
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("dpot-lab")]
     assert code == 2 and "Traceback" not in err and len(lines) == 1 and expected in lines[0]
+
+
+def test_finetune_from_a_file_that_mostly_does_not_fit_or_holds_nan(ns_file, tmp_path, capsys,
+                                                                      caplog):  # fmt: skip
+    torch.manual_seed(0)
+    small = {k: v for k, v in TINY.items() if k != "preset"}
+    src = dl.save_checkpoint(tmp_path / "one_block.pt", dl.create_model("nano", **small))
+    cfg = _config(tmp_path, ns_file, model=dict(TINY, depth=4))  # 3 of 4 blocks not in --from
+    argv = ["-q", "finetune", cfg, "--from", str(src)]
+    assert main([*argv, "--out", str(tmp_path / "ft")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "under half of the model comes from the source" in err[0]
+    assert "init_allow_partial: true (--allow-partial)" in err[0]
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--out", str(tmp_path / "ft2"), "--allow-partial"]) == 0
+    assert "under half of the model comes from the source" in caplog.text
+    assert yaml.safe_load((tmp_path / "ft2" / "config.yaml").read_text())["init_allow_partial"]
+
+    ckpt = torch.load(src, weights_only=True)
+    ckpt["model"]["blocks.0.mlp.0.weight"][3, 1] = float("nan")
+    torch.save(ckpt, tmp_path / "nan.pt")
+    cfg = _config(tmp_path, ns_file)
+    assert main(["-q", "finetune", cfg, "--from", str(tmp_path / "nan.pt"), "--out",
+                 str(tmp_path / "ft3")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nan.pt: tensor blocks.0.mlp.0.weight holds 1 non-finite" in err[0]
+
+
+def test_evaluate_refuses_nan_in_the_scored_frames(ns_file, tmp_path, capsys):
+    torch.manual_seed(0)
+    ckpt = dl.save_checkpoint(tmp_path / "m.pt", dl.create_model(
+        "nano", **{k: v for k, v in TINY.items() if k != "preset"}, img_size=16, in_channels=1,
+        out_channels=1, in_timesteps=4))  # fmt: skip
+    ds = dl.open_dataset(ns_file).load()
+    ds["vorticity"][4, 6, 2, 3] = np.nan  # sample 4, frame 6: scored (t_in 4)
+    with pytest.warns(UserWarning, match="NaN"):
+        bad = dl.data.save(ds, tmp_path / "nan.h5")
+    assert main(["-q", "evaluate", str(ckpt), "--data", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"dpot-lab evaluate: error: {bad}: the truth holds NaN/Inf in its scored frames: first in "
+        "field 'vorticity', sample 4, frame 6 (time 1.75); 1 (sample, frame, field) entries in "
+        "all; the scores would be NaN"
+    ]
+
+
+def test_evaluate_warns_of_nan_predictions_naming_the_samples(ns_file, tmp_path, caplog):
+    torch.manual_seed(0)
+    ckpt = dl.save_checkpoint(tmp_path / "m.pt", dl.create_model(
+        "nano", **{k: v for k, v in TINY.items() if k != "preset"}, img_size=16, in_channels=1,
+        out_channels=1, in_timesteps=4))  # fmt: skip
+    ds = dl.open_dataset(ns_file).load()
+    ds["vorticity"][3, 1, 2, 3] = np.nan  # an input frame: the rollout of sample 3 is NaN
+    with pytest.warns(UserWarning, match="NaN"):
+        bad = dl.data.save(ds, tmp_path / "nan_input.h5")
+    with caplog.at_level("WARNING"):
+        assert main(["-q", "evaluate", str(ckpt), "--data", str(bad)]) == 0
+    assert f"{bad}: the prediction of sample(s) [3] is NaN/Inf (the model diverged" in caplog.text
+
+
+def test_the_nan_hint_names_a_config_key_that_works(ns_file, tmp_path, capsys):
+    ds = dl.open_dataset(ns_file).load()
+    ds["vorticity"][1, 5, 2, 3] = np.nan  # a training trajectory (n_test 2: samples 4, 5 test)
+    with pytest.warns(UserWarning, match="NaN"):
+        bad = dl.data.save(ds, tmp_path / "nan.h5")
+    cfg = _config(tmp_path, bad)
+    argv = ["-q", "pretrain", cfg, "--max-steps", "8"]
+    assert main([*argv, "--out", str(tmp_path / "r1")]) == 2
+    err = capsys.readouterr().err
+    hint = re.search(r"in a run config: (\S+): (\S+)\)", err)
+    assert "sample 1, frame 5" in err and hint, err
+    with pytest.warns(UserWarning, match="check_finite dropped 1 of 6 samples"):
+        assert main([*argv, "--out", str(tmp_path / "r2"), "--set", "=".join(hint.groups())]) == 0
+    assert dl.load_checkpoint(tmp_path / "r2" / "checkpoints" / "last.pt").metadata["step"] == 8
+
+
+def test_generate_help_lists_every_generator_with_its_parameters(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["generate", "--help"])
+    out = capsys.readouterr().out
+    assert stop.value.code == 0 and out.startswith("usage: dpot-lab generate")
+    for name, entry in dl.data.generation.GENERATORS.items():
+        line = re.search(rf"^  {entry.name}(?: \(also ([^)]*)\))?: ", out, re.M)
+        assert line and (name == entry.name or name in line.group(1).split(", ")), name
+    out = out.replace("\n      ", " ")  # the parameters, wrapped, as one line
+    assert "  shallow_water (also swe): 2D shallow water" in out
+    assert "nu=0.001, forcing='fno', n_frames=20" in out  # ns2d's keyword defaults
+    assert "g=1.0, h_in=2.0, h_out=1.0" in out  # shallow water's defaults (a **params generator)
 
 
 def test_overwrite_starts_an_existing_run_anew(ns_file, tmp_path):

@@ -17,6 +17,7 @@ import inspect
 import json
 import logging
 import os
+import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +44,20 @@ class Generator:
     resolution: int
     batch_size: int
     description: str
+    defaults: str | None = None  # a ``**params`` generator: its module's dict of defaults
 
     def load(self) -> Callable[..., xr.Dataset]:
         module, function = self.target.split(":")
         return getattr(importlib.import_module(module), function)
+
+    def parameters(self) -> dict[str, Any]:
+        """The generator's parameters and their defaults."""
+        signature = inspect.signature(self.load()).parameters.values()
+        params = {p.name: p.default for p in signature if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        if self.defaults:
+            module = importlib.import_module(self.target.split(":")[0])
+            params |= getattr(module, self.defaults)
+        return params
 
 
 def _registry() -> dict[str, Generator]:
@@ -92,6 +103,7 @@ def _registry() -> dict[str, Generator]:
             64,
             16,
             "2D shallow water, radial dam break, h (PDEBench set-up)",
+            defaults="SWE_DEFAULTS",
         ),
         Generator(
             "cns2d",
@@ -99,6 +111,7 @@ def _registry() -> dict[str, Generator]:
             64,
             8,
             "2D compressible Navier–Stokes, vx, vy, density, pressure (PDEBench set-up)",
+            defaults="CNS_DEFAULTS",
         ),
         Generator(
             "burgers2d",
@@ -130,6 +143,25 @@ def _registry() -> dict[str, Generator]:
 
 
 GENERATORS: dict[str, Generator] = _registry()
+
+
+def describe_generators() -> str:
+    """Every generator (aliases beside its name) with its description, default resolution and
+    parameters with their defaults, as ``dpot-lab generate --help`` lists them."""
+    aliases: dict[str, list[str]] = {}
+    for name, entry in GENERATORS.items():
+        if name != entry.name:
+            aliases.setdefault(entry.name, []).append(name)
+    lines = ["generators (--param KEY=VALUE sets a parameter):"]
+    for name, entry in GENERATORS.items():
+        if name != entry.name:
+            continue
+        also = f" (also {', '.join(aliases[name])})" if name in aliases else ""
+        lines.append(f"  {name}{also}: {entry.description}; resolution {entry.resolution}")
+        params = ", ".join(f"{k}={v!r}" for k, v in entry.parameters().items())
+        lines += textwrap.wrap(params or "no parameters", 100, initial_indent=" " * 6,
+                               subsequent_indent=" " * 6, break_on_hyphens=False)  # fmt: skip
+    return "\n".join(lines)
 
 
 def generate(

@@ -292,8 +292,8 @@ class Mixture(Dataset):
             t, c = np.argwhere(bad)[0]
             raise ValueError(
                 f"{src.label}: non-finite value in variable {src.variables[c]!r}, sample "
-                f"{sample}, frame {start + t}; pass check_finite='skip' to drop such "
-                "trajectories"
+                f"{sample}, frame {start + t}; to drop such trajectories pass "
+                "check_finite='skip' (in a run config: data.check_finite: skip)"
             )
         return data
 

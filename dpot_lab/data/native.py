@@ -12,13 +12,17 @@ Attrs come back as Python scalars and lists (a tuple or 1-D array attr reads bac
 
 from __future__ import annotations
 
+import builtins
+import io
 import itertools
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -199,7 +203,8 @@ def save_parts(
     projected //= max(first.sizes.get("sample", 1), 1)
     with (
         atomic_path(path) as tmp,
-        h5py.File(tmp, "w", track_order=True) as f,
+        _sink(tmp) as sink,
+        h5py.File(sink, "w", track_order=True) as f,
         tqdm(total=projected, unit="B", unit_scale=True, desc=f"save {path.name}",
              disable=projected < _PROGRESS_BYTES) as bar,
     ):  # fmt: skip
@@ -226,12 +231,71 @@ def save_parts(
                         samples, frames = bad.get(name, (set(), 0))
                         bad[name] = (samples | found[0], frames + found[1])
             start += ds.sizes.get("sample", 0)
+            sink.check()  # a full disk stops the writing (and the generating) at once
         if start != n_samples:
             raise ValueError(f"{path}: the parts hold {start} samples, expected {n_samples}")
     if bad:
         warnings.warn(_non_finite_report(path, bad), stacklevel=3)
     log.info("saved %s (%d variables, %d samples)", path, len(dsets), n_samples)
     return path
+
+
+class _Sink:
+    """A binary file for h5py's ``fileobj`` driver whose writes never fail: the first OSError (a
+    full disk) is kept in ``error`` and later writes are dropped. HDF5 so never sees a failed
+    write, and the file always closes: a failed close would leave HDF5 a handle that crashes the
+    interpreter at exit."""
+
+    def __init__(self, raw: io.FileIO):
+        self.raw, self.error = raw, None
+
+    def _try(self, call: Callable, *args: Any, dropped: Any = None) -> Any:
+        if self.error is None:
+            try:
+                return call(*args)
+            except OSError as err:
+                self.error = err
+        return dropped
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view) and self.error is None:  # an unbuffered write may be partial
+            done += self._try(self.raw.write, view[done:], dropped=0)
+        return len(view)
+
+    def truncate(self, size: int) -> int:
+        return self._try(self.raw.truncate, size, dropped=size)
+
+    def flush(self) -> None:
+        self._try(self.raw.flush)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        return self.raw.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        return self.raw.readinto(buffer)
+
+    def check(self) -> None:
+        """Raise the write error, if there was one."""
+        if self.error is not None:
+            raise self.error
+
+
+@contextmanager
+def _sink(tmp: Path) -> Iterator[_Sink]:
+    """A ``_Sink`` on a new unbuffered file at ``tmp`` (so a seek never writes); a failed write is
+    raised once the body is done (``sink.check()`` raises it earlier)."""
+    with builtins.open(tmp, "w+b", buffering=0) as raw:
+        sink = _Sink(raw)
+        yield sink
+    sink.check()
 
 
 def _check_part(ds: xr.Dataset, first: xr.Dataset, path: Path, k: int) -> None:
@@ -262,8 +326,8 @@ def to_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         chunks = _chunks(var.dims, var.shape)
         if chunks:
             encoding[name] = {"chunksizes": chunks}
-    with atomic_path(path) as tmp:
-        out.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+    with atomic_path(path) as tmp, _sink(tmp) as sink:
+        out.to_netcdf(sink, engine="h5netcdf", encoding=encoding)
     return path
 
 

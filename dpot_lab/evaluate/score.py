@@ -89,6 +89,24 @@ def _stack(ds: xr.Dataset, fields: list[str], spatial: tuple[str, ...]) -> torch
     return torch.from_numpy(arr)
 
 
+def _refuse_nonfinite_truth(
+    t: torch.Tensor, truth: xr.Dataset, given: xr.Dataset, fields: list[str]
+) -> None:
+    """ValueError naming the first sample, frame (its index in ``given``) and field where the
+    scored truth ``t`` (N, *S, T, C), stacked from ``truth``, holds NaN/Inf."""
+    bad = ~torch.isfinite(t).flatten(1, -3).all(1)  # (N, T, C)
+    if not bad.any():
+        return
+    n, k, c = bad.nonzero()[0].tolist()
+    time = truth["time"].values[k]
+    frame = metrics.indexed(given).get_index("time").get_loc(time)
+    raise ValueError(
+        f"the truth holds NaN/Inf in its scored frames: first in field {fields[c]!r}, sample "
+        f"{truth['sample'].values[n]}, frame {frame} (time {time}); {int(bad.sum())} "
+        "(sample, frame, field) entries in all; the scores would be NaN"
+    )
+
+
 def score_rollout(pred: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
     """Score a rollout (the layout of ``dl.rollout``'s result, or of ``metrics.persistence``)
     against the dataset it came from, matched by sample and time coordinates.
@@ -96,13 +114,15 @@ def score_rollout(pred: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
     Returns a Dataset with ``l2re`` (sample, field): relative L2 over all scored frames and space;
     ``step_error`` (sample, time, field): relative L2 over space per frame; ``mean`` (): the mean
     of ``l2re`` over fields, then samples. A diverged (NaN) sample makes its scores and the mean
-    NaN."""
+    NaN; NaN/Inf in the truth's scored frames is a ValueError naming sample and frame."""
     schema.require_dataset(pred, "score_rollout: pred")
     schema.require_dataset(truth, "score_rollout: truth")
+    given = truth
     pred, truth = metrics.align(pred, truth)
     fields = [str(f) for f in pred.data_vars]
     spatial = schema.spatial_dims(truth)
     p, t = _stack(pred, fields, spatial), _stack(truth, fields, spatial)  # (N, *S, T, C)
+    _refuse_nonfinite_truth(t, truth, given, fields)
     per_field = relative_l2(p, t).numpy()  # (N, C)
     per_step = relative_l2(p, t, per_step=True).numpy()  # (N, T, C)
     mean = field_mean(relative_l2(p, t)).mean().item()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -137,7 +138,13 @@ def _save_safetensors(
     }
     tensors = {k: v.contiguous() for k, v in state.items()}
     with atomic_path(path) as tmp:
-        safetensors.torch.save_file(tensors, tmp, metadata=header)
+        try:
+            safetensors.torch.save_file(tensors, tmp, metadata=header)
+        except Exception as err:  # SafetensorError names the OS error only in its text
+            code = re.search(r"os error (\d+)", str(err))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), str(err)) from err
     return Path(path)
 
 
@@ -160,7 +167,18 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
         if own[k].shape != state[k].shape
     ]
     if missing or unexpected or shapes:
-        lines = [f"state dict from {source} does not match {type(model).__name__}:"]
+        first = (
+            f"tensor {shapes[0]}" if shapes
+            else f"tensor {missing[0]} is missing" if missing
+            else f"tensor {unexpected[0]} is not in the model"
+        )  # fmt: skip
+        counts = (
+            f"{len(shapes)} shape mismatch(es), {len(missing)} missing, "
+            f"{len(unexpected)} unexpected"
+        )
+        lines = [
+            f"state dict from {source} does not match {type(model).__name__}: {first} ({counts})"
+        ]
         if missing:
             lines.append(f"  missing keys ({len(missing)}): {missing}")
         if unexpected:

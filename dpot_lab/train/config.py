@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 import torch
 import yaml
 
+from dpot_lab.atomic import atomic_path
 from dpot_lab.configfile import (
     ConfigError,
     build,
@@ -117,6 +118,9 @@ class DataConfig:
     placement: Literal["auto", "device", "loader"] = "loader"
     resident_gb: float | None = None  # memory the resident trajectories may take (None: 1/4)
     cache_dir: str | None = None  # where generator specs are cached (None: the generator's default)
+    # NaN/Inf in a source: "window" stops the run at the first window that holds one, "skip"
+    # drops the trajectories that hold any (each source scanned once)
+    check_finite: Literal["window", "skip"] = "window"
 
 
 @dataclass
@@ -241,6 +245,7 @@ class TrainConfig:
     # checkpoint to fine-tune from (ours or the release's): a path, hf://owner/repo/file, or a
     # released DPOT size Ti, S, M, L, H (open_checkpoint reads all three)
     init_from: str | None = None
+    init_allow_partial: bool = False  # train even when under half of the model is init_from's
     out_dir: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -265,7 +270,7 @@ class TrainConfig:
         repeated key are errors."""
         raw = read_yaml(path)
         if isinstance(raw, dict):
-            set_dotted(raw, changes)
+            set_dotted(raw, changes, str(path))
         return cls.from_dict(raw, source=str(path))
 
     @classmethod
@@ -298,15 +303,16 @@ class TrainConfig:
         return d
 
     def to_yaml(self, path: str | os.PathLike) -> Path:
+        """Write the config as YAML, atomically (a failed write keeps the file there)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        with atomic_path(path) as tmp:
+            tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         return path
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A validated copy with fields changed: top-level or dotted (``{"optim.lr": 1e-4}``)."""
         d = self.to_dict()
-        set_dotted(d, changes)
+        set_dotted(d, changes, self._source)
         return TrainConfig.from_dict(d, source=self._source)
 
     # ------------------------------------------------------------------ checks

@@ -198,7 +198,7 @@ def _interpolate_pos(pos: torch.Tensor, latent: tuple[int, ...]) -> torch.Tensor
 # ------------------------------------------------------------------------------- transfer
 @torch.no_grad()
 def transfer_weights(
-    model: nn.Module, source: Any, *, reinit: Iterable[str] = ()
+    model: nn.Module, source: Any, *, reinit: Iterable[str] = (), allow_partial: bool = False
 ) -> TransferReport:
     """Fill ``model`` in place from pre-trained weights and report what happened to every tensor.
 
@@ -207,7 +207,9 @@ def transfer_weights(
     a checkpoint already read by ``open_checkpoint`` (an ``Opened``).
     ``reinit``: part names of ``PARTS`` or tensor-name prefixes (``"pos_embed"``, ``"blocks.3"``)
     that stay at the model's fresh init. The rules are in the module docstring. Raises ValueError
-    when nothing of the source fits the model.
+    when a tensor to be loaded holds NaN/Inf (naming it), when nothing of the source fits the
+    model, and when under half of the model's tensors (those not in ``reinit``) come from the
+    source unless ``allow_partial`` (then a warning says so); on an error the model is unchanged.
     """
     target = unwrap(model)
     state, desc = _source_state(source)
@@ -262,6 +264,24 @@ def transfer_weights(
             f"no tensor of {desc} fits {type(target).__name__}: nothing to transfer "
             f"(source embed_dim or layout differs?)\n" + report.table()
         )
+    for name, value in values.items():
+        bad = int((~torch.isfinite(value)).sum()) if value.is_floating_point() else 0
+        if bad:
+            raise ValueError(
+                f"{desc}: tensor {name} holds {bad} non-finite value(s) (NaN/Inf) of "
+                f"{value.numel()}: the source diverged or is damaged; nothing was loaded"
+            )
+    if 2 * len(values) < len(names) - len(forced):  # what ``reinit`` asks for is no shortfall
+        text = (
+            f"{report.summary()}: under half of the model comes from the source, so the run "
+            "starts mostly fresh"
+        )
+        if not allow_partial:
+            raise ValueError(
+                f"{text}; to train anyway, set init_allow_partial: true (--allow-partial)\n"
+                + report.table()
+            )
+        logger.warning(text)
     target.load_state_dict({**own, **values}, strict=True)
     logger.info(report.summary())
     return report

@@ -126,7 +126,8 @@ def run_data(config: TrainConfig, is_main: bool = True) -> RunData:
         raise ConfigError("data.sources: expected at least one path or generator spec")
     given = d.test_sources is not None
     common = dict(resolution=d.resolution, t_in=d.t_in, channels=d.channels,
-                  test_fraction=d.test_fraction, pad_value=d.pad_value)  # fmt: skip
+                  test_fraction=d.test_fraction, pad_value=d.pad_value,
+                  check_finite=d.check_finite)  # fmt: skip
     train = Mixture(
         sources, weights=d.weights, t_out=config.t_ar * config.t_out, n_test=d.n_test,
         split="all" if given else "train", mode="window", seed=config.seed, **common,

@@ -276,7 +276,11 @@ class Trainer:
                 f"{opened.description} does not tell it: name a preset"
             )
         model = build_model(cfg.model_config(opened.config if opened is not None else None))
-        transfer = transfer_weights(model, opened) if opened is not None else None
+        transfer = (
+            transfer_weights(model, opened, allow_partial=cfg.init_allow_partial)
+            if opened is not None
+            else None
+        )
         lora = apply_lora_config(model, cfg.optim.lora, transfer) if cfg.optim.lora else None
         return model, transfer, lora
 

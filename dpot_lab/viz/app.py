@@ -48,13 +48,26 @@ BASELINE_OFF = {"off": 0}
 
 
 def inside(path: str | os.PathLike, folder: str | os.PathLike) -> Path:
-    """``path`` (relative paths taken in ``folder``) resolved; PermissionError if it lies outside
-    ``folder``."""
+    """``path`` (relative paths taken in ``folder``) resolved, symlinks followed; PermissionError
+    if it, or the file a symlink leads to, lies outside ``folder``; FileNotFoundError for a
+    symlink loop."""
     folder = Path(folder).resolve()
-    full = (folder / Path(path).expanduser()).resolve()
+    try:
+        full = (folder / Path(path).expanduser()).resolve()
+    except RuntimeError:  # a symlink loop
+        raise FileNotFoundError(f"{path}: a symlink loop, not a file") from None
     if not full.is_relative_to(folder):
         raise PermissionError(f"refused: {path} is outside the data folder {folder}")
     return full
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` (symlinks followed) lies inside ``folder``."""
+    try:
+        inside(path, folder)
+    except PermissionError:
+        return False
+    return True
 
 
 @lru_cache(maxsize=8)
@@ -102,7 +115,8 @@ def _choices(
     checkpoint: str | os.PathLike | None, data: str | os.PathLike | None, data_dir: Path | None
 ) -> tuple[dict[str, str], dict[str, str]]:
     """({label: checkpoint path}, {label: data key}): the command line's first, then the demo's,
-    then the files of ``data_dir`` (``*.pt`` are checkpoints, anything else data)."""
+    then the files of ``data_dir`` (``*.pt`` are checkpoints, anything else data; a symlink
+    only when it leads to a file inside ``data_dir``)."""
     ckpts = {f"demo ({demo_checkpoint().name})": str(demo_checkpoint())}
     sources = {f"{DEMO_PREFIX}{name}": f"{DEMO_PREFIX}{name}" for name in demo_sources()}
     if checkpoint:
@@ -110,7 +124,9 @@ def _choices(
     if data:
         sources = {Path(data).name: str(Path(data).resolve()), **sources}
     files = sorted(data_dir.iterdir()) if data_dir else []
-    files = [f for f in files if f.is_file() and not f.name.startswith(".")]
+    files = [
+        f for f in files if f.is_file() and not f.name.startswith(".") and _within(f, data_dir)
+    ]
     ckpts |= {f.name: str(f) for f in files if f.suffix == ".pt"}
     sources |= {f.name: str(f) for f in files if f.suffix != ".pt"}
     return ckpts, sources

@@ -46,6 +46,22 @@ def test_score_rollout_is_the_paper_protocol():
     assert float(s["mean"]) == pytest.approx(float(paper), rel=1e-7)
 
 
+def test_nan_in_the_scored_truth_is_an_error_naming_sample_and_frame():
+    truth = _truth().assign_coords(sample=[10, 11, 12])
+    pred = truth.isel(time=slice(4, None)) * 1.1
+    truth["p"][1, 2, 3, 4] = np.nan  # an input frame: not scored
+    assert np.isfinite(float(score_rollout(pred, truth)["mean"]))
+    truth["p"][1, 6, 3, 4] = np.nan
+    truth["u"][2, 7:, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"^the truth holds NaN/Inf in its scored frames: first in "
+                       r"field 'p', sample 11, frame 6 \(time 3\.0\); 3 \(sample, frame, field\) "
+                       r"entries in all; the scores would be NaN$"):  # fmt: skip
+        score_rollout(pred, truth)
+    pred["u"][0, 0, 0, 0] = np.nan  # a diverged prediction still scores NaN
+    clean = truth.where(np.isfinite(truth), 0.0)
+    assert np.isnan(float(score_rollout(pred, clean)["mean"]))
+
+
 def test_field_mean_skips_padded_channels_and_the_grid_mask_cuts_points():
     rng = torch.Generator().manual_seed(0)
     truth = torch.randn(2, 6, 5, 3, 3, generator=rng)  # (B, X, Y, T, C)

@@ -205,6 +205,28 @@ def test_base_values_overrides_and_nested_merge(tmp_path):
     assert "base" not in written and TrainConfig.from_dict(written) == cfg
 
 
+def test_set_goes_through_lists_or_is_refused(tmp_path):
+    run = tmp_path / "run.yaml"
+    run.write_text("data: {sources: [a.h5, {generate: ns2d, n_samples: 4}]}\noptim: {lr: 1e-3}\n")
+    cfg = TrainConfig.from_yaml(run, **{"data.sources.0": "b.h5", "data.sources.1.n_samples": 8})
+    assert cfg.data.sources == ["b.h5", {"generate": "ns2d", "n_samples": 8}]
+    assert cfg.replace(**{"data.sources.1": "c.h5"}).data.sources == ["b.h5", "c.h5"]
+    refused = {
+        "data.sources.2": r"run\.yaml: cannot set data\.sources\.2: data\.sources is a list of 2 "
+        r"entries, so '2' is no index of it \(indices: 0\.\.1\)",
+        "data.sources.-1": r"'-1' is no index of it",
+        "data.sources.first": r"'first' is no index of it",
+        "optim.lr.x": r"run\.yaml: cannot set optim\.lr\.x: optim\.lr is float 0\.001, not a "
+        r"mapping or a list",
+        "data.sources.0.x": r"data\.sources\.0 is str 'a\.h5'",
+        "optim.betas.0": r"cannot set optim\.betas\.0: optim\.betas is not given there, so there "
+        r"is no list to index; set the whole list",
+    }
+    for key, message in refused.items():
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig.from_yaml(run, **{key: 1})
+
+
 def test_base_cycles_and_missing_files_name_the_file(tmp_path):
     files = _files(
         tmp_path, a="base: b.yaml\nsteps: 2\n", b="base: a.yaml\n", lone="base: gone.yaml\n"

@@ -233,6 +233,38 @@ def test_errors_name_the_source():
         transfer_weights(tiny(1), {"config": {}, "weights": [1]})
 
 
+def test_under_half_of_the_model_from_the_source_is_an_error_unless_allowed(caplog):
+    src, dst = tiny(0), tiny(1, depth=8)  # blocks 2..7 are not in the source
+    before = fresh_copy(dst)
+    with pytest.raises(ValueError, match=r"^weights from .*: 43 loaded, 0 adapted, 72 new \(of 115 "
+                       r"model tensors\).*under half of the model comes from the source, so the "
+                       r"run starts mostly fresh; to train anyway, set init_allow_partial: true "
+                       r"\(--allow-partial\)\n"):  # fmt: skip
+        transfer_weights(dst, src)
+    assert_kept(dst, before, list(before))
+    with caplog.at_level("WARNING", logger="dpot_lab.train.finetune"):
+        report = transfer_weights(dst, src, allow_partial=True)
+    assert "under half of the model" in caplog.text and len(report.new) == 72
+    assert_copied(dst, src.state_dict(), ["blocks.1.mlp.0.weight"])
+    # what reinit asks for is no shortfall: the blocks of an equal model left fresh on purpose
+    assert transfer_weights(tiny(2), src, reinit=["blocks"]).new
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_source_weights_are_an_error_naming_the_tensor(bad, tmp_path):
+    torch.manual_seed(0)
+    good = save_checkpoint(tmp_path / "good.pt", tiny(0))
+    ckpt = torch.load(good, weights_only=True)
+    ckpt["model"]["blocks.1.filter.w2"][0, 1, 2, 3] = bad
+    torch.save(ckpt, tmp_path / "bad.pt")
+    dst = tiny(1)
+    before = fresh_copy(dst)
+    with pytest.raises(ValueError, match=r"bad\.pt: tensor blocks\.1\.filter\.w2 holds 1 "
+                       r"non-finite value\(s\) \(NaN/Inf\) of 512"):  # fmt: skip
+        transfer_weights(dst, tmp_path / "bad.pt", allow_partial=True)
+    assert_kept(dst, before, list(before))
+
+
 def check_freeze(frozen: str, trained_lr: dict[str, float]) -> None:
     """Freeze one part, train the others with per-part learning rates for one SGD step."""
     model = tiny(0, normalize=True)  # scale_feats_* and cls_head exist and must fall in a part

@@ -89,6 +89,28 @@ def test_bad_files_and_paths_give_messages_and_the_state_recovers(viewer, tmp_pa
     assert s.pred is not None and not viewer.message.visible
 
 
+def test_symlinks_out_of_the_data_folder_are_neither_listed_nor_opened(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    dl.data.save(waves(["u"]), folder / "uv.h5")
+    dl.data.save(waves(["u"]), tmp_path / "outside.h5")
+    (folder / "passwd").symlink_to("/etc/passwd")
+    (folder / "out.h5").symlink_to(tmp_path / "outside.h5")
+    (folder / "up").symlink_to(tmp_path)  # a folder link: its files lie outside too
+    (folder / "same.h5").symlink_to(folder / "uv.h5")  # a link that stays inside is fine
+    (folder / "loop.h5").symlink_to(folder / "loop.h5")
+    viewer = RolloutViewer(data_dir=folder)
+    listed = set(viewer.data.options)
+    assert {"uv.h5", "same.h5"} <= listed and not {"passwd", "out.h5"} & listed
+    s = viewer.state
+    for typed in ("passwd", "out.h5", "up/outside.h5"):
+        s.path = typed
+        assert f"refused: {typed} is outside the data folder" in s.message
+        assert not any("outside" in v or "passwd" in v for v in viewer.data.options.values())
+    s.path = "loop.h5"
+    assert "loop.h5: a symlink loop, not a file" in s.message and "loop.h5" not in listed
+
+
 def test_coarse_solver_only_for_a_solver_family(viewer):
     s = viewer.state
     assert viewer.baseline.disabled and list(viewer.baseline.options) == ["off"]
