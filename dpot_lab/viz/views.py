@@ -25,8 +25,9 @@ hv.renderer("bokeh")  # load the Bokeh backend and its options without notebook 
 ERROR_CMAP = "RdBu_r"
 COLORS = hv.Cycle().values  # one colour per field, shared by its model and baseline curves
 FrameArg = int | hv.streams.Stream | None
-# dragging pans; the mouse wheel scrolls the page (wheel zoom stays in the toolbar, off)
-TOOLS = {"active_tools": ["pan"], "toolbar": "above"}
+# dragging pans; the mouse wheel scrolls the page (wheel zoom stays in the toolbar, off); the
+# toolbar beside the plot leaves its title the plot's whole width
+TOOLS = {"active_tools": ["pan"], "toolbar": "right"}
 
 
 def downsample(da: xr.DataArray, max_size: int = 256) -> xr.DataArray:
@@ -138,7 +139,7 @@ def rollout_images(
 
     panels = [("truth", False), *((w, False) for w in shown), *((w, True) for w in shown)]
     layout = hv.Layout([_frames(frame, len(times), panel(*w)) for w in panels]).cols(3)
-    return layout.opts(toolbar="right")  # the images' one toolbar: beside them, not above
+    return layout.opts(toolbar=TOOLS["toolbar"])  # the images share one toolbar
 
 
 def error_curves(
