@@ -46,9 +46,10 @@ CMAPS = ["viridis", "magma", "cividis", "RdBu_r", "coolwarm", "twilight", "gray"
 DEMO_PREFIX = "demo: "
 PLAY_BUTTONS = ["first", "previous", "pause", "play", "next", "last"]
 BASELINE_OFF = {"off": 0}
-# frame sizes in pixels, so that images and curves fit a 1400×1000 screen: the images' width
-# alone (one row) and beside a coarse solver (two rows); error curves, spectrum (width, height)
-IMAGE_WIDTH = {False: 200, True: 150}
+# frame sizes in pixels, so that images and curves fit a 1400×1000 screen: an image's width in
+# one row (truth | prediction | error) and in two beside the coarse solver; (width, height) of the
+# error curves and of the spectrum
+IMAGE_WIDTH, IMAGE_WIDTH_WITH_SOLVER = 200, 150
 CURVES_SIZE, SPECTRUM_SIZE = (460, 160), (330, 160)
 LINE_CSS = "p { margin: 0.3em 0; }"  # lines of text without a paragraph's margins
 
@@ -316,7 +317,8 @@ class ViewerState(param.Parameterized):
         clim = None if self.auto_limits else self.limits
         return views.rollout_images(
             self.pred, self.truth, self.field, frame=self.frame_stream, cmap=self.cmap, clim=clim,
-            width=IMAGE_WIDTH[self.coarse is not None], **self._baseline(),
+            width=IMAGE_WIDTH if self.coarse is None else IMAGE_WIDTH_WITH_SOLVER,
+            **self._baseline(),
         )  # fmt: skip
 
     @param.depends("pred", "coarse")
@@ -457,8 +459,9 @@ class RolloutViewer:
 
     # ------------------------------------------------------------------ layout
     def template(self) -> pn.template.FastListTemplate:
-        """The page: choices, the coarse solver and colours in the sidebar; player, images,
-        curves and spectra."""
+        """The page: choices, the coarse solver and colours in the sidebar; the player beside
+        the frame, L2RE and timing lines, then images, error curves and spectrum (on one
+        1400×1000 screen)."""
         sidebar = [
             pn.pane.Markdown("### Model and data"), self.checkpoint, self.data, self.path,
             self.sample, self.field, self.baseline, self.baseline_note,
