@@ -102,10 +102,33 @@ TITLES_JS = """() => [...Bokeh.index.all_views()]
     .map(v => [v.model.text, v.layout.bbox.x + v._get_size().width, v.parent.bbox.width])"""
 
 
+def _box(page: Page, selector: str) -> dict[str, float]:
+    """The bounding box of the first element of ``selector``, taken again while Panel replaces
+    the element (a re-render has no box for a moment)."""
+    deadline = time.monotonic() + STEP_MS / 1000
+    while (box := page.locator(selector).first.bounding_box()) is None:
+        assert time.monotonic() < deadline, f"{selector} has no bounding box"
+        time.sleep(0.25)
+    return box
+
+
+def _settled_ranges(page: Page) -> dict[str, list[float]]:
+    """The plots' ranges once two reads a second apart agree (no view is still being redrawn)."""
+    deadline = time.monotonic() + STEP_MS / 1000
+    before = page.evaluate(RANGES_JS)
+    while True:
+        time.sleep(1)
+        now = page.evaluate(RANGES_JS)
+        if now == before:
+            return now
+        assert time.monotonic() < deadline, "the plots kept changing"
+        before = now
+
+
 def _wheel_over(page: Page, selector: str, dy: int) -> None:
     """Turn the mouse wheel over the middle of the visible part of the first canvas of
     ``selector``."""
-    box = page.locator(f"{selector} canvas").first.bounding_box()
+    box = _box(page, f"{selector} canvas")
     bottom = min(box["y"] + box["height"], page.viewport_size["height"])
     assert bottom - box["y"] > 20, f"{selector} is not on the screen: {box}"
     page.mouse.move(box["x"] + box["width"] / 2, (box["y"] + bottom) / 2)
@@ -124,7 +147,7 @@ def test_coarse_solver_curves_fit_the_screen_and_titles_are_whole(page):
     page.evaluate(TOP_JS)
     page.screenshot(path=str(SCREENSHOT_BASELINE))
     for view in ("field-images", "error-curves", "spectra"):
-        box = page.locator(f".{view}").bounding_box()
+        box = _box(page, f".{view}")
         assert box["y"] >= 0 and box["y"] + box["height"] <= SCREEN["height"], (view, box)
         assert box["x"] + box["width"] <= SCREEN["width"], (view, box)
     titles = page.evaluate(TITLES_JS)
@@ -137,8 +160,8 @@ def test_the_mouse_wheel_scrolls_the_page_not_the_plots(page):
     page.set_viewport_size({"width": SCREEN["width"], "height": 600})  # a page taller than this
     try:
         page.evaluate(TOP_JS)
-        ranges = page.evaluate(RANGES_JS)
-        assert ranges
+        ranges = _settled_ranges(page)
+        assert len(ranges) >= 7  # 5 images, curves, spectrum
         _wheel_over(page, ".field-images", 150)
         page.wait_for_function(f"() => ({SCROLL_JS})() > 0", timeout=5_000)
         after_images = page.evaluate(SCROLL_JS)
