@@ -7,7 +7,11 @@
 
 import argparse
 
-from dpot_lab.viz import build_app
+import panel as pn
+
+from dpot_lab.viz.app import PANEL_OPTIONS, build_app
+
+pn.extension(**PANEL_OPTIONS)  # the app sets Panel up; importing dpot_lab does not
 
 parser = argparse.ArgumentParser(prog="rollout_viewer", description=__doc__.splitlines()[0])
 parser.add_argument("--checkpoint", help="a dpot-lab checkpoint (default: the demo model)")

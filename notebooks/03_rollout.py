@@ -265,7 +265,8 @@ for name, pred in preds.items():
 #
 # The rollout viewer of `panel serve apps/rollout_viewer.py`, here in the notebook on the first
 # source: pick a sample and a field, press play. The error panel has its own symmetric colour
-# scale; the curve marks the current frame. For data a built-in solver made, *Coarse solver*
+# scale; the curve marks the current frame; the lines beside the player say which frames and
+# fields the L2RE covers and how long a rollout took. For data a built-in solver made, *Coarse solver*
 # adds that solver's rollout on a coarser grid beside the model's (dashed: its error per step).
 
 # %%
@@ -274,8 +275,7 @@ viewer = dl.viz.RolloutViewer(checkpoint=CHECKPOINT, data=DATA[first])
 viewer.load()
 pn.Column(
     pn.Row(viewer.sample, viewer.field, viewer.baseline, viewer.cmap),
-    pn.Row(viewer.player, viewer.status),
-    viewer.scores,
+    pn.Row(viewer.player, pn.Column(viewer.status, viewer.scores, viewer.timings)),
     viewer.images,
     pn.Row(viewer.curves, viewer.spectra),
 )

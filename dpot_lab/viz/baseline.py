@@ -36,16 +36,16 @@ def baseline_grids(ds: xr.Dataset) -> tuple[list[int], str]:
 
 def coarse_rollout(
     ds: xr.Dataset, sample: int, resolution: int, t_in: int, steps: int | None = None
-) -> xr.Dataset:
-    """The family's solver on a ``resolution``² grid for the sample at position ``sample``, its
+) -> tuple[xr.Dataset, float]:
+    """(the family's solver on a ``resolution``² grid for the sample at position ``sample``, its
     frames t_in … t_in+steps−1 (None: all after t_in) on the data's grid -> (sample=1, time, x, y)
-    per field, labelled as in ``ds``, in the layout of ``dl.rollout``."""
+    per field, labelled as in ``ds``, in the layout of ``dl.rollout``; the solver's wall time in
+    seconds, restriction and prolongation excluded)."""
     family = family_of(str(ds.attrs.get("generator")))
     one = metrics.indexed(ds).isel(sample=[sample]).load()
     steps = ds.sizes["time"] - t_in if steps is None else steps
     params = {k: v for k, v in ds.attrs.items() if k in family.defaults}
-    pred, _ = coarse_solve(one, family.name, resolution, t_in, steps, params)
-    return pred
+    return coarse_solve(one, family.name, resolution, t_in, steps, params)
 
 
 __all__ = ["MIN_GRID", "baseline_grids", "coarse_rollout"]

@@ -26,6 +26,9 @@ hv.renderer("bokeh")  # load the Bokeh backend and its options without notebook 
 ERROR_CMAP = "RdBu_r"
 COLORS = hv.Cycle().values  # one colour per field, shared by its model and baseline curves
 FrameArg = int | hv.streams.Stream | None
+# dragging pans; the mouse wheel scrolls the page (wheel zoom stays in the toolbar, off); the
+# toolbar beside the plot leaves its title the plot's whole width
+TOOLS = {"active_tools": ["pan"], "toolbar": "right"}
 
 
 def downsample(da: xr.DataArray, max_size: int = 256) -> xr.DataArray:
@@ -79,7 +82,7 @@ def _image(
     img = hv.Image((x, y, da.transpose("y", "x").values), ["x", "y"], hv.Dimension(label))
     return img.opts(
         cmap=cmap, clim=clim, colorbar=True, title=title, frame_width=width, data_aspect=1,
-        tools=["hover"], toolbar="above", colorbar_opts={"width": 10},
+        tools=["hover"], colorbar_opts={"width": 10}, **TOOLS,
     )  # fmt: skip
 
 
@@ -108,8 +111,9 @@ def rollout_images(
     baseline: xr.Dataset | None = None,
     baseline_label: str = "baseline",
 ) -> hv.Layout:
-    """truth | prediction | error images of one field: truth and prediction share ``clim`` (None:
-    the truth's range over the rollout), the error has its own symmetric scale. With a
+    """truth | prediction | error images of one field (the truth's title names the field and the
+    time): truth and prediction share ``clim`` (None: the truth's range over the rollout), the error
+    has its own symmetric scale. With a
     ``baseline``: truth | prediction | baseline, then both errors on one symmetric scale. Frames
     are downsampled to at most ``max_size``² on the server."""
     require_dataset(pred, "rollout_images: pred")
@@ -133,13 +137,14 @@ def rollout_images(
             else:
                 da, lim, cm = (t if which == "truth" else shown[which])[i], clim, cmap
                 name, label = which, field
-            title = f"{name} · {field} · t = {times[i]:.4g}"
+            title = f"truth · {field} · t = {times[i]:.4g}" if which == "truth" else name
             return _image(downsample(da, max_size), label, title, cm, lim, width)
 
         return build
 
     panels = [("truth", False), *((w, False) for w in shown), *((w, True) for w in shown)]
-    return hv.Layout([_frames(frame, len(times), panel(*w)) for w in panels]).cols(3)
+    layout = hv.Layout([_frames(frame, len(times), panel(*w)) for w in panels]).cols(3)
+    return layout.opts(toolbar=TOOLS["toolbar"])  # the images share one toolbar
 
 
 def error_curves(
@@ -148,6 +153,7 @@ def error_curves(
     sample: int = 0,
     frame: FrameArg = None,
     width: int = 360,
+    height: int = 220,
     baseline: xr.Dataset | None = None,
     baseline_label: str = "baseline",
 ) -> hv.Overlay:
@@ -161,7 +167,7 @@ def error_curves(
     for name, run in runs.items():
         scored = score_rollout(metrics.indexed(run).isel(sample=[sample]), truth).isel(sample=0)
         steps = scored["step_error"]  # (time, field)
-        titles.append(f"{name} {float(scored['mean']):.4g}".strip())
+        titles.append(f"{name} {float(scored['mean']):.3g}".strip())
         for i, f in enumerate(str(f) for f in steps["field"].values):
             curve = hv.Curve(
                 (steps["time"].values, steps.sel(field=f).values),
@@ -175,10 +181,10 @@ def error_curves(
     marker = _frames(frame, len(times), lambda i: hv.VLine(times[min(max(i, 0), len(times) - 1)]))
     overlay = hv.Overlay(curves) * marker.opts(color="gray", line_dash="dashed", line_width=1)
     return overlay.opts(
-        hv.opts.Curve(line_width=2, tools=["hover"]),
+        hv.opts.Curve(line_width=2, tools=["hover"], **TOOLS),
         hv.opts.Overlay(
             title=f"error per step · L2RE {' · '.join(titles)}", frame_width=width,
-            frame_height=220, legend_position="top_left", show_grid=True, toolbar="above",
+            frame_height=height, legend_position="top_left", show_grid=True, **TOOLS,
         ),
     )  # fmt: skip
 
@@ -190,24 +196,40 @@ def spectra_plot(
     sample: int = 0,
     frame: FrameArg = None,
     width: int = 360,
+    height: int = 220,
+    baseline: xr.Dataset | None = None,
+    baseline_label: str = "baseline",
 ) -> hv.DynamicMap | hv.Overlay:
-    """Radially averaged energy spectra E(k) of truth and prediction at one frame, log-log."""
+    """Radially averaged energy spectra E(k) of truth and prediction (and ``baseline``, dotted) at
+    one frame, log-log."""
     require_dataset(pred, "spectra_plot: pred")
     require_dataset(truth, "spectra_plot: truth")
     p, t = sample_pair(pred, truth, field, sample)
+    runs = {"truth": t, "prediction": p}
+    if baseline is not None:
+        runs[baseline_label] = sample_pair(baseline, truth, field, sample)[0]
+    styles = {
+        "truth": {"color": "black"},
+        "prediction": {"color": COLORS[0], "line_dash": "dashed"},
+    }
 
     def build(i: int) -> hv.Overlay:
         i = min(max(i, 0), p.sizes["time"] - 1)
-        e_t, e_p = metrics.energy_spectrum(t[i]), metrics.energy_spectrum(p[i])
-        k, e_t, e_p = e_t["k"].values[1:], e_t.values[1:], e_p.values[1:]
+        spectra = {name: metrics.energy_spectrum(run[i]) for name, run in runs.items()}
+        k = spectra["truth"]["k"].values[1:]
+        energy = {name: e.values[1:] for name, e in spectra.items()}
         # log axes: show 12 decades below the peak, empty shells at the floor
-        floor = 1e-12 * max(np.nanmax(e_t, initial=0), np.nanmax(e_p, initial=0)) or 1e-30
-        truth_curve = hv.Curve((k, np.maximum(e_t, floor)), "k", "E(k)", label="truth")
-        pred_curve = hv.Curve((k, np.maximum(e_p, floor)), "k", "E(k)", label="prediction")
-        return (truth_curve.opts(color="black") * pred_curve.opts(line_dash="dashed")).opts(
+        floor = 1e-12 * max(np.nanmax(e, initial=0) for e in energy.values()) or 1e-30
+        curves = [
+            hv.Curve((k, np.maximum(e, floor)), "k", "E(k)", label=name).opts(
+                **styles.get(name, {"color": COLORS[1], "line_dash": "dotted"})
+            )
+            for name, e in energy.items()
+        ]
+        return hv.Overlay(curves).opts(
             title=f"energy spectrum · {field} · t = {p['time'].values[i]:.4g}",
-            logx=True, logy=True, frame_width=width, frame_height=220, show_grid=True,
-            legend_position="bottom_left", framewise=True, toolbar="above",
+            logx=True, logy=True, frame_width=width, frame_height=height, show_grid=True,
+            legend_position="bottom_left", framewise=True, **TOOLS,
         )  # fmt: skip
 
     return _frames(frame, p.sizes["time"], build)

@@ -2,6 +2,7 @@
 equal-error speed-up on hand-computed tables, and the table ``cost_curve`` returns."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from dpot_lab.evaluate.cost import (
     fourier_resample,
     solver_curve,
     speedup_at_equal_error,
+    timed_rollout,
 )
 from dpot_lab.solvers import diffusion_reaction_2d
 from dpot_lab.solvers.grid import cell_centres
@@ -121,3 +123,18 @@ def test_cost_curve_table(tmp_path):
     assert float(table["model_seconds_per_trajectory"]) > 0
     speedup = speedup_at_equal_error(table)
     assert speedup is None or speedup > 0
+
+
+def test_timed_rollout_is_the_rollout_and_its_seconds_per_trajectory(tmp_path):
+    model = dl.create_model(
+        "micro", img_size=16, patch_size=4, in_channels=2, in_timesteps=3, embed_dim=16,
+        depth=1, n_blocks=2, modes=2, out_layer_dim=8,
+    )  # fmt: skip
+    spec = {**_spec("dr"), "resolution": 16, "n_samples": 3, **TINY["diffusion_reaction"]}
+    ds = dl.open_dataset(generate_cached(spec, str(tmp_path))).load()
+    run = {"t_in": 3, "samples": [0, 2], "progress": False}
+    tic = time.perf_counter()
+    pred, seconds = timed_rollout(model, ds, repeats=2, **run)
+    elapsed = time.perf_counter() - tic
+    xr.testing.assert_identical(pred, dl.rollout(model, ds, **run))
+    assert 0 < seconds * 2 < elapsed / 2  # per trajectory (2), the faster of two timed runs

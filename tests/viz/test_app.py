@@ -1,5 +1,7 @@
 """The viewer's state without a browser: what each choice changes, and what it leaves alone."""
 
+import time
+
 import holoviews as hv
 import numpy as np
 import pytest
@@ -50,6 +52,33 @@ def test_load_offers_samples_and_fields_and_scores_the_first_sample(viewer):
     assert s.scores().endswith(f"mean **{mean:.3g}**")
     assert s.status().startswith("**u** · frame 1 / ")
     assert viewer.images.object is not None and viewer.data_info.object.startswith("**data** `uv")
+
+
+def test_the_l2re_line_names_the_frames_and_fields_it_covers(viewer):
+    s = viewer.state
+    t_in = dl.load_checkpoint(s.checkpoint).config.in_timesteps
+    n = s.ds.sizes["time"]
+    assert f"over frames {t_in}–{n - 1} of {n} ({n - t_in} steps), fields u, v: " in s.scores()
+    covered = metrics.l2re(s.pred, s.truth.isel(time=slice(t_in, None))).isel(sample=0)
+    assert f"u {float(covered['u']):.3g} · v {float(covered['v']):.3g}" in s.scores()
+
+
+def test_timings_are_the_model_and_solver_seconds_per_trajectory(viewer):
+    s = viewer.state
+    tic = time.perf_counter()
+    s.sample = 1  # a rollout not run before
+    assert 0 < s.model_seconds < time.perf_counter() - tic
+    assert s.timings() == f"**time per trajectory**: model {s.model_seconds:.3g} s"
+    s.data = str(s.data_dir / "dr.h5")
+    tic = time.perf_counter()
+    s.baseline = 16
+    assert 0 < s.solver_seconds < time.perf_counter() - tic
+    assert s.timings() == (
+        f"**time per trajectory**: model {s.model_seconds:.3g} s · coarse solver 16² "
+        f"{s.solver_seconds:.3g} s"
+    )
+    s.baseline = 0
+    assert s.timings() == f"**time per trajectory**: model {s.model_seconds:.3g} s"
 
 
 def test_field_resets_limits_cmap_and_frame_do_not_rerun(viewer):
@@ -134,6 +163,10 @@ def test_coarse_solver_beside_the_model_with_its_error_per_step(viewer):
     assert set(curves) == {"u", "v", "u · coarse solver 16²", "v · coarse solver 16²"}
     solver = curves["u · coarse solver 16²"].dimension_values(1)  # (steps,)
     assert len(solver) == pred.sizes["time"] and (solver > 1e-3).all()
+    spectra = {c.label: c for c in s.spectra()[()]}  # the frame shown
+    assert list(spectra) == ["truth", "prediction", "coarse solver 16²"]
+    expected = dl.metrics.energy_spectrum(s.coarse["u"].isel(sample=0, time=2)).values[1:]
+    np.testing.assert_allclose(spectra["coarse solver 16²"].dimension_values(1), expected)
     mean16 = float(dl.evaluate.score_rollout(s.coarse, s.truth)["mean"])
     assert s.scores().endswith(f"coarse solver 16²: mean **{mean16:.3g}**")
     s.baseline = 8  # coarser: worse

@@ -1,6 +1,7 @@
 """HoloViews views: what each draws equals the data it shows; big grids are downsampled and only
 the displayed frame is built."""
 
+import json
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import holoviews as hv
 import numpy as np
 import pytest
 import xarray as xr
+from bokeh.models import Plot, WheelZoomTool
 
 import dpot_lab as dl
 from dpot_lab.viz import views
@@ -36,6 +38,58 @@ def test_import_is_lazy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+IMPORT_EVERY_VIZ_MODULE = """
+import importlib, json, pkgutil, sys
+import holoviews as hv, panel as pn
+import dpot_lab.viz as viz
+calls = []
+pn.extension = lambda *a, **k: calls.append("pn.extension")
+hv.extension = lambda *a, **k: calls.append("hv.extension")
+before = {k: repr(v) for k, v in pn.config.param.values().items()}
+modules = [m.name for m in pkgutil.iter_modules(viz.__path__)]
+for name in modules:
+    importlib.import_module(f"dpot_lab.viz.{name}")
+after = {k: repr(v) for k, v in pn.config.param.values().items()}
+ext = sys.modules["panel.config"].panel_extension
+changed = sorted(k for k in before if before[k] != after[k])
+loaded = ext._loaded or ext._loaded_extensions
+print(json.dumps({"modules": modules, "calls": calls, "loaded": loaded, "changed": changed}))
+"""
+
+
+def test_importing_viz_sets_up_no_extension():
+    """Apps and notebooks call ``pn.extension``/``hv.extension`` (a notebook must choose inline
+    resources first); importing any ``dpot_lab.viz`` module calls neither, nor changes Panel's
+    configuration."""
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERY_VIZ_MODULE], capture_output=True, text=True, check=True
+    )
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"app", "views", "baseline"} <= set(found["modules"])
+    assert found["calls"] == [] and not found["loaded"] and found["changed"] == []
+
+
+def _figures(obj) -> list[Plot]:
+    """The Bokeh plots HoloViews draws for ``obj``."""
+    root = hv.render(obj)
+    return [root] if isinstance(root, Plot) else list(root.select({"type": Plot}))
+
+
+def test_the_wheel_scrolls_the_page_and_zoom_stays_in_the_toolbar():
+    pred, truth = _pair()
+    base = _pair(seed=1)[0]
+    shown = [
+        views.rollout_images(pred, truth, "u", frame=1, baseline=base),
+        views.error_curves(pred, truth, frame=1, baseline=base),
+        views.spectra_plot(pred, truth, "u", frame=1, baseline=base),
+    ]
+    plots = [p for view in shown for p in _figures(view)]
+    assert len(plots) == 7  # 5 images, curves, spectrum
+    for p in plots:
+        assert any(isinstance(t, WheelZoomTool) for t in p.toolbar.tools)
+        assert not isinstance(p.toolbar.active_scroll, WheelZoomTool)
 
 
 def test_downsample_is_a_block_mean_within_the_limit():
@@ -98,7 +152,7 @@ def test_error_curves_are_the_per_step_errors():
         curve = overlay.select(hv.Curve).get(f"Curve.{f.upper()}")
         np.testing.assert_allclose(curve.dimension_values(1), steps[f].values, rtol=1e-6)
     l2re = float(dl.metrics.l2re(pred, truth).isel(sample=1).to_array().mean())
-    assert f"L2RE {l2re:.4g}" in overlay.opts.get().kwargs["title"]
+    assert f"L2RE {l2re:.3g}" in overlay.opts.get().kwargs["title"]
 
 
 def test_color_limits_ignore_diverged_frames():
@@ -134,7 +188,15 @@ def test_a_baseline_adds_its_images_and_dashed_error_curves():
         assert solver.opts.get().kwargs["line_dash"] == "dashed"
         assert solver.opts.get().kwargs["color"] == model.opts.get().kwargs["color"]
     l2re = float(dl.metrics.l2re(base, truth).isel(sample=1).to_array().mean())
-    assert overlay.opts.get().kwargs["title"].endswith(f" · solver 8² {l2re:.4g}")
+    assert overlay.opts.get().kwargs["title"].endswith(f" · solver 8² {l2re:.3g}")
+
+    shown = views.spectra_plot(pred, truth, "v", sample=1, frame=3, baseline=base,
+                               baseline_label="solver 8²")  # fmt: skip
+    spectra = {c.label: c for c in shown}
+    assert list(spectra) == ["truth", "prediction", "solver 8²"]
+    expected = dl.metrics.energy_spectrum(base.v[1, 3]).values[1:]
+    np.testing.assert_allclose(spectra["solver 8²"].dimension_values(1), expected, rtol=1e-6)
+    assert spectra["solver 8²"].opts.get().kwargs["line_dash"] == "dotted"
 
 
 @pytest.mark.parametrize("view", ["sample_pair", "rollout_images", "error_curves", "spectra_plot"])
