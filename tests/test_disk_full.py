@@ -56,7 +56,8 @@ def test_generate_on_a_full_disk_keeps_the_good_file_and_exits_cleanly(small_dis
     good = out.read_bytes()
     fill(small_disk, leave=64 << 10)
     # 40 trajectories of 6 frames of 16² float32: 245 KiB, more than is left
-    run = subprocess.run([*argv, "--n-samples", "40"], capture_output=True, text=True)
+    run = subprocess.run([*argv, "--n-samples", "40", "--overwrite"], capture_output=True,
+                         text=True)  # fmt: skip
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 2, run.stderr  # a segfault in HDF5's clean-up gives -11 (139)
     assert lines == [
