@@ -251,8 +251,10 @@ def speed_table(report: dict) -> str:
             "n/a" if r["mfu_paper"] is None else f"{100 * r['mfu_paper']:.1f}%",
             *mib,
         ])  # fmt: skip
-    head = ["preset", "bare samples/s", "Trainer samples/s", "Trainer / bare", "counted GFLOP",
-            "paper GFLOP", "MFU (counted)", "MFU (paper)", "bare peak MiB", "Trainer peak MiB"]  # fmt: skip
+    head = [
+        "preset", "bare samples/s", "Trainer samples/s", "Trainer / bare", "counted GFLOP",
+        "paper GFLOP", "MFU (counted)", "MFU (paper)", "bare peak MiB", "Trainer peak MiB",
+    ]  # fmt: skip
     return render(head, rows)
 
 
@@ -331,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--notebook-s", type=float, default=180.0,
                         help="seconds of the notebook_pretrain_gpu run")  # fmt: skip
     parser.add_argument("--corpus-divisor", type=int, default=8,
-                        help="the notebook corpus' trajectories per source, divided by")  # fmt: skip
+                        help="divides the notebook corpus' trajectories per source")  # fmt: skip
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
