@@ -348,6 +348,8 @@ class DPOT(nn.Module):
             self.scale_feats_mu = nn.Linear(2 * cfg.in_channels, d)
             self.scale_feats_sigma = nn.Linear(2 * cfg.in_channels, d)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        for blk in self.blocks:
+            blk.filter.set_grid(cfg.latent_size)
         if cfg.n_cls > 0:
             act = activation(cfg.act)
             self.cls_head = nn.Sequential(
@@ -441,6 +443,8 @@ class DPOT(nn.Module):
             mode = "bicubic" if self.n_spatial == 2 else "trilinear"
             pos = F.interpolate(pos, size=cfg.latent_size, mode=mode, align_corners=False)
             self.pos_embed = nn.Parameter(pos.movedim(1, -1).contiguous())
+            for blk in self.blocks:
+                blk.filter.set_grid(cfg.latent_size)
         self.config = cfg
         return self
 

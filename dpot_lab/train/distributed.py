@@ -120,7 +120,9 @@ def parallelize(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.M
         raise ValueError(f"distributed.strategy: expected 'ddp' or 'fsdp', got {strategy!r}")
     ids = [info.device.index] if info.device.type == "cuda" else None
     unused = hasattr(model, "cls_head")  # the class head takes no part in the loss
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
+    return nn.parallel.DistributedDataParallel(  # buffers are constants (DFT matrices)
+        model, device_ids=ids, find_unused_parameters=unused, broadcast_buffers=False
+    )
 
 
 @contextmanager
