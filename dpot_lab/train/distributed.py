@@ -146,6 +146,11 @@ def local_gradients(parallel: nn.Module, active: bool = True) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------- sharded tensors
+def process_rank() -> int:
+    """This process's rank in the default process group (0 without one)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def local(t: torch.Tensor) -> torch.Tensor:
     """This rank's part of ``t`` (the tensor itself unless FSDP sharded it)."""
     return t.to_local() if isinstance(t, DTensor) else t
