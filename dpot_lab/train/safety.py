@@ -10,7 +10,7 @@ the last snapshot of weights, optimizer state and EMA, with a lowered learning r
         guard.rollback(step)
 
 Snapshots are CPU copies of this rank's parts (its shards under FSDP): restoring needs no
-communication.
+communication. A new snapshot overwrites the memory of the previous one (pinned for CUDA).
 """
 
 from __future__ import annotations
@@ -47,14 +47,16 @@ class DivergenceGuard:
         self.snapshot: dict = {}
 
     def take_snapshot(self, step: int) -> None:
-        """Snapshot CPU copies of this rank's weights, optimizer state and EMA as of ``step``."""
+        """Snapshot CPU copies of this rank's weights, optimizer state and EMA as of ``step``,
+        into the previous snapshot's memory where it fits."""
         self.snapshot = distributed.local_copy(
             {
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "ema": self.ema.weights if self.ema is not None else None,
                 "step": step,
-            }
+            },
+            into=self.snapshot,
         )
 
     def snapshot_due(self, step: int) -> bool:
