@@ -10,10 +10,13 @@ model step, MFU from counted FLOPs, memory, and a short notebook pre-training ru
    ``dl.train.Trainer`` on the device-resident path (``data.placement: device``: windows gathered
    on the device, input noise, masks, gradient norm, logging; the median of its logged intervals
    after the first), their ratio, and each one's peak memory
-   (``torch.cuda.max_memory_allocated``). FLOPs per training sample (forward + backward) are
-   counted by ``torch.utils.flop_counter`` on our model, complex matmuls at four real ones each
-   (torch counts them as one); MFU = counted FLOPs × samples/s / peak, the peak a large bf16
-   matmul measured in the same run; the paper's FLOPs and the MFU they would give beside them.
+   (``torch.cuda.max_memory_allocated``); on CUDA also the synchronising calls made inside the
+   Trainer's steps after the first (``torch.cuda.set_sync_debug_mode``; safety snapshots, which
+   wait by design, are set beyond the run): 0 expected. FLOPs per training sample (forward +
+   backward) are counted by ``torch.utils.flop_counter`` on our model, complex matmuls at four
+   real ones each (torch counts them as one); MFU = counted FLOPs × samples/s / peak, the peak a
+   large bf16 matmul measured in the same run; the paper's FLOPs and the MFU they would give
+   beside them.
 3. ``configs/notebook_pretrain_gpu.yaml`` for ``--notebook-s`` seconds (steps from the measured
    Trainer speed) on a corpus of the config's own generators, shrunk to generate within the
    budget; per-source rollout L2RE against persistence at the end.
@@ -216,9 +219,28 @@ def bare_step(preset: str, args, device: torch.device) -> dict:
     }
 
 
+def counting_syncs(trainer: dl.train.Trainer) -> list[int]:
+    """Per step the trainer launches from now on, the synchronising CUDA calls inside it."""
+    counts, launch = [], trainer._launch_step
+
+    def counted() -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                launch()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        counts.append(sum("synchroniz" in str(w.message) for w in caught))
+
+    trainer._launch_step = counted
+    return counts
+
+
 def trainer_step(preset: str, args, device: torch.device, source: Path, run: Path) -> dict:
-    """Samples/s (median of the logged intervals after the first) and peak memory of the
-    Trainer on the device-resident path, bf16."""
+    """Samples/s (median of the logged intervals after the first), peak memory and (on CUDA)
+    synchronising calls inside the steps after the first, of the Trainer on the
+    device-resident path, bf16."""
     cfg = {
         "name": f"gpu_check_{preset}", "steps": args.trainer_steps, "batch_size": args.batch,
         "device": device.type, "precision": "bf16",
@@ -229,13 +251,19 @@ def trainer_step(preset: str, args, device: torch.device, source: Path, run: Pat
         "optim": {"name": "adamw", "lr": 1e-4, "clip_grad": 1.0},
         "eval": {"every": 0, "max_samples": 1, "horizon": 1},
         "checkpoint": {"every": 0},
+        "safety": {"snapshot_every": args.trainer_steps + 1},
         "log": {"every": args.log_every, "progress": False},
     }  # fmt: skip
     reset_peak(device)
     trainer = dl.train.Trainer(cfg, run_dir=run, overwrite=True)
+    syncs = counting_syncs(trainer) if device.type == "cuda" else None
     records = trainer.fit()
     speeds = [r["samples_per_s"] for r in records if r["event"] == "train"][1:]
-    out = {"samples_per_s": statistics.median(speeds), "peak_mib": peak_mib(device)}
+    out = {
+        "samples_per_s": statistics.median(speeds),
+        "peak_mib": peak_mib(device),
+        "syncs": None if syncs is None else sum(syncs[1:]),
+    }
     del trainer
     return out
 
@@ -249,11 +277,12 @@ def speed_table(report: dict) -> str:
             f"{r['trainer_sps'] / r['bare_sps']:.2f}", f"{r['counted_gflop']:.2f}",
             f"{r['paper_gflop'] or 'n/a'}", f"{100 * r['mfu']:.1f}%",
             "n/a" if r["mfu_paper"] is None else f"{100 * r['mfu_paper']:.1f}%",
-            *mib,
+            *mib, "n/a" if r["syncs"] is None else r["syncs"],
         ])  # fmt: skip
     head = [
         "preset", "bare samples/s", "Trainer samples/s", "Trainer / bare", "counted GFLOP",
         "paper GFLOP", "MFU (counted)", "MFU (paper)", "bare peak MiB", "Trainer peak MiB",
+        "syncs in Trainer steps",
     ]  # fmt: skip
     return render(head, rows)
 
@@ -390,7 +419,8 @@ def main(argv: list[str] | None = None) -> None:
             report["speed"].append({
                 "preset": preset, "bare_sps": bare["samples_per_s"],
                 "trainer_sps": run["samples_per_s"], "bare_mib": bare["peak_mib"],
-                "trainer_mib": run["peak_mib"], "counted_gflop": bare["counted_gflop"],
+                "trainer_mib": run["peak_mib"], "syncs": run["syncs"],
+                "counted_gflop": bare["counted_gflop"],
                 "paper_gflop": paper,
                 "mfu": bare["counted_gflop"] * bare["samples_per_s"] / (peak_tflops * 1e3),
                 "mfu_paper": paper and paper * bare["samples_per_s"] / (peak_tflops * 1e3),

@@ -29,7 +29,8 @@ def test_gpu_check_smoke_runs_every_part_and_prints_every_table(tmp_path, monkey
     for heading in (
         "## Parity", "| model | check | device vs cpu / fp32 |",
         "## Training step, bf16 autocast", "| preset | bare samples/s | Trainer samples/s | "
-        "Trainer / bare | counted GFLOP | paper GFLOP | MFU (counted) | MFU (paper) |",
+        "Trainer / bare | counted GFLOP | paper GFLOP | MFU (counted) | MFU (paper) | "
+        "bare peak MiB | Trainer peak MiB | syncs in Trainer steps |",
         "## notebook_pretrain_gpu", "| source | test samples | L2RE | persistence |",
     ):  # fmt: skip
         assert " ".join(heading.split()) in " ".join(printed.split()), heading
