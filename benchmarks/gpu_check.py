@@ -25,7 +25,7 @@ Every table goes to stdout; the whole report to ``$OUT/gpu_check.json`` when ``$
 (rewritten after each part, so a run cut short keeps its numbers). ``--smoke`` runs every part at
 tiny size on the CPU (and is part of the test suite); the full run needs CUDA.
 
-    python benchmarks/gpu_check.py                      # CUDA machine, about 6 minutes
+    python benchmarks/gpu_check.py                      # CUDA machine, within --budget-s (360)
     python benchmarks/gpu_check.py --smoke              # tiny sizes; a CPU is fine
     python benchmarks/gpu_check.py --fixtures DIR       # golden files elsewhere
 """
@@ -311,12 +311,14 @@ def notebook_config(args, device: torch.device, steps: int, out: Path) -> dict:
     return cfg
 
 
-def notebook_run(args, device: torch.device, samples_per_s: float, out: Path) -> dict:
-    """The notebook's pre-training for about ``args.notebook_s`` seconds; its final evaluation."""
+def notebook_run(
+    args, device: torch.device, samples_per_s: float, seconds: float, out: Path
+) -> dict:
+    """The notebook's pre-training for about ``seconds`` of steps; its final evaluation."""
     batch = 4 if args.smoke else TrainConfig.coerce(
         ROOT / "configs" / "notebook_pretrain_gpu.yaml"
     ).batch_size  # fmt: skip
-    steps = max(2, int(args.notebook_s * samples_per_s / batch))
+    steps = max(2, int(seconds * samples_per_s / batch))
     cfg = notebook_config(args, device, steps, out)
     start = time.perf_counter()
     trainer = dl.train.Trainer(cfg, run_dir=out, overwrite=True)
@@ -358,6 +360,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed bare steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed bare steps")
     parser.add_argument("--trainer-steps", type=int, default=120)
+    parser.add_argument(
+        "--budget-s", type=float, default=360.0,
+        help="seconds the whole check may take (shortens the notebook run)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reserve-s", type=float, default=75.0,
+        help="seconds kept for the notebook run's corpus, compile and evaluation",
+    )  # fmt: skip
     parser.add_argument("--log-every", type=int, default=20)
     parser.add_argument("--notebook-s", type=float, default=180.0,
                         help="seconds of the notebook_pretrain_gpu run")  # fmt: skip
@@ -432,7 +442,11 @@ def main(argv: list[str] | None = None) -> None:
         print(speed_table(report))
 
         ti = next(r for r in report["speed"] if r["preset"] == args.presets[0])
-        report["notebook"] = notebook_run(args, device, ti["trainer_sps"], Path(tmp) / "nb")
+        left = args.budget_s - (time.perf_counter() - t0) - args.reserve_s
+        seconds = args.notebook_s if args.smoke else max(10.0, min(args.notebook_s, left))
+        report["notebook"] = notebook_run(
+            args, device, ti["trainer_sps"], seconds, Path(tmp) / "nb"
+        )
         save()
     nb = report["notebook"]
     print(f"\n## notebook_pretrain_gpu: {nb['steps']} steps of batch {nb['batch']} "
