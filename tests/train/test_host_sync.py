@@ -131,3 +131,25 @@ def test_steps_between_log_points_never_wait_for_the_device(adv1, tmp_path, plac
     assert settled == [4, 8]  # the host reads the steps' outcomes at the log points only
     train = [r for r in trainer.history if r["event"] == "train"]
     assert [r["step"] for r in train] == [4, 8] and all(r["ok"] for r in train)
+
+
+def test_a_non_finite_step_is_skipped_on_the_device_and_recorded_at_the_log_point(adv1, tmp_path):
+    from test_trainer import _PoisonedOnce  # the first window read is NaN
+
+    _PoisonedOnce.poisoned = False
+    cfg = tiny_config([adv1], steps=3, ema=0.5, **{"log.every": 3, "eval.every": 0})
+    data = _PoisonedOnce({"adv1": adv1}, resolution=32, t_in=4, t_out=1, channels=2, n_test=4)
+    trainer = Trainer(cfg, run_dir=tmp_path, train_data=data, test_data={})
+    steps_seen = []
+    trainer.callbacks.append(lambda e: e["event"] == "step" and steps_seen.append(e["step"]))
+    try:
+        trainer.fit()
+    finally:
+        _PoisonedOnce.poisoned = False  # as test_trainer's own test expects it
+    assert steps_seen == [1, 2, 3]  # the step events, all at the log point
+    assert [r["step"] for r in trainer.history if r["event"] == "skip"] == [1]
+    assert [r["step"] for r in trainer.history if r["event"] == "train"] == [3]
+    assert trainer.guard.skipped == 1 and trainer.weights_finite()
+    adam_steps = {float(s["step"]) for s in trainer.optimizer.state.values()}
+    assert adam_steps == {2.0}  # the skipped update never happened
+    assert all(torch.isfinite(w).all() for w in trainer.ema.weights.values())
