@@ -241,7 +241,8 @@ class ResidentLoader(RunLoader):
             x[j].copy_(field[:, s * c : (s + t_in) * c])
             y[j].copy_(field[:, (s + t_in) * c : (s + t_in + t_out) * c])
         ids = [[w[0] for w in where], [w[1] for w in where], [w[2] for w in where]]
-        source, sample, start = torch.tensor(ids, dtype=torch.int64).to(self.device)  # (B,)
+        ids = torch.tensor(ids, dtype=torch.int64)  # (3, B), staged at once: no wait on CUDA
+        source, sample, start = ids.to(self.device, non_blocking=True)  # (B,)
         grid = (b, *mix.resolution)
         return {
             "channel_mask": self._channel_masks[source],  # (B, C)

@@ -9,7 +9,9 @@ and never fills full-size scratch tensors with zeros.
 
 On small latents (at most ``DFT_MAX_MODES`` kept modes, e.g. the 8×8 latent of a 64² grid) the
 transforms are real matmuls with the kept rows of the DFT matrix instead of FFTs: the same
-``rfftn``/``irfftn`` (``norm="ortho"``) to float32 rounding, without the FFT's layout copies.
+``rfftn``/``irfftn`` (``norm="ortho"``) to float32 rounding, without the FFT's layout copies. The
+matrices of the grid the model is built for are buffers of the filter (``set_grid``; not saved),
+so they move with the model and a compiled graph takes them as inputs instead of rebuilding them.
 """
 
 from __future__ import annotations
@@ -124,6 +126,20 @@ class FourierMixing(nn.Module):
         self.b1 = nn.Parameter(scale * torch.rand(2, n_blocks, bs))
         self.w2 = nn.Parameter(scale * torch.rand(2, n_blocks, bs, bs))
         self.b2 = nn.Parameter(scale * torch.rand(2, n_blocks, bs))
+        self.grid: tuple[int, ...] | None = None  # the grid of the DFT buffers
+        self.register_buffer("dft_forward", None, persistent=False)  # (2K, N)
+        self.register_buffer("dft_inverse", None, persistent=False)  # (N, 2K)
+
+    def set_grid(self, spatial: tuple[int, ...]) -> None:
+        """Hold the DFT matrices of the latent grid ``spatial`` as buffers when its transforms
+        are DFT matmuls (none otherwise); other grids still work, from a cache."""
+        kept = self.kept_modes(tuple(spatial))
+        use = math.prod(len(k) for k in kept) <= DFT_MAX_MODES
+        device = self.w1.device
+        self.grid = tuple(spatial) if use else None
+        self.dft_forward, self.dft_inverse = (
+            [m.clone() for m in dft_matrices(self.grid, kept, device)] if use else (None, None)
+        )
 
     def _block_mlp(self, x: torch.Tensor) -> torch.Tensor:
         """Complex block MLP on interleaved ``[re, im]`` rows: (nb, M, 2bs) -> same shape.
@@ -165,9 +181,11 @@ class FourierMixing(nn.Module):
     def _dft_mix(self, h: torch.Tensor, kept: tuple[tuple[int, ...], ...]) -> torch.Tensor:
         """The filter with DFT matmuls: float32 (B, *S, D) -> (B, *S, D)."""
         b, d, nb, bs = h.shape[0], h.shape[-1], self.n_blocks, self.block_size
-        # the cache when eager; torch.compile traces the plain function (its graph holds them)
-        matrices = dft_matrices.__wrapped__ if torch.compiler.is_compiling() else dft_matrices
-        forward, inverse = matrices(tuple(h.shape[1:-1]), kept, h.device)
+        if self.grid == tuple(h.shape[1:-1]):  # the buffers (float32 unless the model was cast)
+            forward, inverse = self.dft_forward.float(), self.dft_inverse.float()
+        else:  # another grid: the cache when eager; torch.compile traces the plain function
+            matrices = dft_matrices.__wrapped__ if torch.compiler.is_compiling() else dft_matrices
+            forward, inverse = matrices(tuple(h.shape[1:-1]), kept, h.device)
         k = forward.shape[0] // 2
         flat = h.reshape(b, -1, d)  # (B, N, D)
         spec = dft(flat, forward)  # (B, 2K, D): real parts of the kept modes, then imaginary

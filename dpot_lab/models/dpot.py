@@ -11,6 +11,10 @@ plain matmul on the last axis. Two steps are fused without changing the mathemat
   built: the frames go straight from the narrow patch features to the aggregated latent.
 
 The model predicts the next ``T_out`` frames themselves (no residual to the last input frame).
+
+Under autocast (bf16) the wide matmuls run in the low precision, while what rounding would spoil
+stays float32: the time embedding and the fused aggregation weights, the residual stream (the
+latent between blocks), and the output head after its transposed patch convolution.
 """
 
 from __future__ import annotations
@@ -253,14 +257,18 @@ class TimeAggregator(nn.Module):
             self.register_parameter("gamma", None)
 
     def embedding(self) -> torch.Tensor:
-        """The cosine time embedding cos(γ_i t_k) (T, D); ones for ``time_agg="mlp"``.
+        """The cosine time embedding cos(γ_i t_k) (T, D), float32 at least under any autocast
+        (γ reaches 2¹⁰: phases rounded to bf16 would be off by radians); ones for
+        ``time_agg="mlp"``.
 
         The effective per-frame weights are ``embedding()[:, :, None] * w`` (T, D, D).
         """
-        t = _linspace(self.w.shape[0], self.w.device, self.w.dtype)[:, None]  # (T, 1)
+        dtype = torch.promote_types(self.w.dtype, torch.float32)
+        t = _linspace(self.w.shape[0], self.w.device, dtype)[:, None]  # (T, 1)
         if self.gamma is None:
             return torch.ones_like(t).expand(-1, self.w.shape[1])
-        return torch.cos(t @ self.gamma)
+        with torch.autocast(self.w.device.type, enabled=False):
+            return torch.cos(t * self.gamma.to(dtype))  # (T, 1) * (1, D)
 
 
 class Block(nn.Module):
@@ -306,8 +314,10 @@ class OutputHead(nn.Module):
         b, *lat, d = z.shape
         n, p = self.n_spatial, self.patch
         w = self.deconv.weight.movedim(1, -1).reshape(d, -1)  # (D, p^n·od), order (i, j[, k], o)
-        y = (z @ w).view(b, *lat, *(p,) * n, -1) + self.deconv.bias  # (B, *S/p, p, ..., od)
-        y = self.fc2(self.act(self.fc1(self.act(y))))  # (B, *S/p, p, ..., T_out·C)
+        y = (z @ w).view(b, *lat, *(p,) * n, -1)  # (B, *S/p, p, ..., od); autocast's precision
+        with torch.autocast(z.device.type, enabled=False):  # the narrow layers: no autocast
+            y = y.to(self.fc1.weight.dtype) + self.deconv.bias  # the weights' own precision
+            y = self.fc2(self.act(self.fc1(self.act(y))))  # (B, *S/p, p, ..., T_out·C)
         # (B, X/p, Y/p, [Z/p,] p, p, [p,] k) -> (B, X/p, p, Y/p, p, [Z/p, p,] k)
         order = [0, *(v for i in range(n) for v in (1 + i, 1 + n + i)), 2 * n + 1]
         y = y.permute(order).reshape(b, *(s * p for s in lat), self.t_out, self.c_out)
@@ -338,6 +348,8 @@ class DPOT(nn.Module):
             self.scale_feats_mu = nn.Linear(2 * cfg.in_channels, d)
             self.scale_feats_sigma = nn.Linear(2 * cfg.in_channels, d)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        for blk in self.blocks:
+            blk.filter.set_grid(cfg.latent_size)
         if cfg.n_cls > 0:
             act = activation(cfg.act)
             self.cls_head = nn.Sequential(
@@ -378,17 +390,20 @@ class DPOT(nn.Module):
 
     # ---------------------------------------------------------------- forward
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, *S, T, C) normalised input -> aggregated latent (B, *S/p, D)."""
+        """(B, *S, T, C) normalised input -> aggregated latent (B, *S/p, D), float32 at least
+        under autocast (the residual stream)."""
         u = self.patch_embed(x)  # (B, *S/p, T, hidden)
-        emb, w = self.time_agg.embedding(), self.time_agg.w  # (T, D), (T, D, D)
-        out = self.patch_embed.out
-        # W_t = diag(emb_t) w_t; fused_t = W_out^T W_t, scaling the narrow factor: (T, hidden, D)
-        fused = torch.bmm(out.weight.t().unsqueeze(0) * emb.unsqueeze(1), w)
+        dtype = self.pos_embed.dtype  # the residual stream's: the weights' own under autocast
+        with torch.autocast(x.device.type, enabled=False):  # weights only: no batch dimension
+            emb, w = self.time_agg.embedding().to(dtype), self.time_agg.w  # (T, D), (T, D, D)
+            out = self.patch_embed.out
+            # W_t = diag(emb_t) w_t; fused_t = W_out^T W_t, scaling the narrow factor (T, hidden, D)
+            fused = torch.bmm(out.weight.t().unsqueeze(0) * emb.unsqueeze(1), w)
+            # Σ_t W_t (D, D); a broadcast product (einsum makes it D tiny matmuls, slow backward)
+            w_sum = (emb.unsqueeze(-1) * w).sum(dim=0)
+            shift = (self.pos_embed[0] + out.bias) @ w_sum  # (*S/p, D): Σ_t (pos + b_out) W_t
         z = u.reshape(*u.shape[:-2], -1) @ fused.reshape(-1, fused.shape[-1])  # (B, *S/p, D)
-        # Σ_t W_t (D, D); as a broadcast product (einsum makes it D tiny matmuls, slow backward)
-        w_sum = (emb.unsqueeze(-1) * w).sum(dim=0)
-        shift = (self.pos_embed[0] + out.bias) @ w_sum  # (*S/p, D): Σ_t (pos + b_out) W_t
-        return z + shift
+        return z.to(dtype) + shift
 
     def forward(self, x: torch.Tensor, return_cls: bool = False):
         """(B, *S, T_in, C) -> (B, *S, T_out, C); with ``return_cls`` also logits (B, n_cls)."""
@@ -403,7 +418,9 @@ class DPOT(nn.Module):
         if cfg.normalize:
             stats = torch.cat([mu, sigma], dim=-1).flatten(1)  # (B, 2C)
             view = (z.shape[0],) + (1,) * self.n_spatial + (-1,)
-            z = self.scale_feats_sigma(stats).view(view) * z + self.scale_feats_mu(stats).view(view)
+            with torch.autocast(x.device.type, enabled=False):  # (B, 2C) -> (B, D): cheap
+                scale, shift = self.scale_feats_sigma(stats), self.scale_feats_mu(stats)
+            z = scale.view(view) * z + shift.view(view)
         for blk in self.blocks:
             z = blk(z)
         y = self.head(z)  # (B, *S, T_out, C)
@@ -426,6 +443,8 @@ class DPOT(nn.Module):
             mode = "bicubic" if self.n_spatial == 2 else "trilinear"
             pos = F.interpolate(pos, size=cfg.latent_size, mode=mode, align_corners=False)
             self.pos_embed = nn.Parameter(pos.movedim(1, -1).contiguous())
+            for blk in self.blocks:
+                blk.filter.set_grid(cfg.latent_size)
         self.config = cfg
         return self
 

@@ -120,7 +120,9 @@ def parallelize(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.M
         raise ValueError(f"distributed.strategy: expected 'ddp' or 'fsdp', got {strategy!r}")
     ids = [info.device.index] if info.device.type == "cuda" else None
     unused = hasattr(model, "cls_head")  # the class head takes no part in the loss
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
+    return nn.parallel.DistributedDataParallel(  # buffers are constants (DFT matrices)
+        model, device_ids=ids, find_unused_parameters=unused, broadcast_buffers=False
+    )
 
 
 @contextmanager
@@ -144,6 +146,11 @@ def local_gradients(parallel: nn.Module, active: bool = True) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------- sharded tensors
+def process_rank() -> int:
+    """This process's rank in the default process group (0 without one)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def local(t: torch.Tensor) -> torch.Tensor:
     """This rank's part of ``t`` (the tensor itself unless FSDP sharded it)."""
     return t.to_local() if isinstance(t, DTensor) else t
@@ -161,14 +168,41 @@ def shard_like(whole: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return whole.to(like.device)
 
 
-def local_copy(obj: Any) -> Any:
-    """Nested containers with every tensor replaced by a CPU copy of this rank's part."""
+@torch.no_grad()
+def local_copy(obj: Any, into: Any = None) -> Any:
+    """Nested containers with every tensor replaced by a CPU copy of this rank's part.
+
+    ``into``: an earlier copy whose tensors are overwritten where shape and dtype agree (so its
+    memory is reused and it changes); new ones are pinned for CUDA tensors. Copies from CUDA run
+    asynchronously, waited for once at the end."""
+    waits = set()
+    out = _copy_to_host(obj, into, waits)
+    for device in waits:
+        torch.cuda.synchronize(device)
+    return out
+
+
+def _copy_to_host(obj: Any, into: Any, waits: set) -> Any:
     if isinstance(obj, torch.Tensor):
-        return local(obj).detach().to("cpu", copy=True)
+        src = local(obj).detach()
+        fits = (
+            isinstance(into, torch.Tensor)
+            and into.shape == src.shape
+            and into.dtype == src.dtype
+            and into.device.type == "cpu"
+        )  # fmt: skip
+        dst = into if fits else torch.empty_like(src, device="cpu", pin_memory=src.is_cuda)
+        if src.is_cuda:
+            waits.add(src.device)
+        return dst.copy_(src, non_blocking=src.is_cuda and dst.is_pinned())
     if isinstance(obj, dict):
-        return {k: local_copy(v) for k, v in obj.items()}
+        old = into if isinstance(into, dict) else {}
+        return {k: _copy_to_host(v, old.get(k), waits) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(local_copy(v) for v in obj)
+        old = (
+            into if isinstance(into, (list, tuple)) and len(into) == len(obj) else [None] * len(obj)
+        )
+        return type(obj)(_copy_to_host(v, o, waits) for v, o in zip(obj, old, strict=True))
     return obj
 
 

@@ -34,14 +34,16 @@ class EMA:
         return min(self.decay, (1 + step) / (10 + step))
 
     @torch.no_grad()
-    def update(self, step: int) -> None:
-        """Average in the model's weights after ``step`` earlier optimizer steps."""
+    def update(self, step: int, take: torch.Tensor | None = None) -> None:
+        """Average in the model's weights after ``step`` earlier optimizer steps; ``take``: a
+        device bool deciding there whether to (None: always), so the host need not read it."""
         weight = 1 - self.decay_at(step)
         for k, v in self.model.state_dict().items():
-            if v.is_floating_point():
-                self.weights[k].lerp_(v, weight)
+            w, v = distributed.local(self.weights[k]), distributed.local(v)  # this rank's part
+            if not v.is_floating_point():
+                w.copy_(v if take is None else torch.where(take, v, w))
             else:
-                self.weights[k].copy_(v)
+                w.lerp_(v, weight if take is None else (take * weight).to(w.dtype))
 
     def full(self) -> dict[str, torch.Tensor]:
         """The averaged weights, whole, on the CPU (collective under FSDP)."""

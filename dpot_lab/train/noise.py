@@ -2,15 +2,15 @@
 
 ``kind="norm"`` is the paper's σ = ‖x‖₂ (so the noise's relative size grows with the number of
 points); ``kind="rms"`` is σ = RMS(x), a resolution-free relative size. The Gaussian draws can be
-keyed per sample (``keys``), so that a sample gets the same noise whichever rank or micro-batch it
-lands in and whatever came before: distributed runs match one process, and resumed runs match
-uninterrupted ones, without carrying generator state.
+keyed (:func:`keyed_normal`): one generator per key draws the whole global batch in one call and a
+sample takes the row of its place in it, so that it gets the same noise whichever rank or
+micro-batch it lands in and whatever came before: distributed runs match one process, and resumed
+runs match uninterrupted ones, without carrying generator state.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -19,20 +19,19 @@ NOISE_KINDS = ("rms", "norm")
 
 
 def sample_key(*parts: int) -> int:
-    """A 63-bit seed from integers (run seed, step, auto-regressive step, sample position)."""
+    """A 63-bit seed from integers (run seed, optimizer step, auto-regressive step)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def gaussian(
-    shape: tuple[int, ...], keys: Sequence[int], device: torch.device | str
+def keyed_normal(
+    key: int, total: int, rows: torch.Tensor, shape: tuple[int, ...], device: torch.device | str
 ) -> torch.Tensor:
-    """Standard normal draws (len(keys), *shape) float32; row i from a generator seeded keys[i]."""
-    out = torch.empty((len(keys), *shape), device=device)
+    """Rows ``rows`` (B,) of standard normal draws (total, *shape) float32 made on ``device`` by
+    one generator seeded ``key``: a row's values depend only on (key, total, row, shape)."""
     gen = torch.Generator(device=device)
-    for i, key in enumerate(keys):
-        gen.manual_seed(int(key))
-        out[i].normal_(generator=gen)
-    return out
+    gen.manual_seed(int(key))
+    every = torch.randn((total, *shape), generator=gen, device=device)  # one launch
+    return every.index_select(0, rows.to(every.device))
 
 
 def noise_sigma(x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -51,22 +50,21 @@ def add_noise(
     kind: str,
     scale: float,
     channel_mask: torch.Tensor | None = None,
-    keys: Sequence[int] | None = None,
+    normal: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """x (B, *S, T, C) plus ``scale·σ·N(0, 1)``; channels where ``channel_mask`` ((C,) or (B, C))
-    is False (padding) stay exact. ``keys``: one seed per sample (else the global torch RNG)."""
+    is False (padding) stay exact. ``normal``: the N(0, 1) draws shaped like x (e.g.
+    :func:`keyed_normal`; None: from the global torch RNG)."""
     if scale == 0:
         return x
     size = scale * noise_sigma(x, kind)  # (B, 1.., C)
     if channel_mask is not None:
         m = channel_mask.to(x.device)
         size = size * m.view(-1 if m.dim() == 2 else 1, *(1,) * (x.dim() - 2), m.shape[-1])
-    if keys is None:
+    if normal is None:
         eps = torch.randn(x.shape, device=x.device)
+    elif normal.shape != x.shape:
+        raise ValueError(f"normal draws {tuple(normal.shape)} do not fit x {tuple(x.shape)}")
     else:
-        if len(keys) != x.shape[0]:
-            raise ValueError(
-                f"need one noise key per sample: {x.shape[0]} samples, {len(keys)} keys"
-            )
-        eps = gaussian(tuple(x.shape[1:]), keys, x.device)
+        eps = normal
     return torch.addcmul(x.float(), eps, size).to(x.dtype)  # one pass: x + eps·size

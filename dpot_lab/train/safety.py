@@ -3,12 +3,14 @@ the last snapshot of weights, optimizer state and EMA, with a lowered learning r
 
     guard = DivergenceGuard(model, optimizer, schedule, config.safety, ema)
     guard.take_snapshot(step)              # the weights to fall back on at the start
-    if finite:  guard.good_step(step)      # before optimizer.step(): snapshot when due
+    if guard.snapshot_due(step) and finite:  # before optimizer.step(): weights that gave a
+        guard.take_snapshot(step)            # finite step
+    if finite:  guard.good_step()          # in step order, once the step's outcome is read
     elif guard.bad_step():                  # True: time to roll back
         guard.rollback(step)
 
 Snapshots are CPU copies of this rank's parts (its shards under FSDP): restoring needs no
-communication.
+communication. A new snapshot overwrites the memory of the previous one (pinned for CUDA).
 """
 
 from __future__ import annotations
@@ -45,20 +47,25 @@ class DivergenceGuard:
         self.snapshot: dict = {}
 
     def take_snapshot(self, step: int) -> None:
-        """Snapshot CPU copies of this rank's weights, optimizer state and EMA as of ``step``."""
+        """Snapshot CPU copies of this rank's weights, optimizer state and EMA as of ``step``,
+        into the previous snapshot's memory where it fits."""
         self.snapshot = distributed.local_copy(
             {
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "ema": self.ema.weights if self.ema is not None else None,
                 "step": step,
-            }
+            },
+            into=self.snapshot,
         )
 
-    def good_step(self, step: int) -> None:
-        """A finite step at ``step`` is about to be taken: snapshot the weights when due."""
-        if step % self.config.snapshot_every == 0:  # weights known to give a finite step
-            self.take_snapshot(step)
+    def snapshot_due(self, step: int) -> bool:
+        """Whether the weights before optimizer step ``step`` are to be snapshot (if finite):
+        every ``snapshot_every`` steps, unless the snapshot already holds them."""
+        return step % self.config.snapshot_every == 0 and step != self.snapshot.get("step")
+
+    def good_step(self) -> None:
+        """Count a finite step: the run of non-finite ones is over."""
         self.bad_streak = 0
 
     def bad_step(self) -> bool:

@@ -5,8 +5,10 @@ mixture per source (whole trajectories), sources named as the logs and checkpoin
     data.train            # Mixture in window mode: t_in + t_ar·t_out frames per item
     data.test["ns2d"]     # Mixture in trajectory mode: the test split (or data.test_sources)
 
-Generator specs are generated on first use and cached (under torchrun by rank 0; the others wait
-and find the cache). With ``data.test_sources`` given, every trajectory of ``data.sources`` trains.
+Generator specs are generated on first use and cached; under torchrun every rank generates, each
+starting at its own place in the list, so that ranks make different files at once, and a file
+another process is making is waited for on its lock (no barrier, no timeout). With
+``data.test_sources`` given, every trajectory of ``data.sources`` trains.
 """
 
 from __future__ import annotations
@@ -42,15 +44,14 @@ def resolve_sources(
     where: str = "data",
     is_main: bool = True,
 ) -> dict[str, Any]:
-    """Config sources -> {name: path}: generator specs generated (by the main rank; the others
-    wait at a barrier) and cached, paths checked. Names: the generator, the file's stem, or a
-    per-sample glob's folder; a repeated name gets a suffix (``ns2d``, ``ns2d_2``)."""
+    """Config sources -> {name: path}: generator specs generated (by every process, from the
+    spec of its rank on; progress bars on the main one) and cached, paths checked. Names: the
+    generator, the file's stem, or a per-sample glob's folder; a repeated name gets a suffix
+    (``ns2d``, ``ns2d_2``)."""
     specs = [s for s in sources if isinstance(s, dict)]
-    if specs:
-        if is_main:
-            for spec in specs:
-                generate_cached(dict(spec), cache_dir=cache_dir)
-        distributed.barrier()
+    first = distributed.process_rank() % max(len(specs), 1)
+    for spec in specs[first:] + specs[:first]:
+        generate_cached(dict(spec) if is_main else {**spec, "progress": False}, cache_dir)
     named: dict[str, Any] = {}
     for src in sources:
         if isinstance(src, dict):
@@ -118,8 +119,8 @@ def with_data_sizes(
 
 
 def run_data(config: TrainConfig, is_main: bool = True) -> RunData:
-    """The training mixture and the test mixtures that ``config`` describes (``is_main``: this
-    process generates missing data; every rank of a torchrun call calls this)."""
+    """The training mixture and the test mixtures that ``config`` describes (every rank of a
+    torchrun call calls this; ``is_main``: this process shows the generation's progress)."""
     d, where = config.data, f"{config._source}: data"
     sources = resolve_sources(d.sources, d.cache_dir, where, is_main)
     if not sources:

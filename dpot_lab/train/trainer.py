@@ -8,8 +8,14 @@
 Each optimizer step takes the global ``batch_size`` windows (``batch_size / world_size`` per rank,
 in ``optim.accumulate`` micro-batches), and for each of ``t_ar`` auto-regressive steps adds noise to
 the current window, predicts ``t_out`` frames and scores them with the masked relative L2; the
-prediction is fed back with its gradient. A non-finite loss or gradient skips the step;
-``safety.max_bad_steps`` in a row restore the last in-memory snapshot with a lowered learning rate.
+prediction is fed back with its gradient. A non-finite loss or gradient skips the step, decided
+on the device (the fused optimizer's ``found_inf``); ``safety.max_bad_steps`` in a row restore the
+last in-memory snapshot with a lowered learning rate.
+
+Between log points the host never waits for the device: a step's loss, gradient norm and
+finiteness stay on the device until the next log point, evaluation, checkpoint or safety snapshot
+(``safety.snapshot_every``), where they are read at once and the skipped steps, "step" events and
+rollbacks are handled in step order.
 
 A run directory holds ``config.yaml`` (resolved), ``metrics.jsonl`` (one JSON object per logged
 step: ``event``, ``step``, ``loss``, ``lr``, ``samples_per_s``, ...; evaluations add ``l2re`` and
@@ -55,7 +61,7 @@ from dpot_lab.train.ema import EMA
 from dpot_lab.train.finetune import TransferReport, param_groups, transfer_weights
 from dpot_lab.train.lora import LoRAReport, apply_lora_config, trainable_parameters
 from dpot_lab.train.loss import masked_relative_l2
-from dpot_lab.train.noise import add_noise, sample_key
+from dpot_lab.train.noise import add_noise, keyed_normal, sample_key
 from dpot_lab.train.rundir import RunLock, restore_aside, set_aside, set_aside_runs, trim_metrics
 from dpot_lab.train.safety import DivergenceGuard
 from dpot_lab.train.schedule import LRSchedule
@@ -240,6 +246,7 @@ class Trainer:
         self.guard.take_snapshot(self.step)
         self.train_model = torch.compile(self.parallel) if cfg.compile else self.parallel
         self._batches: Iterator[dict] | None = None
+        self._pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, [loss, norm])
 
     def close(self, remove_dir: bool = False) -> None:
         """Release the run directory's lock (``remove_dir``: and the folder, when this trainer
@@ -337,7 +344,8 @@ class Trainer:
         batch = next(self._batches)
         x = batch["x"].to(self.device, non_blocking=True)
         y = batch["y"].to(self.device, non_blocking=True)
-        cm, gm = batch["channel_mask"].to(self.device), batch["grid_mask"].to(self.device)
+        cm = batch["channel_mask"].to(self.device, non_blocking=True)
+        gm = batch["grid_mask"].to(self.device, non_blocking=True)
         c = self.model.config.in_channels
         if x.shape[-1] != c:
             raise ValueError(f"training data has {x.shape[-1]} channels, the model takes {c}")
@@ -355,21 +363,23 @@ class Trainer:
         y: torch.Tensor,
         channel_mask: torch.Tensor,
         grid_mask: torch.Tensor,
-        positions: Sequence[int] | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mean over the ``t_ar`` steps of the masked relative L2 of noisy-input predictions,
         each fed back with its gradient (``predict_frames``).
 
-        x (B, *S, t_in, C), y (B, *S, t_ar·t_out, C); ``positions``: each sample's place in the
-        global batch, which keys its noise (None: the global RNG).
+        x (B, *S, t_in, C), y (B, *S, t_ar·t_out, C); ``positions`` (B,): each sample's place in
+        the global batch, its row of the step's noise (``keyed_normal``: the whole global batch
+        drawn at once; None: the global RNG).
         """
         cfg = self.config
 
         def noisy(window: torch.Tensor, k: int) -> torch.Tensor:
-            keys = None
+            normal = None
             if positions is not None and cfg.noise.scale > 0:
-                keys = [sample_key(cfg.seed, self.step, k, p) for p in positions]
-            return add_noise(window, cfg.noise.kind, cfg.noise.scale, channel_mask, keys)
+                key, shape = sample_key(cfg.seed, self.step, k), tuple(window.shape[1:])
+                normal = keyed_normal(key, cfg.batch_size, positions, shape, window.device)
+            return add_noise(window, cfg.noise.kind, cfg.noise.scale, channel_mask, normal)
 
         reset = None if cfg.loss.score_padded else channel_mask
         frames = predict_frames(model, x, reset, cfg.data.pad_value, perturb=noisy)
@@ -388,11 +398,22 @@ class Trainer:
     def _grad_norm(self) -> torch.Tensor:
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = self.config.optim.clip_grad  # None: the norm is only measured
-        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
+        if clip is None:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(params, clip)
         return distributed.full(norm)  # FSDP: the norm over every rank's shards
 
     def train_step(self) -> dict:
-        """One optimizer step (or a skipped one); returns its record."""
+        """One optimizer step (or a skipped one); returns its record (waits for the device)."""
+        self._launch_step()
+        return self._settle()[-1]
+
+    def _launch_step(self) -> None:
+        """Queue one optimizer step on the device without waiting for it: a non-finite loss or
+        gradient norm skips the update there. Its (step, lr, [loss, grad norm]) joins
+        ``_pending`` for :meth:`_settle`; only a step due for a safety snapshot waits, to learn
+        whether its weights gave a finite step."""
         cfg, world, rank = self.config, self.dist.world_size, self.dist.rank
         self.train_model.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -400,7 +421,8 @@ class Trainer:
         for m in range(accum):
             x, y, cm, gm = self.next_batch()
             # place in the global batch under the distributed sampler's interleaving
-            positions = [rank + world * (m * self.micro_batch + i) for i in range(x.shape[0])]
+            index = torch.arange(x.shape[0], device=self.device)
+            positions = rank + world * (m * self.micro_batch + index)  # (B,)
             with distributed.local_gradients(self.parallel, active=m + 1 < accum):
                 with self._autocast():
                     loss = self.rollout_loss(self.train_model, x, y, cm, gm, positions)
@@ -408,34 +430,52 @@ class Trainer:
             total += loss.detach()
         grad_norm = self._grad_norm()
         stats = distributed.all_reduce(torch.stack([total / accum, grad_norm.float()]), op="mean")
-        loss_value, norm_value = stats.tolist()
-        lr = self.schedule.get_last_lr()[0]
-        ok = math.isfinite(loss_value) and math.isfinite(norm_value)
-        rollback = False
-        if ok:
-            self.guard.good_step(self.step)
-            self.optimizer.step()
-            if self.ema is not None:
-                self.ema.update(self.step)
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-            rollback = self.guard.bad_step()
+        finite = torch.isfinite(stats).all()  # () bool, on the device
+        if self.guard.snapshot_due(self.step) and bool(finite):  # waits (copies the weights)
+            self.guard.take_snapshot(self.step)
+        self._optimizer_step(finite)
+        self._pending.append((self.step + 1, self.schedule.get_last_lr()[0], stats))
         self.schedule.step()
         self.step += 1
-        rec = {"step": self.step, "loss": loss_value, "grad_norm": norm_value, "lr": lr, "ok": ok}
-        if not ok:
-            self._on_bad_step(rec, rollback)
-        return rec
+
+    def _optimizer_step(self, finite: torch.Tensor) -> None:
+        """``optimizer.step()`` and the EMA update when ``finite`` (a device bool): decided on
+        the device by the fused optimizers (``found_inf``), by the host otherwise."""
+        if self.optimizer.defaults.get("fused"):
+            self.optimizer.found_inf = (~finite).float()  # read by the fused step, as AMP does
+            self.optimizer.step()
+        elif bool(finite):
+            self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.step, finite)
+
+    def _settle(self) -> list[dict]:
+        """Read the pending steps' outcomes from the device at once and do their host
+        bookkeeping in step order (skip records, rollbacks); returns their records."""
+        if not self._pending:
+            return []
+        values = torch.stack([stats for _, _, stats in self._pending]).tolist()  # one wait
+        records = []
+        for (step, lr, _), (loss, norm) in zip(self._pending, values, strict=True):
+            ok = math.isfinite(loss) and math.isfinite(norm)
+            rec = {"step": step, "loss": loss, "grad_norm": norm, "lr": lr, "ok": ok}
+            if ok:
+                self.guard.good_step()
+            else:
+                self._on_bad_step(rec, self.guard.bad_step())
+            records.append(rec)
+        self._pending = []
+        return records
 
     def _on_bad_step(self, rec: dict, rollback: bool) -> None:
         g = self.guard
         self._record({"event": "skip", **rec, "skipped": g.skipped, "bad_streak": g.bad_streak})
         log.warning(
             "step %d: non-finite loss or gradient (loss %s, grad norm %s): step skipped",
-            self.step, rec["loss"], rec["grad_norm"],
+            rec["step"], rec["loss"], rec["grad_norm"],
         )  # fmt: skip
         if rollback:
-            self._record(g.rollback(self.step))
+            self._record(g.rollback(rec["step"]))
 
     def weights_finite(self) -> bool:
         """Whether every weight is finite, on every rank (collective)."""
@@ -447,8 +487,9 @@ class Trainer:
         """The paper's score (``evaluate.score``) per test source, against persistence.
 
         The first ``t_in`` frames go in without noise; the model (its EMA weights, when on) rolls
-        out ``horizon`` steps (default ``eval.horizon``; capped by the trajectory); each sample
-        scores ``sample_l2re``, the source the mean over samples (spread over the ranks).
+        out ``horizon`` steps (default ``eval.horizon``; capped by the trajectory) in float32
+        whatever the training precision; each sample scores ``sample_l2re``, the source the mean
+        over samples (spread over the ranks).
         Returns ``{source: {"l2re": float, "persistence": float, "samples": int}}``.
         """
         cfg = self.config
@@ -484,10 +525,9 @@ class Trainer:
             steps = traj.shape[-2] - t_in
             steps = steps if horizon is None else min(horizon, steps)
             truth = traj[..., t_in : t_in + steps, :]
-            with self._autocast():
-                pred = autoregress(self.model, traj[..., :t_in, :], steps, cm[0], pad)
+            pred = autoregress(self.model, traj[..., :t_in, :], steps, cm[0], pad)  # float32
             still = traj[..., t_in - 1 : t_in, :].expand_as(truth)
-            sums[0] += (sample_l2re(pred.float(), truth, cm, gm) * keep).sum().double()
+            sums[0] += (sample_l2re(pred, truth, cm, gm) * keep).sum().double()
             sums[1] += (sample_l2re(still, truth, cm, gm) * keep).sum().double()
             sums[2] += keep.sum()
         return distributed.all_reduce(sums).tolist()
@@ -588,19 +628,26 @@ class Trainer:
         log.info("resumed %s at step %d (epoch %d, batch %d)", self.run_dir, self.step,
                  self.loader.epoch, self.loader.batch)  # fmt: skip
 
+    def _periodic_due(self) -> tuple[bool, bool]:
+        """Whether an evaluation and a checkpoint are due at the current step."""
+        cfg, step = self.config, self.step
+        return (
+            bool(cfg.eval.every) and step % cfg.eval.every == 0,
+            bool(cfg.checkpoint.every) and step % cfg.checkpoint.every == 0,
+        )
+
     def _periodic(self, loss: float, end: bool) -> None:
         """Evaluate and checkpoint when due (always at the end of ``fit``, where the checkpoint
         is written first, so that a failing evaluation cannot cost the trained weights)."""
-        cfg = self.config
-        eval_due = (cfg.eval.every and self.step % cfg.eval.every == 0) or end
+        eval_due, checkpoint_due = self._periodic_due()
         if end:
             if not self.weights_finite():
                 log.error("non-finite weights at the end: restoring those of step %d",
                           self.guard.snapshot["step"])  # fmt: skip
                 self.guard.restore()
             self.save_checkpoint()
-        mean = self._evaluate_and_log(loss) if eval_due else None
-        if (cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0) or end:
+        mean = self._evaluate_and_log(loss) if eval_due or end else None
+        if checkpoint_due or end:
             better = mean is not None and mean < self.best
             if better:
                 self.best = mean
@@ -636,14 +683,21 @@ class Trainer:
     def _train_until(self, until: int, bar: tqdm, meter: _Meter) -> None:
         cfg = self.config
         while self.step < until:
-            rec = self.train_step()
-            meter.add(rec)
+            self._launch_step()
             bar.update(1)
-            self._emit({"event": "step", **rec})
-            if rec["ok"] and (self.step % cfg.log.every == 0 or self.step == until):
+            end = self.step == until
+            log_due = self.step % cfg.log.every == 0 or end
+            if not (log_due or any(self._periodic_due())):
+                continue
+            records = self._settle()  # the host waits for the device here only
+            for rec in records:
+                meter.add(rec)
+                self._emit({"event": "step", **rec})
+            rec = records[-1]
+            if rec["ok"] and log_due:
                 stats = meter.read(cfg.batch_size)
                 self._record({"event": "train", **rec, **stats, "epoch": self.epoch,
                               "skipped": self.guard.skipped})  # fmt: skip
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}")
             with meter.paused():  # evaluation and checkpoints are not training time
-                self._periodic(rec["loss"], end=self.step == until)
+                self._periodic(rec["loss"], end=end)

@@ -114,6 +114,27 @@ def test_dft_matmuls_match_the_ffts(monkeypatch, latent, modes, rule):
         assert rel_l2(got, want) < 1e-6
 
 
+def test_dft_matrices_of_the_models_grid_are_unsaved_buffers(monkeypatch):
+    """The filters hold their grid's DFT matrices (moved with the model, graph inputs under
+    torch.compile); a forward on that grid builds none, resize re-targets them."""
+    torch.manual_seed(0)
+    model = tiny()  # latent 4×4
+    f = model.blocks[0].filter
+    want = afno.dft_matrices((4, 4), f.kept_modes((4, 4)), torch.device("cpu"))
+    assert torch.equal(f.dft_forward, want[0]) and torch.equal(f.dft_inverse, want[1])
+    assert not [k for k in model.state_dict() if "dft" in k]
+    big = tiny().resize(32)  # latent 8×8
+    assert big.blocks[0].filter.dft_forward.shape[1] == 64
+    x, x_big = torch.randn(1, 16, 16, 3, 2), torch.randn(1, 32, 32, 3, 2)
+
+    def rebuilt(*args, **kwargs):
+        raise AssertionError("DFT matrices rebuilt in the forward")
+
+    monkeypatch.setattr(afno, "dft_matrices", rebuilt)
+    with torch.no_grad():
+        model(x), big(x_big)
+
+
 # --------------------------------------------------------------------------- grids and resize
 def test_non_square_grid_forward_and_backward():
     torch.manual_seed(0)

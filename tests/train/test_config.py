@@ -298,4 +298,11 @@ def test_paper_presets_resolve_as_before_they_shared_a_base(size, tmp_path):
         pytest.skip(f"git history with {BEFORE_BASES} not available")
     (tmp_path / "old.yaml").write_text(old.stdout)
     before = TrainConfig.from_yaml(tmp_path / "old.yaml").to_dict()
+    before["data"]["placement"] = "auto"  # changed since: windows gathered on the GPU
     assert TrainConfig.from_yaml(PRESET_FILES[size]).to_dict() == before
+
+
+@pytest.mark.parametrize("path", [*PRESET_FILES.values(), "notebook_pretrain_gpu.yaml"])
+def test_gpu_configs_gather_windows_on_the_device(path):
+    cfg = TrainConfig.from_yaml(Path(__file__).parents[2] / "configs" / path)
+    assert cfg.data.placement == "auto" and cfg.data.resident_gb is None  # a quarter of the card

@@ -150,7 +150,7 @@ def test_activation_checkpointing_keeps_gradients_and_state_names(adv1, tmp_path
         )
         trainer = Trainer(cfg, run_dir=tmp_path / str(ckpt))
         x, y, cm, gm = trainer.next_batch()
-        trainer.rollout_loss(trainer.model, x, y, cm, gm, positions=range(4)).backward()
+        trainer.rollout_loss(trainer.model, x, y, cm, gm, positions=torch.arange(4)).backward()
         grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
         keys.append(list(trainer.model.state_dict()))
     assert keys[0] == keys[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dpot_lab.train.noise import add_noise, sample_key
+from dpot_lab.train.noise import add_noise, keyed_normal, sample_key
 
 
 @pytest.fixture
@@ -37,11 +37,17 @@ def test_padded_channels_stay_exact(window):
     assert not torch.equal(noisy[..., 0], window[..., 0])
 
 
-def test_keyed_noise_depends_on_the_key_not_the_batch(window):
-    keys = [sample_key(0, 5, 0, p) for p in range(3)]
-    together = add_noise(window, "rms", 0.1, keys=keys)
-    alone = add_noise(window[1:2], "rms", 0.1, keys=keys[1:2])
+def test_keyed_noise_depends_on_the_key_and_row_not_the_batch(window):
+    shape, key = tuple(window.shape[1:]), sample_key(0, 5, 0)
+    together = add_noise(
+        window, "rms", 0.1, normal=keyed_normal(key, 8, torch.arange(3), shape, "cpu")
+    )
+    alone = add_noise(
+        window[1:2], "rms", 0.1, normal=keyed_normal(key, 8, torch.tensor([1]), shape, "cpu")
+    )
     assert torch.equal(together[1:2], alone)
-    other = add_noise(window, "rms", 0.1, keys=[sample_key(0, 6, 0, p) for p in range(3)])
-    assert not torch.equal(other, together)
+    other = keyed_normal(sample_key(0, 6, 0), 8, torch.arange(3), shape, "cpu")
+    assert not torch.equal(add_noise(window, "rms", 0.1, normal=other), together)
     assert torch.equal(add_noise(window, "rms", 0.0), window)
+    with pytest.raises(ValueError, match=r"normal draws \(1, 48, 48, 10, 2\) do not fit x"):
+        add_noise(window, "rms", 0.1, normal=other[:1])

@@ -33,3 +33,19 @@ def test_sources_are_named_once_and_missing_files_named(adv1, tmp_path):
     assert list(resolve_sources([str(adv1), str(adv1)])) == ["adv1", "adv1_2"]
     with pytest.raises(FileNotFoundError, match=r"run\.yaml: data: source .*nope\.h5 does not"):
         resolve_sources([str(tmp_path / "nope.h5")], where="run.yaml: data")
+
+
+def test_every_rank_generates_from_its_own_place_in_the_list_without_a_barrier(monkeypatch):
+    from dpot_lab.train import distributed, sources
+
+    made = []
+    monkeypatch.setattr(
+        sources, "generate_cached", lambda spec, cache_dir=None: made.append(spec) or "f"
+    )
+    monkeypatch.setattr(distributed, "process_rank", lambda: 4)
+    monkeypatch.setattr(distributed, "barrier", lambda: pytest.fail("a barrier can time out"))
+    specs = [{"generate": name, "n_samples": 2} for name in ("a", "b", "c")]
+    resolve_sources(specs, is_main=False)
+    order = [s["generate"] for s in made[:3]]
+    assert order == ["b", "c", "a"]  # rank 4 of 3 specs starts at the second
+    assert all(s["progress"] is False for s in made[:3])  # bars on the main rank only

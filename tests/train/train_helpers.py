@@ -3,6 +3,8 @@ check (a module of its own, so that test files and torchrun scripts import it by
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import xarray as xr
@@ -65,11 +67,11 @@ def check_rollback_restores(trainer) -> None:
     trainer.fit(1)
     guard = trainer.guard
     guard.take_snapshot(trainer.step)
-    snap = guard.snapshot
+    snap = copy.deepcopy(guard.snapshot)  # the next snapshot reuses this one's memory
     trainer.fit(3)
     guard.take_snapshot(trainer.step)
-    moved = guard.snapshot
-    guard.snapshot = snap
+    moved = copy.deepcopy(guard.snapshot)
+    guard.snapshot = copy.deepcopy(snap)
     guard.restore()
     guard.take_snapshot(trainer.step)
     now = guard.snapshot
