@@ -111,7 +111,7 @@ elif DATA is None:  # held-out sets of three pre-training families, on the model
             for i, (name, spec) in enumerate(specs.items())}  # fmt: skip
 data = {name: dl.open_dataset(path) for name, path in DATA.items()}
 pd.DataFrame(
-    {name: {"fields": ", ".join(ds.data_vars), "samples": ", ".join(map(str, ds.sample.values)),
+    {name: {"fields": ", ".join(dl.data.schema.field_names(ds)), "samples": ", ".join(map(str, ds.sample.values)),
             **ds.sizes} for name, ds in data.items()}
 ).T  # fmt: skip
 
