@@ -94,7 +94,7 @@ print(f"{CHECKPOINT}: {opened.description}\n{model.config}")
 
 # %%
 specs = {}
-if DATA is None and "data" in made_by:  # 02's file: its held-out trajectories, in a file of their own
+if DATA is None and "data" in made_by:  # 02's file: its held-out trajectories, in a file
     whole = dl.open_dataset(made_by["data"])
     held_out = whole.isel(sample=slice(whole.sizes["sample"] - made_by["n_test"], None))
     name = made_by.get("family", Path(made_by["data"]).stem)
@@ -111,8 +111,9 @@ elif DATA is None:  # held-out sets of three pre-training families, on the model
             for i, (name, spec) in enumerate(specs.items())}  # fmt: skip
 data = {name: dl.open_dataset(path) for name, path in DATA.items()}
 pd.DataFrame(
-    {name: {"fields": ", ".join(dl.data.schema.field_names(ds)), "samples": ", ".join(map(str, ds.sample.values)),
-            **ds.sizes} for name, ds in data.items()}
+    {name: {"fields": ", ".join(dl.data.schema.field_names(ds)),
+            "samples": ", ".join(map(str, ds.sample.values)), **ds.sizes}
+     for name, ds in data.items()}
 ).T  # fmt: skip
 
 # %%
@@ -206,8 +207,10 @@ if COST is None and "ns2d" in specs:  # the solver of the NS set, from a fresh i
     COST = dict(specs["ns2d"], seed=950, n_samples=2 if QUICK else 4, resolution=grid[0],
                 n_frames=t_in + (4 if QUICK else 10))  # fmt: skip
 if COST is None:
-    print(f"{', '.join(data)}: no coarse-solver baseline for this family (one of "
-          f"{sorted(dl.evaluate.cost.FAMILIES)} is needed): set COST to a generator spec")
+    print(
+        f"{', '.join(data)}: no coarse-solver baseline for this family (one of "
+        f"{sorted(dl.evaluate.cost.FAMILIES)} is needed): set COST to a generator spec"
+    )
 else:
     table = dl.evaluate.cost_curve(COST, model, t_in=t_in, device=device,
                                    repeats=1 if QUICK else 3)  # fmt: skip
@@ -266,8 +269,9 @@ for name, pred in preds.items():
 # The rollout viewer of `panel serve apps/rollout_viewer.py`, here in the notebook on the first
 # source: pick a sample and a field, press play. The error panel has its own symmetric colour
 # scale; the curve marks the current frame; the lines beside the player say which frames and
-# fields the L2RE covers and how long a rollout took. For data a built-in solver made, *Coarse solver*
-# adds that solver's rollout on a coarser grid beside the model's (dashed: its error per step).
+# fields the L2RE covers and how long a rollout took. For data a built-in solver made,
+# *Coarse solver* adds that solver's rollout on a coarser grid beside the model's (dashed: its
+# error per step).
 
 # %%
 first = next(iter(DATA))  # the viewer opens a file: the first set's
@@ -279,4 +283,3 @@ pn.Column(
     viewer.images,
     pn.Row(viewer.curves, viewer.spectra),
 )
-
