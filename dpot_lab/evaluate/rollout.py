@@ -41,8 +41,8 @@ def patch_shifts(
 def jittered(model: nn.Module, x: torch.Tensor, shifts: Sequence[tuple[int, ...]]) -> torch.Tensor:
     """Patch jittering: the mean over ``shifts`` of the model's prediction on the window x
     (B, *S, T_in, C) rolled periodically by each shift along the space dims, rolled back ->
-    (B, *S, T_out, C). Exact for a model that commutes with periodic shifts; meant for periodic
-    data (elsewhere the roll joins opposite walls)."""
+    (B, *S, T_out, C). Exact for a model that commutes with periodic shifts; meant for data
+    whose dynamics do not depend on position (periodic, no forcing fixed in space)."""
     dims = tuple(range(1, x.dim() - 2))
     batch = torch.cat([torch.roll(x, s, dims) for s in shifts])  # (k·B, *S, T_in, C)
     y = model(batch).unflatten(0, (len(shifts), x.shape[0]))  # (k, B, *S, T_out, C)
@@ -226,16 +226,20 @@ def _check(model: nn.Module, dataset: xr.Dataset, fields: list[str], spatial: tu
         )
 
 
-def _non_periodic(dataset: xr.Dataset) -> list[str]:
-    """The attrs in which a dataset states a boundary that is not periodic (``boundary``, and The
-    Well's ``bc_<name>``), as ``name='value'``."""
-    stated = {n: str(v) for n, v in dataset.attrs.items() if n == "boundary" or n.startswith("bc_")}
-    return [f"{n}={v!r}" for n, v in stated.items() if not v.lower().startswith("periodic")]
+def _fixed_in_space(dataset: xr.Dataset) -> list[str]:
+    """The attrs in which a dataset states what periodic shifts do not commute with, as
+    ``name='value'``: a boundary that is not periodic (``boundary``, The Well's ``bc_<name>``) or
+    a forcing fixed in space (``forcing`` other than 'none')."""
+    attrs = {n: str(v) for n, v in dataset.attrs.items()}
+    walls = [n for n, v in attrs.items() if (n == "boundary" or n.startswith("bc_"))
+             and not v.lower().startswith("periodic")]  # fmt: skip
+    forced = [n for n, v in attrs.items() if n == "forcing" and v.lower() not in ("", "none")]
+    return [f"{n}={attrs[n]!r}" for n in walls + forced]
 
 
 def _check_jitter(model: nn.Module, dataset: xr.Dataset, jitter: int) -> None:
     """ValueError unless 0 <= jitter <= the shifts within the model's patch; a warning where the
-    dataset states a boundary that is not periodic."""
+    dataset states a boundary that is not periodic or a forcing fixed in space."""
     cfg = unwrap(model).config
     total = cfg.patch_size ** len(cfg.img_size)
     if isinstance(jitter, bool) or not isinstance(jitter, int | np.integer):
@@ -245,11 +249,11 @@ def _check_jitter(model: nn.Module, dataset: xr.Dataset, jitter: int) -> None:
             f"jitter={jitter}: expected 0 (none) … {total} shifts, the offsets within the model's "
             f"{cfg.patch_size}-cell patch in {len(cfg.img_size)}D"
         )
-    stated = _non_periodic(dataset)
+    stated = _fixed_in_space(dataset)
     if jitter and stated:
         warnings.warn(
             f"{source_name(dataset)}: jitter={jitter} rolls the fields periodically, but the data "
-            f"states {', '.join(stated)}: each shift joins opposite walls",
+            f"states {', '.join(stated)}: a shifted input meets walls or forcing at other places",
             stacklevel=4,  # the caller of the no_grad-wrapped rollout
         )
 
@@ -279,8 +283,9 @@ def rollout(
     A trajectory that turns non-finite is stopped: its frames from then on are NaN, and the
     coordinate ``diverged_at`` (sample,) gives that step (-1: finite throughout).
     ``device`` None: CUDA when present; ``dtype`` float16/bfloat16: autocast in that precision.
-    ``jitter`` k > 0: patch jittering at inference, for periodic data (a warning where the data
-    states another boundary): each step is the mean of the model's predictions on k periodic
+    ``jitter`` k > 0: patch jittering at inference, for data whose dynamics do not depend on
+    position (periodic, no forcing fixed in space; a warning where the data's attrs state walls or
+    a forcing): each step is the mean of the model's predictions on k periodic
     shifts of the window within a patch, shifted back (k = patch² in 2D: every offset; fewer:
     drawn afresh each step from ``jitter_seed``, the same for every sample and batch size).
     It costs k model calls a step.

@@ -103,12 +103,14 @@ def test_a_jitter_beyond_the_patchs_offsets_is_refused(jitter):
         _roll(Pointwise(_config()), _dataset(), jitter=jitter)
 
 
-def test_jitter_on_data_with_walls_warns_and_on_periodic_data_does_not():
+def test_jitter_on_data_with_walls_or_forcing_warns_and_on_periodic_data_does_not():
     ds, model = _dataset(), Pointwise(_config())
     walls = ds.assign_attrs(boundary="reflecting walls")
     with pytest.warns(UserWarning, match="boundary='reflecting walls'"):
         _roll(model, walls, jitter=2)
+    with pytest.warns(UserWarning, match="forcing='fno'"):
+        _roll(model, ds.assign_attrs(forcing="fno"), jitter=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _roll(model, ds.assign_attrs(bc_x="periodic:x"), jitter=2)
+        _roll(model, ds.assign_attrs(bc_x="periodic:x", forcing="none"), jitter=2)
         _roll(model, walls)  # no jitter, no warning
