@@ -14,7 +14,7 @@ step; k = patch² is every offset, fewer are drawn from --seed):
 
 Writes the tables with machine, date and command to benchmarks/results/finescale.md.
 
-    OMP_NUM_THREADS=1 python benchmarks/finescale.py                    # about 3 min on a CPU core
+    OMP_NUM_THREADS=1 python benchmarks/finescale.py                    # minutes on a CPU core
     python benchmarks/finescale.py --samples 8 --jitters 1 4 16 --families ns2d_nu1e-3
 """
 
