@@ -175,3 +175,30 @@ def persistence(dataset: xr.Dataset, t_in: int = 10, steps: int | None = None) -
     times = rollout_times(dataset, t_in, steps)
     attrs = {"rollout_t_in": t_in, "rollout_steps": steps, "baseline": "persistence"}
     return prediction_like(dataset, fields, positions, times, data, attrs)
+
+
+def blockiness(pred: XR, truth: XR, patch: int) -> XR:
+    """How much a grid of ``patch``-cell patches shows in the error ŷ−y: the mean squared jump of
+    the error between neighbouring cells across patch boundaries (every ``patch`` cells along each
+    space dim, from the first cell) over the mean squared jump inside patches, pooled over the
+    space dims -> dims (sample, time) per field. About 1 where the error carries no patch grid;
+    ``patch`` counts cells of the data's grid. ``blockiness(truth, 0 * truth, p)`` scores a field
+    itself."""
+    if isinstance(patch, bool) or not isinstance(patch, int | np.integer) or patch < 2:
+        raise ValueError(f"blockiness: patch={patch!r}, expected an integer >= 2 (cells a side)")
+    pred, truth = align(pred, truth)
+    space, err = _space(truth), pred - truth
+    if not space or any(truth.sizes[d] <= patch for d in space):
+        raise ValueError(
+            f"blockiness: patch={patch} needs more than {patch} cells along each space dim; "
+            f"sizes {dict(truth.sizes)}"
+        )
+    sums, counts = [0.0, 0.0], [0, 0]  # [across boundaries, inside patches]
+    for d in space:
+        jump2 = err.diff(d) ** 2  # jump from cell i to i + 1 at position i
+        across = np.arange(1, truth.sizes[d]) % patch == 0
+        for i, where in enumerate((across, ~across)):
+            part = jump2.isel({d: where})
+            sums[i] = sums[i] + part.sum(space, skipna=False)
+            counts[i] += int(np.prod([part.sizes[s] for s in space]))
+    return (sums[0] / counts[0]) / (sums[1] / counts[1])

@@ -22,18 +22,51 @@ from dpot_lab.models.util import unwrap
 logger = logging.getLogger(__name__)
 
 
+def patch_shifts(
+    patch: int, n_spatial: int, k: int, generator: torch.Generator
+) -> list[tuple[int, ...]]:
+    """``k`` distinct periodic shifts (one per space dim, each 0 … patch−1) drawn by ``generator``
+    without replacement from the patch**n_spatial offsets within a patch; all of them in order
+    when ``k`` is that count."""
+    total = patch**n_spatial
+    if not 1 <= k <= total:
+        raise ValueError(
+            f"jitter={k}: expected 1 … {total} shifts (offsets within a {patch}-cell patch in "
+            f"{n_spatial}D), or 0 for none"
+        )
+    picks = range(total) if k == total else torch.randperm(total, generator=generator)[:k].tolist()
+    return [tuple(i // patch**d % patch for d in reversed(range(n_spatial))) for i in picks]
+
+
+def jittered(model: nn.Module, x: torch.Tensor, shifts: Sequence[tuple[int, ...]]) -> torch.Tensor:
+    """Patch jittering: the mean over ``shifts`` of the model's prediction on the window x
+    (B, *S, T_in, C) rolled periodically by each shift along the space dims, rolled back ->
+    (B, *S, T_out, C). Exact for a model that commutes with periodic shifts; meant for data
+    whose dynamics do not depend on position (periodic, no forcing fixed in space)."""
+    dims = tuple(range(1, x.dim() - 2))
+    batch = torch.cat([torch.roll(x, s, dims) for s in shifts])  # (k·B, *S, T_in, C)
+    y = model(batch).unflatten(0, (len(shifts), x.shape[0]))  # (k, B, *S, T_out, C)
+    back = [torch.roll(y[i], tuple(-v for v in s), dims) for i, s in enumerate(shifts)]
+    return torch.stack(back).mean(0)
+
+
 def predict_frames(
     model: nn.Module,
     x: torch.Tensor,
     channel_mask: torch.Tensor | None = None,
     pad_value: float = 1.0,
     perturb: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    jitter: int = 0,
+    jitter_seed: int = 0,
 ) -> Iterator[torch.Tensor]:
     """Yield the next predicted frames (B, *S, T_out, C) from the window x (B, *S, T_in, C), without
     end, feeding each prediction back (with its gradient, unless under ``torch.no_grad()``).
     Channels where ``channel_mask`` ((C,) or per sample (B, C)) is False are padding: they are reset
     to ``pad_value`` in every prediction, as in training. ``perturb(window, k)``: what the model
-    sees of the k-th window instead of the window itself (the trainer's input noise)."""
+    sees of the k-th window instead of the window itself (the trainer's input noise).
+    ``jitter`` k > 0: each step predicts with ``jittered`` over k shifts within the model's patch
+    (``patch_shifts``), drawn afresh each step from ``jitter_seed``: the same sequence of shifts
+    for every call with that seed, whatever the batch."""
     core = unwrap(model)
     t_in = core.config.in_timesteps if hasattr(core, "config") else x.shape[-2]
     window = x[..., -t_in:, :]
@@ -42,8 +75,17 @@ def predict_frames(
         mask = channel_mask.to(x.device)
         if mask.dim() == 2:  # (B, C) -> (B, 1, ..., 1, C)
             mask = mask.view(mask.shape[0], *(1,) * (x.dim() - 2), mask.shape[-1])
+    if jitter:
+        if not hasattr(core, "config"):
+            raise ValueError(f"jitter={jitter} needs the model's config.patch_size; it has none")
+        generator = torch.Generator().manual_seed(jitter_seed)
     for k in count():
-        y = model(window if perturb is None else perturb(window, k))  # (B, *S, T_out, C)
+        seen = window if perturb is None else perturb(window, k)
+        if jitter:
+            shifts = patch_shifts(core.config.patch_size, x.dim() - 3, jitter, generator)
+            y = jittered(model, seen, shifts)
+        else:
+            y = model(seen)  # (B, *S, T_out, C)
         if mask is not None:
             y = torch.where(mask, y, torch.full_like(y, pad_value))
         yield y
@@ -184,6 +226,38 @@ def _check(model: nn.Module, dataset: xr.Dataset, fields: list[str], spatial: tu
         )
 
 
+def _fixed_in_space(dataset: xr.Dataset) -> list[str]:
+    """The attrs in which a dataset states what periodic shifts do not commute with, as
+    ``name='value'``: a boundary that is not periodic (``boundary``, The Well's ``bc_<name>``) or
+    a forcing fixed in space (``forcing`` other than 'none')."""
+    attrs = {n: str(v) for n, v in dataset.attrs.items()}
+    walls = [n for n, v in attrs.items() if (n == "boundary" or n.startswith("bc_"))
+             and not v.lower().startswith("periodic")]  # fmt: skip
+    forced = [n for n, v in attrs.items() if n == "forcing" and v.lower() not in ("", "none")]
+    return [f"{n}={attrs[n]!r}" for n in walls + forced]
+
+
+def _check_jitter(model: nn.Module, dataset: xr.Dataset, jitter: int) -> None:
+    """ValueError unless 0 <= jitter <= the shifts within the model's patch; a warning where the
+    dataset states a boundary that is not periodic or a forcing fixed in space."""
+    cfg = unwrap(model).config
+    total = cfg.patch_size ** len(cfg.img_size)
+    if isinstance(jitter, bool) or not isinstance(jitter, int | np.integer):
+        raise ValueError(f"jitter={jitter!r}: expected an integer number of shifts, 0 … {total}")
+    if not 0 <= jitter <= total:
+        raise ValueError(
+            f"jitter={jitter}: expected 0 (none) … {total} shifts, the offsets within the model's "
+            f"{cfg.patch_size}-cell patch in {len(cfg.img_size)}D"
+        )
+    stated = _fixed_in_space(dataset)
+    if jitter and stated:
+        warnings.warn(
+            f"{source_name(dataset)}: jitter={jitter} rolls the fields periodically, but the data "
+            f"states {', '.join(stated)}: a shifted input meets walls or forcing at other places",
+            stacklevel=4,  # the caller of the no_grad-wrapped rollout
+        )
+
+
 @torch.no_grad()
 def rollout(
     model: nn.Module,
@@ -196,6 +270,8 @@ def rollout(
     dtype: torch.dtype | None = None,
     pad_value: float = 1.0,
     progress: bool = True,
+    jitter: int = 0,
+    jitter_seed: int = 0,
 ) -> xr.Dataset:
     """Roll ``model`` out on trajectories (sample, time, x, y[, z]) from their first ``t_in``
     frames.
@@ -207,10 +283,17 @@ def rollout(
     A trajectory that turns non-finite is stopped: its frames from then on are NaN, and the
     coordinate ``diverged_at`` (sample,) gives that step (-1: finite throughout).
     ``device`` None: CUDA when present; ``dtype`` float16/bfloat16: autocast in that precision.
+    ``jitter`` k > 0: patch jittering at inference, for data whose dynamics do not depend on
+    position (periodic, no forcing fixed in space; a warning where the data's attrs state walls or
+    a forcing): each step is the mean of the model's predictions on k periodic
+    shifts of the window within a patch, shifted back (k = patch² in 2D: every offset; fewer:
+    drawn afresh each step from ``jitter_seed``, the same for every sample and batch size).
+    It costs k model calls a step.
     """
     schema.require_dataset(dataset, "rollout: dataset")
     fields, spatial = field_layout(dataset)
     _check(model, dataset, fields, spatial, t_in)
+    _check_jitter(model, dataset, jitter)
     cfg = unwrap(model).config
     src = source_name(dataset)
     if steps is None:
@@ -253,7 +336,9 @@ def rollout(
             x, mask = pad_channels(x, cfg.in_channels, pad_value)  # (B, *S_model, T_in, C_model)
             made = 0
             with autocast:
-                frames = predict_frames(model, x, mask, pad_value)
+                frames = predict_frames(
+                    model, x, mask, pad_value, jitter=jitter, jitter_seed=jitter_seed
+                )
                 while made < steps and (stop > made).any():
                     y = next(frames)[..., : steps - made, :real].float()  # (B, *S_model, k, C)
                     k = y.shape[-2]
@@ -275,6 +360,8 @@ def rollout(
         model.to(home).train(was_training)
     times = rollout_times(dataset, t_in, steps)
     attrs = {"rollout_t_in": t_in, "rollout_steps": steps}
+    if jitter:
+        attrs |= {"rollout_jitter": jitter, "rollout_jitter_seed": jitter_seed}
     pred = prediction_like(dataset, fields, positions, times, out, attrs)
     for label, step in zip(pred["sample"].values, diverged_at, strict=True):
         if step >= 0:

@@ -168,3 +168,46 @@ def test_arrays_are_refused_with_a_type_error():
         dl.metrics.l2re(truth.u.values, truth)
     with pytest.raises(TypeError, match=r"persistence: dataset: expected an xarray.Dataset"):
         metrics.persistence(truth.u.values, t_in=5)
+
+
+def _smooth(n=3, t=2, shape=(64, 48), seed=0) -> np.ndarray:
+    """(n, t, *shape) sums of random-phase Fourier modes up to wavenumber 6 on a periodic grid."""
+    rng = np.random.default_rng(seed)
+    x, y = np.meshgrid(*(np.arange(s) / s for s in shape), indexing="ij")
+    u = np.zeros((n, t, *shape))
+    for kx, ky in rng.integers(-6, 7, size=(12, 2)):
+        phase = 2 * np.pi * (kx * x + ky * y + rng.random())
+        u += rng.standard_normal((n, t, 1, 1)) * np.cos(phase)
+    return u
+
+
+def _blocks(n=3, t=2, shape=(64, 48), patch=4, seed=1) -> np.ndarray:
+    """(n, t, *shape) random values constant on each patch×patch patch."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.standard_normal((n, t, shape[0] // patch, shape[1] // patch))
+    return coarse.repeat(patch, axis=2).repeat(patch, axis=3)
+
+
+@pytest.mark.parametrize("patch", [4, 8])
+def test_blockiness_is_about_one_without_a_patch_grid_and_high_with_one(patch):
+    dims = ("sample", "time", "x", "y")
+    truth = xr.Dataset({"u": (dims, _smooth(seed=2))})
+    smooth_error = truth + 0.1 * _smooth(seed=3)
+    grid_error = smooth_error + 0.2 * _blocks(patch=patch)
+    b = dl.metrics.blockiness(smooth_error, truth, patch)
+    assert b.u.dims == ("sample", "time")
+    np.testing.assert_allclose(b.u, 1.0, atol=0.15)
+    assert (dl.metrics.blockiness(grid_error, truth, patch).u > 2.0).all()
+    # a field scored against zero: the smooth truth itself has no grid
+    np.testing.assert_allclose(dl.metrics.blockiness(truth, 0 * truth, patch).u, 1.0, atol=0.15)
+    # the grid of another patch size does not count as this one's
+    other = 3 if patch == 4 else 5
+    assert (dl.metrics.blockiness(grid_error, truth, other).u < 1.5).all()
+
+
+def test_blockiness_refuses_a_patch_it_cannot_measure():
+    truth = _truth(shape=(8, 8))
+    with pytest.raises(ValueError, match="patch=1, expected an integer >= 2"):
+        dl.metrics.blockiness(truth, truth, 1)
+    with pytest.raises(ValueError, match="patch=8 needs more than 8 cells"):
+        dl.metrics.blockiness(truth, truth, 8)
