@@ -35,16 +35,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from dpot_lab.models.checkpoint import Opened, open_checkpoint
+from dpot_lab.models.parts import PARTS
 from dpot_lab.models.util import unwrap
 
 logger = logging.getLogger(__name__)
 
-# Parameter-name prefixes of each trainable part (a prefix matches itself and "prefix.*").
-PARTS: dict[str, list[str]] = {
-    "embed": ["patch_embed", "pos_embed", "time_agg", "scale_feats_mu", "scale_feats_sigma"],
-    "blocks": ["blocks"],
-    "head": ["head", "cls_head"],
-}
 # Units re-initialised when the number of spatial axes changes (the release's 2D -> 3D rule).
 _SPACE_BOUND_UNITS = ("patch_embed", "pos_embed", "time_agg", "head")
 
@@ -338,7 +333,6 @@ def param_groups(
 
 
 __all__ = [
-    "PARTS",
     "Adapted",
     "TransferReport",
     "param_groups",
