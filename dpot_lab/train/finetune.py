@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dpot_lab.models.checkpoint import Opened, open_checkpoint
+from dpot_lab.models.dpot import interpolate_pos_embed
 from dpot_lab.models.parts import PARTS
 from dpot_lab.models.util import unwrap
 
@@ -182,14 +182,6 @@ def _resolve_reinit(reinit: Iterable[str], names: list[str]) -> set[str]:
     return out
 
 
-def _interpolate_pos(pos: torch.Tensor, latent: tuple[int, ...]) -> torch.Tensor:
-    """(1, *L_src, D) -> (1, *latent, D): bicubic in 2D, trilinear in 3D, as ``DPOT.resize``."""
-    mode = "bicubic" if pos.dim() == 4 else "trilinear"
-    grid = pos.detach().float().movedim(-1, 1)  # (1, D, *L_src)
-    grid = F.interpolate(grid, size=latent, mode=mode, align_corners=False)
-    return grid.movedim(1, -1).contiguous()
-
-
 # ------------------------------------------------------------------------------- transfer
 @torch.no_grad()
 def transfer_weights(
@@ -238,7 +230,7 @@ def transfer_weights(
             elif tuple(src.shape) == have:
                 values[name] = src
             elif name == "pos_embed" and src.dim() == len(have) and src.shape[-1] == have[-1]:
-                values[name] = _interpolate_pos(src, have[1:-1])
+                values[name] = interpolate_pos_embed(src.detach().float(), have[1:-1])
                 mode = "bicubic" if len(have) == 4 else "trilinear"
                 grids = " -> ".join("×".join(map(str, s[1:-1])) for s in (src.shape, have))
                 how = f"{mode} interpolation of the latent grid {grids}"
