@@ -47,12 +47,8 @@ RECIPE: dict[str, Any] = {
     "log": {"every": 50, "progress": False},
     "device": "cpu",
 }
-# The learning rates of the two runs, tuned on the shipped model's held-out families at 8
-# trajectories and 500 steps, each as the best mean L2RE over the two. Scratch (the shipped
-# architecture, D 160, from random weights) at 8e-3 / 1.6e-2 / 3.2e-2: 0.393 / 0.368 / 0.380
-# (Burgers) and 0.667 / 0.665 / 0.649 (wave). Fine-tuned (the recipe's lr) at 1e-3 / 2e-3 / 3e-3:
-# 0.276 / 0.260 / 0.258 (Burgers) and 0.470 / 0.469 / 0.456 (wave), measured on the shipped
-# model's 21,000-step predecessor and kept, not re-tuned, for the 32,000-step model.
+# The from-scratch run's learning rate (the fine-tuned run's is the recipe's): how it was tuned is
+# in benchmarks/results/data_efficiency_lr.md.
 SCRATCH_LR = 3.2e-2
 RUNS = ("finetuned", "scratch")
 
