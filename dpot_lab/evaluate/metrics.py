@@ -175,3 +175,13 @@ def persistence(dataset: xr.Dataset, t_in: int = 10, steps: int | None = None) -
     times = rollout_times(dataset, t_in, steps)
     attrs = {"rollout_t_in": t_in, "rollout_steps": steps, "baseline": "persistence"}
     return prediction_like(dataset, fields, positions, times, data, attrs)
+
+
+__all__ = [
+    "align", "energy_spectrum", "indexed", "l2re", "nrmse", "per_step_error", "persistence",
+    "spectrum_ratio", "vrmse",
+]  # fmt: skip
+
+
+def __dir__() -> list[str]:
+    return list(__all__)
