@@ -15,9 +15,10 @@ batch, drawn from (seed, epoch, index); the mixture's source proportions stay ex
 On the CPU a batch's ``x``, ``y`` and ``grid_mask`` are written into buffers the loader reuses
 (a ring of :data:`RING` sets) once nothing outside it references them (every tensor storage
 ``torch.frombuffer`` makes on a buffer holds one Python reference to it until freed): a batch
-kept, or any view of it, is never overwritten; one dropped is rewritten instead of new memory being allocated, whose
-fresh pages cost more than the copy (glibc maps 32 MiB and more anew for every allocation). On
-CUDA every batch is allocated anew: the caching allocator recycles device memory by itself.
+kept, or any view of it, is never overwritten; one dropped is rewritten instead of new memory
+being allocated, whose fresh pages cost more than the copy (glibc maps 32 MiB and more anew for
+every allocation). On CUDA every batch is allocated anew: the caching allocator recycles device
+memory by itself.
 """
 
 from __future__ import annotations
