@@ -12,7 +12,8 @@ def lazy_names(
     package: str, names: dict[str, str], modules: dict[str, str] | None = None
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``__getattr__`` and ``__dir__`` for ``package``: ``names`` maps a name to the module that
-    defines it; ``modules`` maps a name to a module that is itself the value."""
+    defines it; ``modules`` maps a name to a module that is itself the value. ``__dir__`` lists
+    the package's ``__all__``, its public surface, and not the helpers it imports."""
     modules = dict(modules or {})
 
     def __getattr__(name: str) -> Any:
@@ -28,6 +29,6 @@ def lazy_names(
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*vars(sys.modules[package]), *names, *modules})
+        return sorted(sys.modules[package].__all__)
 
     return __getattr__, __dir__

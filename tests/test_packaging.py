@@ -68,6 +68,27 @@ def test_public_surface():
             package.no_such_name  # noqa: B018
 
 
+def test_dir_lists_the_public_surface_only():
+    """``dir(dl)`` and ``dir(dl.metrics)`` offer what ``__all__`` names, not the helpers they
+    import; every ``dl.…`` name the README and DESIGN.md use resolves and is listed."""
+    import dpot_lab as dl
+
+    for package in (dl, dl.metrics, dl.data, dl.train, dl.viz):
+        assert sorted(dir(package)) == sorted(package.__all__), package.__name__
+    helpers = {"atomic", "exports", "lazy_names", "sizes", "configfile", "importlib"}
+    assert not helpers & set(dir(dl))
+    assert not {"np", "xr", "Sequence", "TypeVar", "XR", "SPATIAL_DIMS"} & set(dir(dl.metrics))
+    design = ["dl.metrics.l2re", "dl.metrics.vrmse", "dl.metrics.nrmse", "dl.evaluate",
+              "dl.models"]  # fmt: skip
+    readme = re.findall(r"\bdl\.[A-Za-z_][\w.]*[A-Za-z_0-9]", (ROOT / "README.md").read_text())
+    assert "dl.train.data_efficiency" in readme  # the pattern finds the README's names
+    for dotted in sorted({*design, *readme}):
+        obj = dl
+        for part in dotted.split(".")[1:]:
+            assert part in dir(obj), f"{dotted}: {part!r} not in dir() of {obj.__name__}"
+            obj = getattr(obj, part)
+
+
 def test_a_lazy_name_stays_what_it_names_on_every_access():
     """``dl.train.data_efficiency`` is a function defined in the module of the same name; the
     import of that module binds the module's name on the package, which must not shadow it."""

@@ -13,16 +13,19 @@ its place in the batch and its first frame, and takes a trajectory of the chunk 
 batch, drawn from (seed, epoch, index); the mixture's source proportions stay exact.
 
 On the CPU a batch's ``x``, ``y`` and ``grid_mask`` are written into buffers the loader reuses
-(a ring of :data:`RING` sets) once nothing outside it references them: a batch kept, or any view
-of it, is never overwritten; one dropped is rewritten instead of new memory being allocated, whose
-fresh pages cost more than the copy (glibc maps 32 MiB and more anew for every allocation). On
-CUDA every batch is allocated anew: the caching allocator recycles device memory by itself.
+(a ring of :data:`RING` sets) once nothing outside it references them (every tensor storage
+``torch.frombuffer`` makes on a buffer holds one Python reference to it until freed): a batch
+kept, or any view of it, is never overwritten; one dropped is rewritten instead of new memory
+being allocated, whose fresh pages cost more than the copy (glibc maps 32 MiB and more anew for
+every allocation). On CUDA every batch is allocated anew: the caching allocator recycles device
+memory by itself.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -88,9 +91,18 @@ def chunk_plan(mixture: Mixture, budget: int) -> dict[int, int]:
     return plan
 
 
-def _references(t: torch.Tensor) -> int:
-    """How many references t's memory has (tensors and views on it, numpy arrays, ...)."""
-    return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
+def _references(owners: tuple[np.ndarray, ...]) -> list[int]:
+    """Python references to each buffer: one more for every tensor storage made on it by
+    ``torch.frombuffer`` that is still alive (a batch, a view of one, a numpy array on one)."""
+    return [sys.getrefcount(owner) for owner in owners]
+
+
+def _on(owners: tuple[np.ndarray, ...], shapes: list[tuple[int, ...]], dtypes: list[torch.dtype]):
+    """Fresh tensors on the buffers ``owners``, one per (shape, dtype)."""
+    return tuple(
+        torch.frombuffer(owner, dtype=dtype).view(shape)
+        for owner, shape, dtype in zip(owners, shapes, dtypes, strict=True)
+    )
 
 
 def _fits(mixture: Dataset, budget: int) -> bool:
@@ -154,7 +166,8 @@ class ResidentLoader(RunLoader):
         self._channel_masks = (torch.arange(mixture.channels) < real).to(self.device)  # (K, C)
         grids = [mixture.grid_mask(k) for k in range(len(mixture.source_names))]
         self._grid_masks = torch.stack(grids).to(self.device)  # (K, *R)
-        self._ring: list[tuple[tuple[torch.Tensor, ...], list[int]]] = []  # (x, y, gm), refs
+        # CPU buffers of (x, y, grid mask) by batch size, with their references when idle
+        self._ring: list[tuple[int, tuple[np.ndarray, ...], list[int]]] = []
 
     def _trajectory(self, k: int, sample: int) -> torch.Tensor:
         """One trajectory of source k on the model grid -> (P, T·C) on the CPU."""
@@ -213,19 +226,24 @@ class ResidentLoader(RunLoader):
         mask (B, *R). On the CPU the oldest set of the ring that nothing outside it references
         any more, else a new set that joins it (the oldest leaving); elsewhere a new set."""
         mix, p = self.mixture, self._points
-        if self.device.type == "cpu":
-            for i, (outs, alone) in enumerate(self._ring):  # oldest first
-                if len(outs[0]) == b and [_references(t) for t in outs] == alone:
-                    self._ring.append(self._ring.pop(i))
-                    return outs
-        outs = (
-            torch.empty((b, p, mix.t_in * mix.channels), device=self.device),
-            torch.empty((b, p, mix.t_out * mix.channels), device=self.device),
-            torch.empty((b, *mix.resolution), dtype=self._grid_masks.dtype, device=self.device),
+        shapes = [(b, p, mix.t_in * mix.channels), (b, p, mix.t_out * mix.channels),
+                  (b, *mix.resolution)]  # fmt: skip
+        dtypes = [torch.get_default_dtype(), torch.get_default_dtype(), self._grid_masks.dtype]
+        if self.device.type != "cpu":
+            return tuple(
+                torch.empty(s, dtype=d, device=self.device)
+                for s, d in zip(shapes, dtypes, strict=True)
+            )
+        for i, (size, owners, alone) in enumerate(self._ring):  # oldest first
+            if size == b and _references(owners) == alone:
+                self._ring.append(self._ring.pop(i))
+                return _on(owners, shapes, dtypes)
+        owners = tuple(
+            np.empty(math.prod(s) * d.itemsize, dtype=np.uint8)
+            for s, d in zip(shapes, dtypes, strict=True)
         )
-        if self.device.type == "cpu":
-            self._ring = [*self._ring[1 - RING :], (outs, [_references(t) for t in outs])]
-        return outs
+        self._ring = [*self._ring[1 - RING :], (b, owners, _references(owners))]
+        return _on(owners, shapes, dtypes)
 
     def _gather(self, step: int, run_indices: list[int]) -> dict[str, torch.Tensor]:
         """The batch of run batch ``step``: per window, two strided slice copies (inputs,

@@ -42,6 +42,7 @@ from dpot_lab.data.generators import make_diffusion_reaction, make_ns2d
 from dpot_lab.data.generators_fv import SWE_DEFAULTS
 from dpot_lab.data.open import open_dataset
 from dpot_lab.data.transforms import resize
+from dpot_lab.evaluate.curves import log_interp
 from dpot_lab.evaluate.rollout import field_layout, prediction_like, rollout
 from dpot_lab.evaluate.score import score_rollout
 from dpot_lab.models.util import unwrap
@@ -321,12 +322,7 @@ def speedup_at_equal_error(table: xr.Dataset) -> float | None:
     i = int(good[0])
     if i == 0:
         return None
-    e0, e1, s0, s1 = err[i - 1], err[i], sec[i - 1], sec[i]
-    if e1 <= 0:  # an exact solve: interpolate in log time against the error itself
-        frac = (e0 - target) / (e0 - e1)
-    else:
-        frac = (math.log(e0) - math.log(target)) / (math.log(e0) - math.log(e1))
-    return math.exp(math.log(s0) + frac * (math.log(s1) - math.log(s0))) / model_seconds
+    return log_interp(target, err[i - 1], err[i], sec[i - 1], sec[i]) / model_seconds
 
 
 __all__ = [

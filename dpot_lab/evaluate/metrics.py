@@ -202,3 +202,13 @@ def blockiness(pred: XR, truth: XR, patch: int) -> XR:
             sums[i] = sums[i] + part.sum(space, skipna=False)
             counts[i] += int(np.prod([part.sizes[s] for s in space]))
     return (sums[0] / counts[0]) / (sums[1] / counts[1])
+
+
+__all__ = [
+    "align", "blockiness", "energy_spectrum", "indexed", "l2re", "nrmse", "per_step_error",
+    "persistence", "spectrum_ratio", "vrmse",
+]  # fmt: skip
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

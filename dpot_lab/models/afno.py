@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 MODE_RULES = ("symmetric", "release")
-# Kept modes up to which the transforms are DFT matmuls. One Ti filter (D 512, 4 blocks, batch 4),
-# forward + backward on one CPU thread, best of 30, DFT vs FFT: 8×8 latent (40 modes) 11.9 vs
-# 15.8 ms, 10×10 (60) 16.8 vs 20.2, 12×12 (84) 27.3 vs 30.7, 16×16 (144) 42.9 vs 40.3.
+# Kept modes up to which the transforms are DFT matmuls (the timings that set it:
+# benchmarks/results/afno_dft.md).
 DFT_MAX_MODES = 100
 
 

@@ -57,25 +57,33 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
         return _load_safetensors(path, map_location)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "GLOBAL " in str(err):  # the weights-only unpickler met a class or function
-            name = str(err).split("GLOBAL ", 1)[1].split()[0]
+    except pickle.UnpicklingError as err:  # the weights-only unpickler refused something
+        names = _unsafe_globals(path)
+        if names:
             raise ValueError(
-                f"refusing to load {path}: the file is readable but holds the Python object "
-                f"{name}, and loading it would run code; a checkpoint may hold only tensors and "
-                "plain containers (dicts, lists, numbers, strings)"
+                f"refusing to load {path}: the file is readable but holds the Python "
+                f"object{'s' if len(names) > 1 else ''} {', '.join(names)}, and loading it would "
+                "run code; a checkpoint may hold only tensors and plain containers (dicts, lists, "
+                "numbers, strings)"
             ) from None
-        reason = err
+        # torch's own text advises loading unsafely, wrong for bad bytes: name what it replaced
+        reason = err.__context__ or err
     except Exception as err:  # the unpickler raises many kinds on bytes that are no checkpoint
         reason = err
-    text = str(reason)
-    if "Unpickler error:" in text:  # after torch's advice to load unsafely, wrong for bad bytes
-        text = text.split("Unpickler error:", 1)[1]
-    detail = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    detail = next((ln.strip() for ln in str(reason).splitlines() if ln.strip()), "")
     raise ValueError(
         f"checkpoint {path} is corrupt, truncated or not a PyTorch file "
         f"({type(reason).__name__}: {detail})"
     )
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The classes and functions a torch file's pickle names that weights-only loading refuses
+    (``module.name``); none when the file cannot be read that far."""
+    try:
+        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # the same bytes that failed to load: corrupt or not a torch file
+        return []
 
 
 def is_safetensors(path: str | os.PathLike) -> bool:

@@ -124,7 +124,12 @@ class DPOTConfig:
                 "normalize=True needs out_channels == in_channels (output is de-normalised)"
             )
         if self.embed_hidden is None:
-            self.embed_hidden = self.in_channels * self.patch_size + self.n_spatial + 1
+            self.embed_hidden = self.release_embed_hidden
+
+    @property
+    def release_embed_hidden(self) -> int:
+        """The release's patch-embedding width: C·p plus the grid channels (x, y[, z], t)."""
+        return self.in_channels * self.patch_size + self.n_spatial + 1
 
     @property
     def latent_size(self) -> tuple[int, ...]:
@@ -165,9 +170,7 @@ def adapt_model_config(source_config: DPOTConfig, **changes: Any) -> DPOTConfig:
             f"adapt_model_config: unknown DPOTConfig fields {unknown}; known: {sorted(known)}"
         )
     d = src.to_dict()
-    if "embed_hidden" not in changes and src.embed_hidden == (
-        src.in_channels * src.patch_size + src.n_spatial + 1
-    ):
+    if "embed_hidden" not in changes and src.embed_hidden == src.release_embed_hidden:
         d["embed_hidden"] = None
     if "out_channels" not in changes and src.out_channels == src.in_channels:
         d["out_channels"] = None
@@ -324,6 +327,15 @@ class OutputHead(nn.Module):
         return y
 
 
+def interpolate_pos_embed(pos: torch.Tensor, latent: tuple[int, ...]) -> torch.Tensor:
+    """A positional embedding on another latent grid: (1, *L, D) -> (1, *latent, D), bicubic in
+    2D, trilinear in 3D."""
+    mode = "bicubic" if pos.dim() == 4 else "trilinear"
+    grid = pos.movedim(-1, 1)  # (1, D, *L)
+    grid = F.interpolate(grid, size=latent, mode=mode, align_corners=False)
+    return grid.movedim(1, -1).contiguous()
+
+
 class DPOT(nn.Module):
     """DPOT on 2D grids: ``model(x)`` maps (B, X, Y, T_in, C) to (B, X, Y, T_out, C)."""
 
@@ -439,10 +451,7 @@ class DPOT(nn.Module):
         other weight is kept. Returns ``self``."""
         cfg = DPOTConfig.from_dict({**self.config.to_dict(), "img_size": img_size})
         if cfg.latent_size != self.config.latent_size:
-            pos = self.pos_embed.movedim(-1, 1)  # (1, D, *S/p)
-            mode = "bicubic" if self.n_spatial == 2 else "trilinear"
-            pos = F.interpolate(pos, size=cfg.latent_size, mode=mode, align_corners=False)
-            self.pos_embed = nn.Parameter(pos.movedim(1, -1).contiguous())
+            self.pos_embed = nn.Parameter(interpolate_pos_embed(self.pos_embed, cfg.latent_size))
             for blk in self.blocks:
                 blk.filter.set_grid(cfg.latent_size)
         self.config = cfg

@@ -39,11 +39,10 @@ from dpot_lab.configfile import (
 )
 from dpot_lab.data.generation import GENERATORS
 from dpot_lab.models.dpot import DPOTConfig, adapt_model_config
+from dpot_lab.models.parts import LORA_KINDS, PARTS
 from dpot_lab.models.presets import PRESETS
 from dpot_lab.sizes import size_tuple
 
-PARTS = ("embed", "blocks", "head")
-LORA_KINDS = ("linear", "conv", "fourier", "time_agg")  # the weights dpot_lab.train.lora adapts
 # The run keys that give the model's data-derived fields (they must agree when also given).
 DERIVED_MODEL_FIELDS = dict(
     zip(
@@ -555,5 +554,5 @@ def _check_generator_spec(spec: dict, key: str, need: Callable[[bool, str, str],
 __all__ = [
     "CheckpointConfig", "ConfigError", "DataConfig", "DistributedConfig", "EvalConfig",
     "LogConfig", "LossConfig", "ModelConfig", "NoiseConfig", "OptimConfig", "SafetyConfig",
-    "TrainConfig", "PARTS", "parse_setting",
+    "TrainConfig", "parse_setting",
 ]  # fmt: skip

@@ -27,12 +27,14 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from dpot_lab.configfile import merge
 from dpot_lab.data import native
 from dpot_lab.data.open import open_dataset
 from dpot_lab.data.schema import field_names, require_dataset
+from dpot_lab.evaluate.curves import log_interp
 from dpot_lab.evaluate.rollout import source_name
 from dpot_lab.models.checkpoint import open_checkpoint
-from dpot_lab.models.dpot import adapt_model_config
+from dpot_lab.models.dpot import DPOTConfig, adapt_model_config
 from dpot_lab.train.trainer import Trainer
 
 # The recipe of both runs; any key of a run config may be changed through ``recipe``.
@@ -45,16 +47,10 @@ RECIPE: dict[str, Any] = {
     "log": {"every": 50, "progress": False},
     "device": "cpu",
 }
-# The learning rates of the two runs, tuned on the shipped model's held-out families at 8
-# trajectories and 500 steps, each as the best mean L2RE over the two. Scratch (the shipped
-# architecture, D 160, from random weights) at 8e-3 / 1.6e-2 / 3.2e-2: 0.393 / 0.368 / 0.380
-# (Burgers) and 0.667 / 0.665 / 0.649 (wave). Fine-tuned (the recipe's lr) at 1e-3 / 2e-3 / 3e-3:
-# 0.276 / 0.260 / 0.258 (Burgers) and 0.470 / 0.469 / 0.456 (wave), measured on the shipped
-# model's 21,000-step predecessor and kept, not re-tuned, for the 32,000-step model.
+# The from-scratch run's learning rate (the fine-tuned run's is the recipe's): how it was tuned is
+# in benchmarks/results/data_efficiency_lr.md.
 SCRATCH_LR = 3.2e-2
 RUNS = ("finetuned", "scratch")
-# Model fields that a run takes from its data, not from the checkpoint.
-_FROM_DATA = ("img_size", "in_channels", "in_timesteps", "out_timesteps", "n_cls")
 
 
 def data_efficiency(
@@ -168,8 +164,7 @@ def trajectories_to_match(table: xr.Dataset, n_train: int = 8) -> float:
         return float(n[0])
     for k in range(1, len(n)):
         if err[k] <= target:  # between n[k-1] (above) and n[k] (at or below)
-            f = np.log(err[k - 1] / target) / np.log(err[k - 1] / err[k])
-            return float(np.exp(np.log(n[k - 1]) + f * np.log(n[k] / n[k - 1])))
+            return log_interp(target, err[k - 1], err[k], n[k - 1], n[k])
     return float("inf")
 
 
@@ -194,12 +189,7 @@ def _base_config(
     recipe: dict[str, Any] | None, arch: Any, channels: int, steps: int, horizon: int, seed: int,
     test_file: Path,
 ) -> dict[str, Any]:  # fmt: skip
-    cfg = copy.deepcopy(RECIPE)
-    for key, value in (recipe or {}).items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key] = {**cfg[key], **value}
-        else:
-            cfg[key] = value
+    cfg = merge(copy.deepcopy(RECIPE), recipe or {})
     cfg.update(steps=steps, seed=seed)
     cfg["eval"] = {**cfg.get("eval", {}), "horizon": horizon}
     cfg["data"] = {
@@ -227,8 +217,8 @@ def _run_config(
             cfg["optim"]["lr"] = lr
     else:  # the same architecture (widened as the fine-tuned run's), random weights
         same = adapt_model_config(arch, in_channels=cfg["data"]["channels"])
-        fields = {k: v for k, v in same.to_dict().items() if k not in _FROM_DATA}
-        cfg["model"] = {"preset": "nano", **fields}
+        fields = {k: v for k, v in same.to_dict().items() if k not in DPOTConfig.DATA_FIELDS}
+        cfg["model"] = {"preset": "nano", **fields, "n_cls": 0}  # no class head: it is not trained
         cfg["optim"]["lr"] = scratch_lr
     return cfg
 

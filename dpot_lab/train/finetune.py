@@ -31,20 +31,15 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dpot_lab.models.checkpoint import Opened, open_checkpoint
+from dpot_lab.models.dpot import interpolate_pos_embed
+from dpot_lab.models.parts import PARTS
 from dpot_lab.models.util import unwrap
 
 logger = logging.getLogger(__name__)
 
-# Parameter-name prefixes of each trainable part (a prefix matches itself and "prefix.*").
-PARTS: dict[str, list[str]] = {
-    "embed": ["patch_embed", "pos_embed", "time_agg", "scale_feats_mu", "scale_feats_sigma"],
-    "blocks": ["blocks"],
-    "head": ["head", "cls_head"],
-}
 # Units re-initialised when the number of spatial axes changes (the release's 2D -> 3D rule).
 _SPACE_BOUND_UNITS = ("patch_embed", "pos_embed", "time_agg", "head")
 
@@ -187,14 +182,6 @@ def _resolve_reinit(reinit: Iterable[str], names: list[str]) -> set[str]:
     return out
 
 
-def _interpolate_pos(pos: torch.Tensor, latent: tuple[int, ...]) -> torch.Tensor:
-    """(1, *L_src, D) -> (1, *latent, D): bicubic in 2D, trilinear in 3D, as ``DPOT.resize``."""
-    mode = "bicubic" if pos.dim() == 4 else "trilinear"
-    grid = pos.detach().float().movedim(-1, 1)  # (1, D, *L_src)
-    grid = F.interpolate(grid, size=latent, mode=mode, align_corners=False)
-    return grid.movedim(1, -1).contiguous()
-
-
 # ------------------------------------------------------------------------------- transfer
 @torch.no_grad()
 def transfer_weights(
@@ -243,7 +230,7 @@ def transfer_weights(
             elif tuple(src.shape) == have:
                 values[name] = src
             elif name == "pos_embed" and src.dim() == len(have) and src.shape[-1] == have[-1]:
-                values[name] = _interpolate_pos(src, have[1:-1])
+                values[name] = interpolate_pos_embed(src.detach().float(), have[1:-1])
                 mode = "bicubic" if len(have) == 4 else "trilinear"
                 grids = " -> ".join("×".join(map(str, s[1:-1])) for s in (src.shape, have))
                 how = f"{mode} interpolation of the latent grid {grids}"
@@ -338,7 +325,6 @@ def param_groups(
 
 
 __all__ = [
-    "PARTS",
     "Adapted",
     "TransferReport",
     "param_groups",

@@ -17,7 +17,7 @@ Targets (``optim.lora.targets``): each entry is a **kind** of weight, a **part**
 - kinds: ``linear`` (``nn.Linear``), ``conv`` (patch convolution, head's transposed convolution;
   ``(o, i, *k)`` seen as ``(o, i·k)``), ``fourier`` (AFNO ``w1``, ``w2``: one rank-r update per
   real/imaginary part and block), ``time_agg`` (the temporal aggregation ``w``: one per frame);
-- parts: ``embed``, ``blocks``, ``head`` (``finetune.PARTS``);
+- parts: ``embed``, ``blocks``, ``head`` (``models.parts.PARTS``);
 - names: a parameter-name glob or prefix (``blocks.*.mlp.*``, ``blocks.3``, ``head.fc2.weight``).
 
 A weight is adapted when it is of a listed kind (any kind if none is listed) and inside a listed
@@ -42,26 +42,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from dpot_lab.models.afno import FourierMixing
-from dpot_lab.models.dpot import TimeAggregator
+from dpot_lab.models.parts import LORA_KINDS, PARTS, weight_kinds
 from dpot_lab.models.util import unwrap
-from dpot_lab.train.config import LORA_KINDS
-from dpot_lab.train.finetune import PARTS, TransferReport
+from dpot_lab.train.finetune import TransferReport
 
 _MARK = ".parametrizations."
-
-
-def _kinds_of(module: nn.Module) -> dict[str, tuple[str, int]]:
-    """The adaptable weights of one module: parameter name -> (kind, leading batch dims)."""
-    if isinstance(module, nn.Linear):
-        return {"weight": ("linear", 0)}
-    if isinstance(module, nn.modules.conv._ConvNd):  # Conv and ConvTranspose, 2D and 3D
-        return {"weight": ("conv", 0)}
-    if isinstance(module, FourierMixing):  # (2, nb, bs, bs): per part and block
-        return {"w1": ("fourier", 2), "w2": ("fourier", 2)}
-    if isinstance(module, TimeAggregator):  # (T, D, D): per frame
-        return {"w": ("time_agg", 1)}
-    return {}
 
 
 def _delta(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, shape: torch.Size):
@@ -109,7 +94,7 @@ def adaptable_weights(model: nn.Module) -> dict[str, tuple[nn.Module, str, str, 
     """Every weight LoRA can adapt: full name -> (module, attribute, kind, batch dims)."""
     out = {}
     for mod_name, module in unwrap(model).named_modules():
-        for attr, (kind, batch_dims) in _kinds_of(module).items():
+        for attr, (kind, batch_dims) in weight_kinds(module).items():
             if isinstance(module._parameters.get(attr), nn.Parameter):
                 name = f"{mod_name}.{attr}" if mod_name else attr
                 out[name] = (module, attr, kind, batch_dims)

@@ -17,8 +17,8 @@ from dpot_lab.models import (
     load_official,
     save_checkpoint,
 )
+from dpot_lab.models.parts import PARTS
 from dpot_lab.train.finetune import (
-    PARTS,
     TransferReport,
     param_groups,
     transfer_weights,

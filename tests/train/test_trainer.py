@@ -203,10 +203,12 @@ def test_resident_data_trains_like_the_loader(adv1, tmp_path):
             trainer, seen = Trainer(cfg, run_dir=run), {}
             take = trainer.next_batch
 
-            def spy(take=take, seen=seen):
+            def spy(take=take, seen=seen, trainer=trainer):
                 nonlocal reused
                 batch = take()
-                base = batch[0]._base  # the loader's tensor under x (None from the DataLoader)
+                ring = getattr(trainer.loader, "_ring", [])  # the ResidentLoader's CPU buffers
+                owners = {o[0].ctypes.data: o[0] for _, o, _ in ring}
+                base = owners.get(batch[0].untyped_storage().data_ptr())  # the buffer under x
                 if base is not None:
                     reused += id(base) in seen and seen[id(base)]() is base
                     seen[id(base)] = weakref.ref(base)
