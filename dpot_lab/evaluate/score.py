@@ -8,8 +8,8 @@ space jointly, averaged over the (real) fields; a source scores the mean over it
     s = score_model(model, ds)  # the same for the model and the persistence baseline
 
 On tensors (the trainer, under masks and across processes) the same reduction is
-``relative_l2`` (per sample and field) then ``field_mean`` (per sample); the mean over samples
-is theirs to take (a sum and a count when the samples are spread over processes).
+``relative_l2`` (per sample and field) then ``field_mean`` (per sample), from
+``evaluate.relative_error``.
 """
 
 from __future__ import annotations
@@ -21,64 +21,10 @@ from torch import nn
 
 from dpot_lab.data import schema
 from dpot_lab.evaluate import metrics
+from dpot_lab.evaluate.relative_error import field_mean, relative_l2
+from dpot_lab.evaluate.relative_error import sample_l2re as sample_l2re  # the public name
 from dpot_lab.evaluate.rollout import rollout
 from dpot_lab.models.util import unwrap
-
-EPS = 1e-8  # guards an all-zero truth
-
-
-def _grid_weights(grid_mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(*S) or (B, *S) bool -> (B or 1, *S, 1, 1) weights for (B, *S, T, C)."""
-    n_spatial = like.dim() - 3
-    m = grid_mask if grid_mask.dim() == n_spatial + 1 else grid_mask.unsqueeze(0)
-    return m.to(like.device, like.dtype)[..., None, None]
-
-
-def relative_l2(
-    pred: torch.Tensor,
-    truth: torch.Tensor,
-    grid_mask: torch.Tensor | None = None,
-    per_step: bool = False,
-) -> torch.Tensor:
-    """Relative L2 of pred against truth, both (B, *S, T, C), over space and all frames jointly
-    -> (B, C); ``per_step``: over space at each frame -> (B, T, C). ``grid_mask`` (*S) or (B, *S)
-    keeps the points of the native grid. Float32 at least (float64 stays)."""
-    if pred.shape != truth.shape:
-        raise ValueError(f"prediction {tuple(pred.shape)} and truth {tuple(truth.shape)} differ")
-    dtype = torch.promote_types(torch.promote_types(pred.dtype, truth.dtype), torch.float32)
-    ref = truth.to(dtype)
-    diff = pred.to(dtype) - ref
-    if grid_mask is not None:
-        m = _grid_weights(grid_mask, diff)
-        diff, ref = diff * m, ref * m
-    space = tuple(range(1, pred.dim() - 2))
-    dims = space if per_step else (*space, pred.dim() - 2)
-    return diff.square().sum(dims).sqrt() / (ref.square().sum(dims).sqrt() + EPS)
-
-
-def field_mean(per_field: torch.Tensor, channel_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, [T,] C) errors -> (B, [T]) means over the fields where ``channel_mask`` (C,) or (B, C)
-    is True (None: all; padded channels are no fields)."""
-    if channel_mask is None:
-        return per_field.mean(-1)
-    b, c = per_field.shape[0], per_field.shape[-1]
-    m = channel_mask.to(per_field.device)
-    if m.shape not in ((c,), (b, c)):
-        raise ValueError(f"channel_mask of shape {tuple(m.shape)} does not fit ({b}, {c})")
-    w = m.expand(b, c).to(per_field.dtype)
-    if per_field.dim() == 3:
-        w = w[:, None, :]
-    return (per_field * w).sum(-1) / w.sum(-1).clamp_min(1)
-
-
-def sample_l2re(
-    pred: torch.Tensor,
-    truth: torch.Tensor,
-    channel_mask: torch.Tensor | None = None,
-    grid_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The paper's score of each sample (B,): ``relative_l2`` over all frames, ``field_mean``."""
-    return field_mean(relative_l2(pred, truth, grid_mask), channel_mask)
 
 
 def _stack(ds: xr.Dataset, fields: list[str], spatial: tuple[str, ...]) -> torch.Tensor:

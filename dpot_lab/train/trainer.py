@@ -45,8 +45,8 @@ from tqdm.auto import tqdm
 
 from dpot_lab.data.mixture import Mixture
 from dpot_lab.data.resident import run_loader
+from dpot_lab.evaluate.relative_error import sample_l2re
 from dpot_lab.evaluate.rollout import autoregress, predict_frames
-from dpot_lab.evaluate.score import sample_l2re
 from dpot_lab.models.checkpoint import Opened, open_checkpoint
 from dpot_lab.models.dpot import DPOT, build_model
 from dpot_lab.train import distributed
