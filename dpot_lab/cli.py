@@ -97,8 +97,7 @@ def _table(results: dict[str, dict[str, float]], columns: list[str]) -> str:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import dpot_lab as dl
-    from dpot_lab.evaluate import metrics
-    from dpot_lab.evaluate.score import score_rollout
+    from dpot_lab.evaluate.score import NonFiniteTruth, score_model
 
     for path in args.data:  # before the checkpoint is read
         if not any(c in path for c in "*?[") and not Path(path).exists():
@@ -116,13 +115,11 @@ def _evaluate(args: argparse.Namespace) -> int:
             steps = min(steps, args.horizon)
         if steps < 1:
             raise ValueError(f"{path}: {ds.sizes['time']} frames leave nothing after t_in={t_in}")
-        pred = dl.rollout(
-            model, ds, t_in=t_in, steps=steps, batch_size=args.batch_size, progress=not args.quiet
-        )
-        still = metrics.persistence(ds, t_in=t_in, steps=steps)
         try:
-            score = score_rollout(pred, ds)
-        except ValueError as err:
+            score = score_model(
+                model, ds, t_in, steps, batch_size=args.batch_size, progress=not args.quiet
+            )
+        except NonFiniteTruth as err:
             raise ValueError(f"{path}: {err}") from err
         diverged = score["sample"].values[score["l2re"].isnull().any("field").values]
         if diverged.size:
@@ -133,8 +130,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             )  # fmt: skip
         results[str(path)] = {
             "l2re": float(score["mean"]),
-            "vrmse": float(metrics.vrmse(pred, ds).to_array("field").mean()),
-            "persistence": float(score_rollout(still, ds)["mean"]),
+            "vrmse": float(score["vrmse"].mean()),
+            "persistence": float(score["persistence_mean"]),
             "samples": ds.sizes["sample"],
             "steps": steps,
         }

@@ -18,6 +18,7 @@ import xarray as xr
 
 from dpot_lab.data.schema import SPATIAL as SPATIAL_DIMS
 from dpot_lab.data.schema import require_dataset
+from dpot_lab.evaluate.relative_error import relative_l2_last
 from dpot_lab.evaluate.rollout import field_layout, prediction_like, rollout_times
 
 EPS_VAR = 1e-7  # The Well's VRMSE/NRMSE guard
@@ -84,12 +85,18 @@ def _space(obj: xr.Dataset | xr.DataArray) -> list[str]:
 
 def l2re(pred: XR, truth: XR, dims: str | Sequence[str] | None = None) -> XR:
     """Relative L2 error ‖ŷ−y‖₂ / ‖y‖₂ over ``dims`` (default: time and space jointly, the DPOT
-    paper's protocol) per sample and field -> dims (sample,) per field.
-    ``.mean("sample")`` and ``.to_array("field").mean("field")`` give the paper's averages."""
+    paper's protocol) per sample and field -> dims (sample,) per field; the xarray face of
+    ``evaluate.relative_error``. ``.mean("sample")`` and
+    ``.to_array("field").mean("field")`` give the paper's averages."""
     pred, truth = align(pred, truth)
     dims = ["time", *_space(truth)] if dims is None else [dims] if isinstance(dims, str) else dims
-    diff = ((pred - truth) ** 2).sum(dims, skipna=False)
-    return np.sqrt(diff / (truth**2).sum(dims, skipna=False))
+    return xr.apply_ufunc(
+        relative_l2_last,
+        pred,
+        truth,
+        kwargs={"n": len(dims)},
+        input_core_dims=[list(dims), list(dims)],
+    )
 
 
 def per_step_error(pred: XR, truth: XR) -> XR:

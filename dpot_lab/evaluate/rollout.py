@@ -103,7 +103,8 @@ def autoregress(
     C).
 
     Each call predicts ``T_out`` frames that are fed back as input. Channels where ``channel_mask``
-    (C,) is False are padding: they are reset to ``pad_value`` in every prediction, as in training.
+    ((C,) or per sample (B, C)) is False are padding: they are reset to ``pad_value`` in every
+    prediction, as in training.
     Gradients flow unless the caller wraps this in ``torch.no_grad()``.
     """
     frames, made = [x[..., :0, :]], 0

@@ -7,9 +7,11 @@ space jointly, averaged over the (real) fields; a source scores the mean over it
     s = score_rollout(pred, ds)  # l2re (sample, field), step_error (sample, time, field), mean
     s = score_model(model, ds)  # the same for the model and the persistence baseline
 
-On tensors (the trainer, under masks and across processes) the same reduction is
-``relative_l2`` (per sample and field) then ``field_mean`` (per sample); the mean over samples
-is theirs to take (a sum and a count when the samples are spread over processes).
+    ours, still = score_batch(model, traj, t_in, steps, channel_mask, grid_mask)  # (B,) each
+
+On tensors (the trainer: padded channels, a native grid inside a padded one, samples spread over
+processes) ``score_batch`` rolls out and scores a batch; the reduction is ``relative_l2`` (per
+sample and field) then ``field_mean`` (per sample), from ``evaluate.relative_error``.
 """
 
 from __future__ import annotations
@@ -21,64 +23,13 @@ from torch import nn
 
 from dpot_lab.data import schema
 from dpot_lab.evaluate import metrics
-from dpot_lab.evaluate.rollout import rollout
+from dpot_lab.evaluate.relative_error import field_mean, relative_l2, sample_l2re
+from dpot_lab.evaluate.rollout import autoregress, rollout
 from dpot_lab.models.util import unwrap
 
-EPS = 1e-8  # guards an all-zero truth
 
-
-def _grid_weights(grid_mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(*S) or (B, *S) bool -> (B or 1, *S, 1, 1) weights for (B, *S, T, C)."""
-    n_spatial = like.dim() - 3
-    m = grid_mask if grid_mask.dim() == n_spatial + 1 else grid_mask.unsqueeze(0)
-    return m.to(like.device, like.dtype)[..., None, None]
-
-
-def relative_l2(
-    pred: torch.Tensor,
-    truth: torch.Tensor,
-    grid_mask: torch.Tensor | None = None,
-    per_step: bool = False,
-) -> torch.Tensor:
-    """Relative L2 of pred against truth, both (B, *S, T, C), over space and all frames jointly
-    -> (B, C); ``per_step``: over space at each frame -> (B, T, C). ``grid_mask`` (*S) or (B, *S)
-    keeps the points of the native grid. Float32 at least (float64 stays)."""
-    if pred.shape != truth.shape:
-        raise ValueError(f"prediction {tuple(pred.shape)} and truth {tuple(truth.shape)} differ")
-    dtype = torch.promote_types(torch.promote_types(pred.dtype, truth.dtype), torch.float32)
-    ref = truth.to(dtype)
-    diff = pred.to(dtype) - ref
-    if grid_mask is not None:
-        m = _grid_weights(grid_mask, diff)
-        diff, ref = diff * m, ref * m
-    space = tuple(range(1, pred.dim() - 2))
-    dims = space if per_step else (*space, pred.dim() - 2)
-    return diff.square().sum(dims).sqrt() / (ref.square().sum(dims).sqrt() + EPS)
-
-
-def field_mean(per_field: torch.Tensor, channel_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, [T,] C) errors -> (B, [T]) means over the fields where ``channel_mask`` (C,) or (B, C)
-    is True (None: all; padded channels are no fields)."""
-    if channel_mask is None:
-        return per_field.mean(-1)
-    b, c = per_field.shape[0], per_field.shape[-1]
-    m = channel_mask.to(per_field.device)
-    if m.shape not in ((c,), (b, c)):
-        raise ValueError(f"channel_mask of shape {tuple(m.shape)} does not fit ({b}, {c})")
-    w = m.expand(b, c).to(per_field.dtype)
-    if per_field.dim() == 3:
-        w = w[:, None, :]
-    return (per_field * w).sum(-1) / w.sum(-1).clamp_min(1)
-
-
-def sample_l2re(
-    pred: torch.Tensor,
-    truth: torch.Tensor,
-    channel_mask: torch.Tensor | None = None,
-    grid_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The paper's score of each sample (B,): ``relative_l2`` over all frames, ``field_mean``."""
-    return field_mean(relative_l2(pred, truth, grid_mask), channel_mask)
+class NonFiniteTruth(ValueError):
+    """The truth holds NaN/Inf in the frames to be scored."""
 
 
 def _stack(ds: xr.Dataset, fields: list[str], spatial: tuple[str, ...]) -> torch.Tensor:
@@ -92,7 +43,7 @@ def _stack(ds: xr.Dataset, fields: list[str], spatial: tuple[str, ...]) -> torch
 def _refuse_nonfinite_truth(
     t: torch.Tensor, truth: xr.Dataset, given: xr.Dataset, fields: list[str]
 ) -> None:
-    """ValueError naming the first sample, frame (its index in ``given``) and field where the
+    """NonFiniteTruth naming the first sample, frame (its index in ``given``) and field where the
     scored truth ``t`` (N, *S, T, C), stacked from ``truth``, holds NaN/Inf."""
     bad = ~torch.isfinite(t).flatten(1, -3).all(1)  # (N, T, C)
     if not bad.any():
@@ -100,7 +51,7 @@ def _refuse_nonfinite_truth(
     n, k, c = bad.nonzero()[0].tolist()
     time = truth["time"].values[k]
     frame = metrics.indexed(given).get_index("time").get_loc(time)
-    raise ValueError(
+    raise NonFiniteTruth(
         f"the truth holds NaN/Inf in its scored frames: first in field {fields[c]!r}, sample "
         f"{truth['sample'].values[n]}, frame {frame} (time {time}); {int(bad.sum())} "
         "(sample, frame, field) entries in all; the scores would be NaN"
@@ -137,6 +88,34 @@ def score_rollout(pred: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
     )
 
 
+def score_batch(
+    model: nn.Module,
+    traj: torch.Tensor,
+    t_in: int,
+    steps: int | None = None,
+    channel_mask: torch.Tensor | None = None,
+    grid_mask: torch.Tensor | None = None,
+    pad_value: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's score of each trajectory of ``traj`` (B, *S, T, C) -> (model (B,), persistence
+    (B,)): ``model`` rolled out from the first ``t_in`` frames for ``steps`` frames (None, or more
+    than the trajectory holds: to its end), and the last input frame repeated, against those
+    frames. ``channel_mask`` (C,) or (B, C) marks the real fields (padding is reset to
+    ``pad_value`` in the rollout and not scored); ``grid_mask`` (*S) or (B, *S) the native grid.
+    The rollout runs in the model's precision, with gradients unless under ``torch.no_grad()``."""
+    left = traj.shape[-2] - t_in
+    steps = left if steps is None else min(steps, left)
+    if steps < 1:
+        raise ValueError(f"{traj.shape[-2]} frames leave nothing to score after t_in={t_in}")
+    truth = traj[..., t_in : t_in + steps, :]  # (B, *S, steps, C)
+    pred = autoregress(model, traj[..., :t_in, :], steps, channel_mask, pad_value)
+    still = traj[..., t_in - 1 : t_in, :].expand_as(truth)
+    return (
+        sample_l2re(pred, truth, channel_mask, grid_mask),
+        sample_l2re(still, truth, channel_mask, grid_mask),
+    )
+
+
 def score_model(
     model: nn.Module,
     dataset: xr.Dataset,
@@ -148,8 +127,9 @@ def score_model(
     """Roll ``model`` out on ``dataset`` from its first ``t_in`` frames (None: the model's input
     frames) for ``steps`` frames (None: to the end) and score it and the persistence baseline:
     the variables of ``score_rollout`` plus ``persistence_l2re``, ``persistence_step_error`` and
-    ``persistence_mean``; attrs ``t_in``, ``steps``. ``rollout_kwargs`` go to ``dl.rollout``
-    (``device``, ``dtype``, ``progress``, ...)."""
+    ``persistence_mean``, and the model's ``vrmse`` (sample, time, field) (``metrics.vrmse``);
+    attrs ``t_in``, ``steps``. NaN/Inf in the scored truth raises ``NonFiniteTruth``.
+    ``rollout_kwargs`` go to ``dl.rollout`` (``device``, ``dtype``, ``progress``, ...)."""
     schema.require_dataset(dataset, "score_model: dataset")
     if t_in is None:
         t_in = unwrap(model).config.in_timesteps
@@ -158,5 +138,7 @@ def score_model(
     still = metrics.persistence(dataset, t_in=t_in, steps=steps)
     ours, base = score_rollout(pred, dataset), score_rollout(still, dataset)
     out = ours.assign({f"persistence_{k}": base[k] for k in ("l2re", "step_error", "mean")})
+    vrmse = metrics.vrmse(pred, dataset).to_array("field").reset_coords(drop=True)
+    out["vrmse"] = vrmse.transpose("sample", "time", "field")
     out.attrs = {"t_in": t_in, "steps": steps}
     return out

@@ -1,4 +1,5 @@
-"""The training loss: the paper's relative L2 (``evaluate.score``) on the predicted frames.
+"""The training loss: the paper's relative L2 (``evaluate.relative_error``) on the predicted
+frames.
 
 For a prediction ŷ and target y (B, *S, T, C), per sample b and channel c:
 ``‖m·(ŷ−y)‖₂ / (‖m·y‖₂ + 1e-8)`` with the norms over space and time and m the native-grid mask,
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from dpot_lab.evaluate.score import sample_l2re
+from dpot_lab.evaluate.relative_error import sample_l2re
 
 
 def relative_l2(

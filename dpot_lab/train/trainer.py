@@ -45,8 +45,8 @@ from tqdm.auto import tqdm
 
 from dpot_lab.data.mixture import Mixture
 from dpot_lab.data.resident import run_loader
-from dpot_lab.evaluate.rollout import autoregress, predict_frames
-from dpot_lab.evaluate.score import sample_l2re
+from dpot_lab.evaluate.rollout import predict_frames
+from dpot_lab.evaluate.score import score_batch
 from dpot_lab.models.checkpoint import Opened, open_checkpoint
 from dpot_lab.models.dpot import DPOT, build_model
 from dpot_lab.train import distributed
@@ -488,7 +488,7 @@ class Trainer:
 
         The first ``t_in`` frames go in without noise; the model (its EMA weights, when on) rolls
         out ``horizon`` steps (default ``eval.horizon``; capped by the trajectory) in float32
-        whatever the training precision; each sample scores ``sample_l2re``, the source the mean
+        whatever the training precision; each sample scores ``score_batch``, the source the mean
         over samples (spread over the ranks).
         Returns ``{source: {"l2re": float, "persistence": float, "samples": int}}``.
         """
@@ -522,13 +522,9 @@ class Trainer:
             cm, gm = batch["channel_mask"].to(self.device), batch["grid_mask"].to(self.device)
             keep = torch.arange(seen, seen + traj.shape[0], device=self.device) < count
             seen += traj.shape[0]
-            steps = traj.shape[-2] - t_in
-            steps = steps if horizon is None else min(horizon, steps)
-            truth = traj[..., t_in : t_in + steps, :]
-            pred = autoregress(self.model, traj[..., :t_in, :], steps, cm[0], pad)  # float32
-            still = traj[..., t_in - 1 : t_in, :].expand_as(truth)
-            sums[0] += (sample_l2re(pred, truth, cm, gm) * keep).sum().double()
-            sums[1] += (sample_l2re(still, truth, cm, gm) * keep).sum().double()
+            ours, still = score_batch(self.model, traj, t_in, horizon, cm, gm, pad)  # float32
+            sums[0] += (ours * keep).sum().double()
+            sums[1] += (still * keep).sum().double()
             sums[2] += keep.sum()
         return distributed.all_reduce(sums).tolist()
 

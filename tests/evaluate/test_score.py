@@ -11,6 +11,7 @@ from dpot_lab.evaluate.score import (
     field_mean,
     relative_l2,
     sample_l2re,
+    score_batch,
     score_model,
     score_rollout,
 )
@@ -93,3 +94,29 @@ def test_score_model_scores_the_model_and_persistence():
     pred = dl.rollout(model, truth, t_in=3, progress=False)
     np.testing.assert_allclose(s.l2re.values, score_rollout(pred, truth).l2re.values, rtol=1e-12)
     assert float(s.persistence_mean) == pytest.approx(float(still["mean"]))
+
+
+def test_the_trainer_the_cli_and_the_metric_score_one_input_the_same():
+    """``score_batch`` (the trainer's, on padded tensors), ``score_model`` (the CLI's, on xarray)
+    and ``dl.metrics.l2re`` on the same rollout give the same per-sample scores."""
+    truth = _truth(n=3, t=7, shape=(16, 16)).astype(np.float32)
+    torch.manual_seed(0)
+    model = dl.create_model(  # three channels: the two fields and a padded one
+        "nano", img_size=16, patch_size=4, in_channels=3, in_timesteps=3, embed_dim=16, depth=1,
+        modes=2, out_layer_dim=8,
+    )  # fmt: skip
+    s = score_model(model, truth, progress=False)
+    fields = [truth[f].transpose("sample", "x", "y", "time").values for f in ("u", "p")]
+    traj = torch.from_numpy(np.stack([*fields, np.ones_like(fields[0])], -1))  # (N, X, Y, T, 3)
+    real = torch.tensor([[True, True, False]]).expand(3, 3)  # (B, C)
+    with torch.no_grad():
+        ours, still = score_batch(model, traj, t_in=3, channel_mask=real)
+    np.testing.assert_allclose(ours.numpy(), s.l2re.mean("field").values, rtol=1e-5)
+    np.testing.assert_allclose(still.numpy(), s.persistence_l2re.mean("field").values, rtol=1e-5)
+    assert not np.allclose(ours.numpy(), still.numpy())
+    pred = dl.rollout(model, truth, t_in=3, progress=False)
+    paper = metrics.l2re(pred, truth).to_array("field").mean("field")  # (sample,)
+    np.testing.assert_allclose(paper.values, s.l2re.mean("field").values, rtol=1e-5)
+    vrmse = metrics.vrmse(pred, truth).to_array("field").transpose("sample", "time", "field")
+    np.testing.assert_allclose(s.vrmse.values, vrmse.values, rtol=1e-12)
+    assert s.vrmse.dims == ("sample", "time", "field")
