@@ -70,14 +70,15 @@ MATMULS = {  # torch's formulas, which count a complex multiply-add as one real 
 
 def find_fixtures(given: str | None) -> Path | None:
     """--fixtures, else ../shared/fixtures/official_dpot, else shared/fixtures/official_dpot
-    (relative to the working directory, then to the repository)."""
+    (relative to the working directory, then to the repository), else the workplace's copy."""
     if given:
         return Path(given)
     for base in (Path.cwd(), ROOT):
         for rel in ("../shared/fixtures/official_dpot", "shared/fixtures/official_dpot"):
             if (base / rel).is_dir():
                 return (base / rel).resolve()
-    return None
+    workplace = Path("/work/shared/fixtures/official_dpot")  # the workplace's copy
+    return workplace if workplace.is_dir() else None
 
 
 def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -24,7 +24,8 @@ def _gpu_check():
 def test_gpu_check_smoke_runs_every_part_and_prints_every_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DPOT_LAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("OUT", str(tmp_path / "out"))
-    _gpu_check().main(["--smoke"])
+    check = _gpu_check()
+    check.main(["--smoke"])
     printed = capsys.readouterr().out
     for heading in (
         "## Parity", "| model | check | device vs cpu / fp32 |",
@@ -35,7 +36,8 @@ def test_gpu_check_smoke_runs_every_part_and_prints_every_table(tmp_path, monkey
     ):  # fmt: skip
         assert " ".join(heading.split()) in " ".join(printed.split()), heading
     report = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
-    assert report["parity_fp32"] and all(r["ok"] for r in report["parity_fp32"])
+    found = check.find_fixtures(None)  # a clone without the release's golden files skips them
+    assert (report["parity_fp32"] or found is None) and all(r["ok"] for r in report["parity_fp32"])
     assert [r["model"] for r in report["parity_bf16"]] == ["shipped", "Ti (random weights)"]
     assert all(r["ok"] for r in report["parity_bf16"])
     (speed,) = report["speed"]
