@@ -203,15 +203,21 @@ def test_finetune_from_a_file_that_mostly_does_not_fit_or_holds_nan(ns_file, tmp
     assert len(err) == 1 and "nan.pt: tensor blocks.0.mlp.0.weight holds 1 non-finite" in err[0]
 
 
-def test_evaluate_refuses_nan_in_the_scored_frames(ns_file, tmp_path, capsys):
+def _nan_evaluation(ns_file, folder, sample: int, frame: int):
+    """A tiny checkpoint (t_in 4) and a copy of ``ns_file`` with one NaN at ``sample, frame``."""
     torch.manual_seed(0)
-    ckpt = dl.save_checkpoint(tmp_path / "m.pt", dl.create_model(
+    ckpt = dl.save_checkpoint(folder / "m.pt", dl.create_model(
         "nano", **{k: v for k, v in TINY.items() if k != "preset"}, img_size=16, in_channels=1,
         out_channels=1, in_timesteps=4))  # fmt: skip
     ds = dl.open_dataset(ns_file).load()
-    ds["vorticity"][4, 6, 2, 3] = np.nan  # sample 4, frame 6: scored (t_in 4)
+    ds["vorticity"][sample, frame, 2, 3] = np.nan
     with pytest.warns(UserWarning, match="NaN"):
-        bad = dl.data.save(ds, tmp_path / "nan.h5")
+        bad = dl.data.save(ds, folder / f"nan_{sample}_{frame}.h5")
+    return ckpt, bad
+
+
+def test_evaluate_refuses_nan_in_the_scored_frames(ns_file, tmp_path, capsys):
+    ckpt, bad = _nan_evaluation(ns_file, tmp_path, sample=4, frame=6)  # frame 6: scored (t_in 4)
     assert main(["-q", "evaluate", str(ckpt), "--data", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
@@ -222,14 +228,7 @@ def test_evaluate_refuses_nan_in_the_scored_frames(ns_file, tmp_path, capsys):
 
 
 def test_evaluate_warns_of_nan_predictions_naming_the_samples(ns_file, tmp_path, caplog):
-    torch.manual_seed(0)
-    ckpt = dl.save_checkpoint(tmp_path / "m.pt", dl.create_model(
-        "nano", **{k: v for k, v in TINY.items() if k != "preset"}, img_size=16, in_channels=1,
-        out_channels=1, in_timesteps=4))  # fmt: skip
-    ds = dl.open_dataset(ns_file).load()
-    ds["vorticity"][3, 1, 2, 3] = np.nan  # an input frame: the rollout of sample 3 is NaN
-    with pytest.warns(UserWarning, match="NaN"):
-        bad = dl.data.save(ds, tmp_path / "nan_input.h5")
+    ckpt, bad = _nan_evaluation(ns_file, tmp_path, sample=3, frame=1)  # an input frame: NaN rollout
     with caplog.at_level("WARNING"):
         assert main(["-q", "evaluate", str(ckpt), "--data", str(bad)]) == 0
     assert f"{bad}: the prediction of sample(s) [3] is NaN/Inf (the model diverged" in caplog.text
