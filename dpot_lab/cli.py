@@ -26,9 +26,7 @@ from pathlib import Path
 log = logging.getLogger("dpot_lab.cli")
 
 
-def _train(
-    args: argparse.Namespace, init_from: str | None = None, need_init: bool = False
-) -> int:
+def _train(args: argparse.Namespace, init_from: str | None = None, need_init: bool = False) -> int:
     from dpot_lab.train import distributed
     from dpot_lab.train.config import TrainConfig
     from dpot_lab.train.trainer import Trainer

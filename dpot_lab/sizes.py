@@ -20,3 +20,8 @@ def size_tuple(size: int | Sequence[int], n: int, what: str = "size") -> tuple[i
     if len(out) != n or not whole:
         raise ValueError(f"{what}: expected an int or {n} ints, got {size!r}")
     return out
+
+
+def grid_text(shape: Sequence[int]) -> str:
+    """A grid for messages: (32, 32) -> "32×32"."""
+    return "×".join(str(int(n)) for n in shape)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from dpot_lab.data import schema
 from dpot_lab.data.transforms import pad_channels, resize
 from dpot_lab.models.util import unwrap
+from dpot_lab.sizes import grid_text
 
 logger = logging.getLogger(__name__)
 
@@ -195,10 +196,6 @@ def prediction_like(
     return out
 
 
-def _grid(shape: Sequence[int]) -> str:
-    return "×".join(str(n) for n in shape)
-
-
 def _check(model: nn.Module, dataset: xr.Dataset, fields: list[str], spatial: tuple, t_in: int):
     """Raise ValueError naming the file, the fields and what the model expects, on any mismatch."""
     src, cfg = source_name(dataset), unwrap(model).config
@@ -306,8 +303,9 @@ def rollout(
     positions = sample_positions(dataset, samples)
     native = tuple(dataset.sizes[d] for d in spatial)
     if native != tuple(cfg.img_size):
+        model_grid = grid_text(cfg.img_size)
         warnings.warn(
-            f"{src}: data grid {_grid(native)} differs from the model's {_grid(cfg.img_size)}: "
+            f"{src}: data grid {grid_text(native)} differs from the model's {model_grid}: "
             "fields are resized in and out, which costs accuracy; fine-tune at the data's grid "
             "instead",
             stacklevel=3,  # the caller of the no_grad-wrapped rollout

@@ -23,6 +23,7 @@ from dpot_lab.data.mixture import Mixture
 from dpot_lab.data.open import open_dataset
 from dpot_lab.models.dpot import DPOTConfig
 from dpot_lab.models.presets import PRESETS
+from dpot_lab.sizes import grid_text
 from dpot_lab.train import distributed
 from dpot_lab.train.config import ConfigError, TrainConfig
 
@@ -67,20 +68,26 @@ def resolve_sources(
     return named
 
 
-def _grid(sizes: tuple[int, ...]) -> str:
-    return "×".join(map(str, sizes))
-
-
 def with_data_sizes(
-    config: TrainConfig, arch: DPOTConfig | None = None, is_main: bool = True
+    config: TrainConfig,
+    arch: DPOTConfig | None = None,
+    is_main: bool = True,
+    given: Any = None,
 ) -> TrainConfig:
-    """``config`` with a null ``data.resolution`` or ``data.channels`` filled from its sources.
+    """``config`` with a null ``data.resolution`` or ``data.channels`` filled from its sources
+    (``given``: a training Mixture passed instead of them, whose sizes come first).
 
     resolution: the grid the sources share (the largest per axis where they differ), so a
     checkpoint of another grid fine-tunes at the data's own grid (its positional embedding
     interpolated). channels: the model's own (``arch``, the ``init_from`` architecture, else the
     preset's), or the most fields of any source where that is more. Logs what it chose and how
     it differs from ``arch``."""
+    if given is not None and not config.sizes_known:
+        sizes = {"data.resolution": getattr(given, "resolution", None),
+                 "data.channels": getattr(given, "channels", None)}  # fmt: skip
+        unset = {k: v for k, v in sizes.items()
+                 if v is not None and getattr(config.data, k.split(".")[1]) is None}  # fmt: skip
+        config = config.replace(**unset) if unset else config
     d = config.data
     if config.sizes_known:
         return config
@@ -100,11 +107,12 @@ def with_data_sizes(
         grid = tuple(max(axis) for axis in zip(*grids.values(), strict=True))
         changes["data.resolution"] = list(grid)
         if len(set(grids.values())) > 1:
-            log.info("sources on grids %s: the model grid is %s", grids, _grid(grid))
+            log.info("sources on grids %s: the model grid is %s", grids, grid_text(grid))
         if arch is not None and tuple(arch.img_size) != grid:
             log.info(
-                "the data's grid %s differs from the checkpoint's %s: training at %s, the "
-                "positional embedding interpolated", _grid(grid), _grid(arch.img_size), _grid(grid),
+                "the data's grid %s differs from the checkpoint's %s: training at the data's "
+                "grid, the positional embedding interpolated", grid_text(grid),
+                grid_text(arch.img_size),
             )  # fmt: skip
     if d.channels is None:
         preset = PRESETS.get(config.model.preset or "", {})

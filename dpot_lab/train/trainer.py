@@ -196,15 +196,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
 
         opened = open_checkpoint(cfg.init_from) if cfg.init_from else None  # read once
-        if train_data is not None and not cfg.sizes_known:  # a given Mixture tells its sizes
-            grid, channels = (getattr(train_data, k, None) for k in ("resolution", "channels"))
-            unset = {}
-            if cfg.data.resolution is None and grid is not None:
-                unset["data.resolution"] = list(grid)
-            if cfg.data.channels is None and channels is not None:
-                unset["data.channels"] = channels
-            cfg = cfg.replace(**unset) if unset else cfg
-        cfg = self.config = with_data_sizes(cfg, opened and opened.config, self.dist.is_main)
+        cfg = self.config = with_data_sizes(
+            cfg, opened and opened.config, self.dist.is_main, given=train_data
+        )
         self.model, self.transfer_report, self.lora_report = self._build_model(opened)
         self.model.to(self.device)
         if cfg.distributed.activation_checkpointing:
