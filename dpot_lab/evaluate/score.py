@@ -74,13 +74,13 @@ def score_rollout(pred: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
     spatial = schema.spatial_dims(truth)
     p, t = _stack(pred, fields, spatial), _stack(truth, fields, spatial)  # (N, *S, T, C)
     _refuse_nonfinite_truth(t, truth, given, fields)
-    per_field = relative_l2(p, t).numpy()  # (N, C)
+    per_field = relative_l2(p, t)  # (N, C)
     per_step = relative_l2(p, t, per_step=True).numpy()  # (N, T, C)
-    mean = field_mean(relative_l2(p, t)).mean().item()
+    mean = field_mean(per_field).mean().item()
     coords = {"sample": pred["sample"].values, "time": pred["time"].values, "field": fields}
     return xr.Dataset(
         {
-            "l2re": (("sample", "field"), per_field),
+            "l2re": (("sample", "field"), per_field.numpy()),
             "step_error": (("sample", "time", "field"), per_step),
             "mean": ((), mean),
         },
