@@ -134,11 +134,19 @@ def _registry() -> dict[str, Generator]:
             8,
             "2D Kuramoto–Sivashinsky, chaotic u on a square of side 16π",
         ),
+        Generator(
+            "swift_hohenberg",
+            "dpot_lab.data.generators_patterns:make_swift_hohenberg",
+            64,
+            8,
+            "2D Swift–Hohenberg, stripes and spots 8 cells wide at 64², r and g per trajectory",
+        ),
     ]
     registry = {g.name: g for g in entries}
     registry["dr"] = registry["diffusion_reaction"]
     registry["swe"] = registry["shallow_water"]
     registry["ks2d"] = registry["kuramoto_sivashinsky"]
+    registry["sh2d"] = registry["swift_hohenberg"]
     return registry
 
 

@@ -55,6 +55,7 @@ class DPOTConfig:
     modes: int = 32
     modes_z: int = 8  # 3D only: modes kept on the last (rfft) axis, the release's temporal_modes
     out_layer_dim: int = 32
+    head_conv: int = 0  # kernel of a depthwise conv across patch edges in the head; 0: none
     n_cls: int = 0  # dataset-classification head width; 0 = no head
     normalize: bool = False
     act: str = "gelu"
@@ -66,7 +67,7 @@ class DPOTConfig:
     MINIMA: ClassVar[dict[str, int]] = {
         "img_size": 1, "patch_size": 1, "in_channels": 1, "out_channels": 1, "in_timesteps": 1,
         "out_timesteps": 1, "embed_dim": 8, "depth": 1, "n_blocks": 1, "modes": 1, "modes_z": 1,
-        "out_layer_dim": 1, "n_cls": 0, "embed_hidden": 1,
+        "out_layer_dim": 1, "head_conv": 0, "n_cls": 0, "embed_hidden": 1,
     }  # fmt: skip
     CHOICES: ClassVar[dict[str, list]] = {
         "act": sorted(ACTIVATIONS), "time_agg": list(TIME_AGGREGATIONS),
@@ -111,6 +112,8 @@ class DPOTConfig:
             self.out_channels = self.in_channels
         if any(s % self.patch_size for s in size):
             raise ValueError(f"img_size {size} is not divisible by patch_size {self.patch_size}")
+        if self.head_conv % 2 == 0 and self.head_conv:
+            raise ValueError(f"head_conv: expected 0 or an odd kernel size, got {self.head_conv}")
         if self.embed_dim % 8:
             raise ValueError(
                 f"embed_dim: expected a multiple of 8 (GroupNorm groups), got {self.embed_dim}"
@@ -298,13 +301,15 @@ class OutputHead(nn.Module):
     """Transposed patch convolution, then two position-wise layers:
     (B, *S/p, D) -> (B, *S, T_out, C).
 
-    The position-wise layers run before the pixels are put in grid order, so only the narrow final
-    tensor (C·T_out wide) is permuted.
+    Without ``head_conv`` the position-wise layers run before the pixels are put in grid order, so
+    only the narrow final tensor (C·T_out wide) is permuted. With it (an odd kernel k), a
+    residual depthwise k^n convolution with periodic padding runs on the hidden pixels in grid
+    order first: a pixel then sees its neighbours across the patch edge, not only its own token.
     """
 
     def __init__(self, cfg: DPOTConfig):
         super().__init__()
-        n, p, od = cfg.n_spatial, cfg.patch_size, cfg.out_layer_dim
+        n, p, od, k = cfg.n_spatial, cfg.patch_size, cfg.out_layer_dim, cfg.head_conv
         deconv = nn.ConvTranspose2d if n == 2 else nn.ConvTranspose3d
         self.n_spatial, self.patch = n, p
         self.t_out, self.c_out = cfg.out_timesteps, cfg.out_channels
@@ -312,19 +317,30 @@ class OutputHead(nn.Module):
         self.fc1 = nn.Linear(od, od)
         self.fc2 = nn.Linear(od, cfg.out_channels * cfg.out_timesteps)
         self.act = activation(cfg.act)
+        self.edge = None
+        if k:
+            conv = nn.Conv2d if n == 2 else nn.Conv3d
+            self.edge = conv(od, od, k, padding=k // 2, groups=od, padding_mode="circular")
+            nn.init.zeros_(self.edge.weight)  # starts as the plain head
+            nn.init.zeros_(self.edge.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, *S/p, D)
         b, *lat, d = z.shape
         n, p = self.n_spatial, self.patch
         w = self.deconv.weight.movedim(1, -1).reshape(d, -1)  # (D, p^n·od), order (i, j[, k], o)
         y = (z @ w).view(b, *lat, *(p,) * n, -1)  # (B, *S/p, p, ..., od); autocast's precision
-        with torch.autocast(z.device.type, enabled=False):  # the narrow layers: no autocast
-            y = y.to(self.fc1.weight.dtype) + self.deconv.bias  # the weights' own precision
-            y = self.fc2(self.act(self.fc1(self.act(y))))  # (B, *S/p, p, ..., T_out·C)
         # (B, X/p, Y/p, [Z/p,] p, p, [p,] k) -> (B, X/p, p, Y/p, p, [Z/p, p,] k)
         order = [0, *(v for i in range(n) for v in (1 + i, 1 + n + i)), 2 * n + 1]
-        y = y.permute(order).reshape(b, *(s * p for s in lat), self.t_out, self.c_out)
-        return y
+        grid = [s * p for s in lat]
+        with torch.autocast(z.device.type, enabled=False):  # the narrow layers: no autocast
+            y = self.act(y.to(self.fc1.weight.dtype) + self.deconv.bias)  # the weights' precision
+            if self.edge is not None:
+                y = y.permute(order).reshape(b, *grid, -1)  # (B, *S, od)
+                y = y + self.edge(y.movedim(-1, 1)).movedim(1, -1)
+            y = self.fc2(self.act(self.fc1(y)))  # (B, *S/p, p, ..., T_out·C) or (B, *S, T_out·C)
+        if self.edge is None:
+            y = y.permute(order)
+        return y.reshape(b, *grid, self.t_out, self.c_out)
 
 
 def interpolate_pos_embed(pos: torch.Tensor, latent: tuple[int, ...]) -> torch.Tensor:

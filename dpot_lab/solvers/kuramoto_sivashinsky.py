@@ -19,13 +19,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from dpot_lab.solvers.etdrk4 import etdrk4_frames
 from dpot_lab.solvers.spectral import wavenumbers
 from dpot_lab.solvers.stepping import as_batched, check_number, check_save_times
 
 ArrayLike = np.ndarray | torch.Tensor
-CONTOUR_POINTS = 32  # points on the circle of radius 1 around each h·L (Kassam & Trefethen)
 
 
 def kuramoto_sivashinsky_2d(
@@ -67,53 +66,8 @@ def kuramoto_sivashinsky_2d(
         grad = torch.fft.irfft2(u_hat[:, None] * to_gradient, s=(n_x, n_y))  # (B, 2, X, Y)
         return -0.5 * torch.fft.rfft2((grad**2).sum(dim=1)) * keep_nonzero  # (B, X, Yh)
 
-    u_hat = torch.fft.rfft2(u)  # (B, X, Y//2+1)
-    coefficients: dict[float, tuple[torch.Tensor, ...]] = {}
-    frames, t = [], 0.0
-    for target in tqdm(times, desc="time", disable=not progress, leave=False):
-        n_steps = math.ceil((target - t) / dt - 1e-9) if target > t else 0
-        if n_steps:
-            h = (target - t) / n_steps
-            if h not in coefficients:
-                coefficients[h] = _etdrk4_coefficients(linear, h, u_hat.dtype)
-            for _ in range(n_steps):
-                u_hat = _etdrk4_step(u_hat, rate, *coefficients[h])
-            if not bool(torch.isfinite(u_hat).all()):
-                raise FloatingPointError(
-                    f"kuramoto_sivashinsky_2d: the state blew up before t = {target:.6g} "
-                    f"(dt = {dt:g}; try a smaller dt or a finer grid)"
-                )
-            t = target
-        frames.append(u_hat)
-    out = torch.fft.irfft2(torch.stack(frames, dim=1), s=(n_x, n_y)).cpu().numpy()  # (B, T, X, Y)
+    u_hat = etdrk4_frames(
+        torch.fft.rfft2(u), linear, rate, times, dt, "kuramoto_sivashinsky_2d", progress
+    )  # (B, T, X, Y//2+1)
+    out = torch.fft.irfft2(u_hat, s=(n_x, n_y)).cpu().numpy()  # (B, T, X, Y)
     return out if batched else out[0]
-
-
-def _etdrk4_coefficients(
-    linear: torch.Tensor, h: float, dtype: torch.dtype
-) -> tuple[torch.Tensor, ...]:
-    """e^{hL}, e^{hL/2} and the ETDRK4 weights Q, f1, f2, f3 of a step h, each like ``linear``,
-    the φ-functions averaged over a circle around each hL (no cancellation near hL = 0)."""
-    z0 = (h * linear.to(torch.float64))[..., None]  # (..., 1)
-    roots = torch.exp(2j * math.pi * (torch.arange(CONTOUR_POINTS) + 0.5) / CONTOUR_POINTS)
-    z = z0 + roots.to(z0.device)  # (..., M) complex128
-    ez = torch.exp(z)
-    q = h * ((torch.exp(z / 2) - 1) / z).mean(dim=-1).real
-    f1 = h * ((-4 - z + ez * (4 - 3 * z + z**2)) / z**3).mean(dim=-1).real
-    f2 = h * ((2 + z + ez * (z - 2)) / z**3).mean(dim=-1).real
-    f3 = h * ((-4 - 3 * z - z**2 + ez * (4 - z)) / z**3).mean(dim=-1).real
-    e, e2 = torch.exp(z0[..., 0]), torch.exp(z0[..., 0] / 2)
-    real = torch.empty(0, dtype=dtype).real.dtype
-    return tuple(a.to(real) for a in (e, e2, q, f1, f2, f3))
-
-
-def _etdrk4_step(u_hat, rate, e, e2, q, f1, f2, f3) -> torch.Tensor:
-    """One ETDRK4 step of û (B, X, Yh) for dû/dt = L û + rate(û) (Cox & Matthews 2002)."""
-    n_u = rate(u_hat)
-    a = e2 * u_hat + q * n_u
-    n_a = rate(a)
-    b = e2 * u_hat + q * n_a
-    n_b = rate(b)
-    c = e2 * a + q * (2 * n_b - n_u)
-    n_c = rate(c)
-    return e * u_hat + f1 * n_u + 2 * f2 * (n_a + n_b) + f3 * n_c
