@@ -204,7 +204,10 @@ class Trainer:
         if cfg.distributed.activation_checkpointing:
             distributed.enable_activation_checkpointing(self.model)
         # DDP wraps the model; FSDP shards it in place, so the optimizer comes after
-        self.parallel = distributed.parallelize(self.model, self.dist, cfg.distributed.strategy)
+        strategy = cfg.distributed.strategy
+        self.parallel = distributed.parallelize(self.model, self.dist, strategy, self.amp_dtype)
+        # FSDP then gathers the blocks' weights in bf16: evaluation runs on a float32 copy
+        self._eval_copy = self.dist.distributed and strategy == "fsdp" and use_bf16
         if train_data is None or test_data is None:
             data = run_data(cfg, self.dist.is_main)
             train_data = data.train if train_data is None else train_data
@@ -492,7 +495,8 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         with self.ema.applied() if self.ema is not None else nullcontext():
-            sums = {name: self._score_source(ds, horizon, max_samples)
+            model = distributed.float32_copy(self.model) if self._eval_copy else self.model
+            sums = {name: self._score_source(model, ds, horizon, max_samples)
                     for name, ds in self.test_data.items()}  # fmt: skip
         self.model.train(was_training)
         return {
@@ -501,8 +505,10 @@ class Trainer:
             if s[2] > 0
         }
 
-    def _score_source(self, ds: Dataset, horizon: int | None, max_samples: int | None) -> list:
-        """[Σ model L2RE, Σ persistence L2RE, samples] over one test set, from every rank."""
+    def _score_source(
+        self, model: torch.nn.Module, ds: Dataset, horizon: int | None, max_samples: int | None
+    ) -> list:
+        """[Σ ``model``'s L2RE, Σ persistence L2RE, samples] over one test set, from every rank."""
         t_in, pad = self.config.data.t_in, self.config.data.pad_value
         world, rank = self.dist.world_size, self.dist.rank
         n = len(ds) if max_samples is None else min(len(ds), max_samples)
@@ -516,7 +522,7 @@ class Trainer:
             cm, gm = batch["channel_mask"].to(self.device), batch["grid_mask"].to(self.device)
             keep = torch.arange(seen, seen + traj.shape[0], device=self.device) < count
             seen += traj.shape[0]
-            ours, still = score_batch(self.model, traj, t_in, horizon, cm, gm, pad)  # float32
+            ours, still = score_batch(model, traj, t_in, horizon, cm, gm, pad)  # float32
             sums[0] += (ours * keep).sum().double()
             sums[1] += (still * keep).sum().double()
             sums[2] += keep.sum()
