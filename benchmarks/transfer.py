@@ -14,6 +14,8 @@ it never saw, plus zero-shot scores and the denoising ablation. Prints one table
     OMP_NUM_THREADS=1 python benchmarks/transfer.py                      # parts 1 and 2
     python benchmarks/transfer.py --parts denoising --denoise-steps 4000 # part 3
     python benchmarks/transfer.py --parts transfer --steps 300 --counts 2 8 32 --families wave
+
+Writes the tables with machine, date and command to benchmarks/results/transfer.md (--out).
 """
 
 from __future__ import annotations
@@ -21,21 +23,28 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 import yaml
 
 import dpot_lab as dl
+from dpot_lab.atomic import atomic_path
 from dpot_lab.data.generation import generate_cached
 from dpot_lab.evaluate.score import score_model
 from dpot_lab.train.config import TrainConfig
 from dpot_lab.train.data_efficiency import data_efficiency, format_study, trajectories_to_match
 from dpot_lab.train.trainer import Trainer
 
+sys.path.insert(0, str(Path(__file__).parent))
+from finescale import machine  # noqa: E402
+
 ASSETS = Path(dl.__file__).parent / "assets"
+RESULTS = Path(__file__).parent / "results" / "transfer.md"
 SEED_OFFSET = 5000  # test trajectories come from seeds the pre-training never used
 
 
@@ -83,7 +92,7 @@ def table(rows: dict[str, dict[str, float]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def part_transfer(args: argparse.Namespace, info: dict) -> None:
+def part_transfer(args: argparse.Namespace, info: dict, emit) -> None:
     for family, spec in info["held_out"].items():
         if args.families and family not in args.families:
             continue
@@ -95,23 +104,24 @@ def part_transfer(args: argparse.Namespace, info: dict) -> None:
             progress=True,
         )  # fmt: skip
         study.attrs["source"] = family
-        print("\n" + format_study(study))
+        lines = [format_study(study)]
         if 8 in args.counts:
             need = trajectories_to_match(study, 8)
             text = f"more than {max(args.counts)}" if math.isinf(need) else f"{need:.1f}"
-            print(f"scratch needs {text} trajectories to match fine-tuning on 8 "
-                  f"({'inf' if math.isinf(need) else f'{need / 8:.1f}'}x)")  # fmt: skip
-        print(f"({time.perf_counter() - start:.0f} s)")
+            lines.append(f"scratch needs {text} trajectories to match fine-tuning on 8 "
+                         f"({'inf' if math.isinf(need) else f'{need / 8:.1f}'}x)")  # fmt: skip
+        lines.append(f"({time.perf_counter() - start:.0f} s)")
+        emit("\n".join(lines))
 
 
-def part_zero_shot(args: argparse.Namespace, config: TrainConfig) -> None:
+def part_zero_shot(args: argparse.Namespace, config: TrainConfig, emit) -> None:
     model = dl.load_checkpoint(args.checkpoint)
     rows = scores(model, test_sets(config, args.n_test, config.data.t_in + 10), [10])
-    print("\nzero-shot: the shipped model on fresh trajectories of its pre-training families")
-    print(table(rows, ["l2re_10", "persistence_10"]))
+    emit("zero-shot: the shipped model on fresh trajectories of its pre-training families\n"
+         + table(rows, ["l2re_10", "persistence_10"]))  # fmt: skip
 
 
-def part_denoising(args: argparse.Namespace, config: TrainConfig) -> None:
+def part_denoising(args: argparse.Namespace, config: TrainConfig, emit) -> None:
     sets = test_sets(config, args.n_test, config.data.t_in + 30)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,9 +135,9 @@ def part_denoising(args: argparse.Namespace, config: TrainConfig) -> None:
             trainer.fit()
             for name, row in scores(trainer.model.eval(), sets, [10, 30]).items():
                 rows[f"{name} ({label})"] = row
-    print(f"\ndenoising: the shipped recipe ({args.denoise_steps or config.steps} steps) with and "
-          f"without input noise ({config.noise.kind} {config.noise.scale:g})")  # fmt: skip
-    print(table(rows, ["l2re_10", "persistence_10", "l2re_30", "persistence_30"]))
+    emit(f"denoising: the shipped recipe ({args.denoise_steps or config.steps} steps) with and "
+         f"without input noise ({config.noise.kind} {config.noise.scale:g})\n"
+         + table(rows, ["l2re_10", "persistence_10", "l2re_30", "persistence_30"]))  # fmt: skip
 
 
 def main() -> None:
@@ -142,16 +152,35 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=8, help="held-out trajectories per family")
     p.add_argument("--families", nargs="+", help="held-out families to run (default: all)")
     p.add_argument("--denoise-steps", type=int, default=None)
+    p.add_argument("--out", default=str(RESULTS), help="where the tables are written (markdown)")
     args = p.parse_args()
     info = yaml.safe_load(Path(args.info).read_text())
     config = TrainConfig.from_yaml(Path(args.info).parent / info["config"])
+    tables = []
+
+    def emit(text: str) -> None:
+        print("\n" + text, flush=True)
+        tables.append("```\n" + text + "\n```")
+
     print(f"checkpoint {args.checkpoint}; {torch.get_num_threads()} threads")
     if "transfer" in args.parts:
-        part_transfer(args, info)
+        part_transfer(args, info, emit)
     if "zero-shot" in args.parts:
-        part_zero_shot(args, config)
+        part_zero_shot(args, config, emit)
     if "denoising" in args.parts:
-        part_denoising(args, config)
+        part_denoising(args, config, emit)
+    header = [
+        "## Transfer: the shipped model fine-tuned vs. from scratch on held-out families",
+        "",
+        f"- machine: {machine()}",
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"- command: `{' '.join(['python', *sys.argv])}`",
+        f"- checkpoint: {args.checkpoint}",
+    ]
+    out = Path(args.out)
+    with atomic_path(out) as tmp:
+        tmp.write_text("\n".join(header) + "\n\n" + "\n\n".join(tables) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
