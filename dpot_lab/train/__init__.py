@@ -19,9 +19,6 @@ _NAMES = {
     "transfer_weights": "dpot_lab.train.finetune",
     "param_groups": "dpot_lab.train.finetune",
     "TransferReport": "dpot_lab.train.finetune",
-    "data_efficiency": "dpot_lab.train.data_efficiency",
-    "trajectories_to_match": "dpot_lab.train.data_efficiency",
-    "format_study": "dpot_lab.train.data_efficiency",
 }
 
 __getattr__, __dir__ = lazy_names(__name__, _NAMES)

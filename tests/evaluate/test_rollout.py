@@ -184,7 +184,7 @@ def test_a_sample_subset_of_an_opened_file_is_scored_as_that_subset(tmp_path):
     plain = _dataset(n=4).drop_vars("sample").assign_attrs(source_format="native")
     for f in ("u", "v"):  # each sample still in time: the k-th frame is off by 1 - 0.9**k
         plain[f][:] = plain[f].values[:, :1]
-    path = dl.data.native.save(plain, tmp_path / "four.h5")
+    path = dl.data.save(plain, tmp_path / "four.h5")
     ds = dl.open_dataset(path)
     np.testing.assert_array_equal(ds.sample, [0, 1, 2, 3])  # labels where the file has none
     model = Repeat(_config(), scale=0.9)
