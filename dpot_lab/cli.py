@@ -265,42 +265,50 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub, "pretrain", "pre-train from a YAML config")
+    _add_train(sub, "finetune", "fine-tune from a checkpoint")
+    for add in (_add_evaluate, _add_generate, _add_export, _add_demo):
+        add(sub)
+    return parser
 
-    for name, help_text in (("pretrain", "pre-train from a YAML config"),
-                            ("finetune", "fine-tune from a checkpoint")):  # fmt: skip
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("config", help="YAML run config (see configs/)")
-        p.add_argument("--out", required=True, help="run directory")
-        p.add_argument("--max-steps", type=_int_from(1), help="override the config's steps")
-        p.add_argument(
-            "--set", dest="settings", action="append", type=_setting, metavar="KEY=VALUE",
-            help="change a config value, e.g. --set optim.lr=1e-4 --set data.num_workers=8",
-        )  # fmt: skip
-        again = p.add_mutually_exclusive_group()
-        again.add_argument("--resume", action="store_true", help="continue from RUN_DIR's last.pt")
-        again.add_argument(
-            "--overwrite", action="store_true",
-            help="start anew; RUN_DIR's earlier run is set aside in RUN_DIR.old-* and deleted "
-            "when the new run writes its first checkpoint",
-        )  # fmt: skip
-        p.add_argument(
-            "--allow-changes", action="store_true",
-            help="with --resume: train on with a recipe (lr, batch size, seed, ...) that differs "
-            "from the checkpoint's",
-        )  # fmt: skip
-        if name == "finetune":
-            p.add_argument(
-                "--from", dest="from_",
-                help="pre-trained checkpoint: a path, hf://owner/repo/file or a released DPOT size "
-                "(Ti, S, M, L, H); default: the config's init_from (see "
-                "configs/finetune_example.yaml)",
-            )  # fmt: skip
-            p.add_argument(
-                "--allow-partial", action="store_true",
-                help="train even when under half of the model's tensors come from --from",
-            )  # fmt: skip
-        p.set_defaults(func=_pretrain if name == "pretrain" else _finetune)
 
+def _add_train(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    """The ``pretrain`` or ``finetune`` sub-command."""
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("config", help="YAML run config (see configs/)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--max-steps", type=_int_from(1), help="override the config's steps")
+    p.add_argument(
+        "--set", dest="settings", action="append", type=_setting, metavar="KEY=VALUE",
+        help="change a config value, e.g. --set optim.lr=1e-4 --set data.num_workers=8",
+    )  # fmt: skip
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from RUN_DIR's last.pt")
+    again.add_argument(
+        "--overwrite", action="store_true",
+        help="start anew; RUN_DIR's earlier run is set aside in RUN_DIR.old-* and deleted "
+        "when the new run writes its first checkpoint",
+    )  # fmt: skip
+    p.add_argument(
+        "--allow-changes", action="store_true",
+        help="with --resume: train on with a recipe (lr, batch size, seed, ...) that differs "
+        "from the checkpoint's",
+    )  # fmt: skip
+    if name == "finetune":
+        p.add_argument(
+            "--from", dest="from_",
+            help="pre-trained checkpoint: a path, hf://owner/repo/file or a released DPOT size "
+            "(Ti, S, M, L, H); default: the config's init_from (see "
+            "configs/finetune_example.yaml)",
+        )  # fmt: skip
+        p.add_argument(
+            "--allow-partial", action="store_true",
+            help="train even when under half of the model's tensors come from --from",
+        )  # fmt: skip
+    p.set_defaults(func=_pretrain if name == "pretrain" else _finetune)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="rollout L2RE / VRMSE per data file")
     p.add_argument("checkpoint")
     p.add_argument("--data", nargs="+", required=True, help="trajectory files")
@@ -309,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_int_from(1), default=8)
     p.set_defaults(func=_evaluate)
 
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate", help="write a trajectory set with a built-in solver", add_help=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -323,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=_generate)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="copy a run checkpoint as weights + config + metadata only (LoRA adapters merged)",
@@ -336,11 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_export)
 
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="serve the rollout viewer on the shipped demo model and data")
     p.add_argument("--port", type=_port, default=5006, help="TCP port, 1..65535")
     p.add_argument("--address", default="127.0.0.1")
     p.set_defaults(func=_demo)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
