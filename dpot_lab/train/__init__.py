@@ -8,6 +8,8 @@ from dpot_lab.exports import lazy_names
 
 _NAMES = {
     "Trainer": "dpot_lab.train.trainer",
+    "assemble": "dpot_lab.train.assembly",
+    "RunParts": "dpot_lab.train.assembly",
     "TrainConfig": "dpot_lab.train.config",
     "ConfigError": "dpot_lab.train.config",
     "RunCheckpoints": "dpot_lab.train.checkpointing",

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from dpot_lab.evaluate.rollout import predict_frames
 from dpot_lab.evaluate.score import score_batch
 from dpot_lab.train import distributed
-from dpot_lab.train.assemble import assemble
+from dpot_lab.train.assembly import assemble
 from dpot_lab.train.checkpointing import recipe_changes, rng_state, set_rng_state
 from dpot_lab.train.config import TrainConfig
 from dpot_lab.train.loss import masked_relative_l2
@@ -101,7 +101,7 @@ class Trainer:
     earlier run aside (``<run_dir>.old-<stamp>-…``) once everything is built, deletes it when
     this run writes its first checkpoint and puts it back when ``fit`` ends without one.
 
-    ``train.assemble.assemble`` builds what the loop runs on: the config, the ``init_from`` file
+    ``train.assembly.assemble`` builds what the loop runs on: the config, the ``init_from`` file
     and every trajectory of the data (readable, finite) are checked before the run directory
     changes. The trainer holds an OS lock on the run directory (``run.lock``; shared by the
     trainers of one process) until ``close`` or its collection: another process's trainer on it
