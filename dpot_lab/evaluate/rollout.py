@@ -117,6 +117,12 @@ def autoregress(
     return torch.cat(frames, dim=-2)[..., :steps, :]
 
 
+def persist(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """The persistence baseline, the one the paper's score compares with: the last frame of the
+    window x (B, *S, T_in, C) repeated for ``steps`` frames -> (B, *S, steps, C), a view of x."""
+    return x[..., -1:, :].expand(*x.shape[:-2], steps, x.shape[-1])
+
+
 def source_name(dataset: xr.Dataset) -> str:
     """The file a dataset was read from, for messages (``'dataset'`` when unknown)."""
     src = dataset.encoding.get("source") or dataset.attrs.get("source_file")

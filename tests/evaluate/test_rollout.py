@@ -12,6 +12,7 @@ from torch import nn
 import dpot_lab as dl
 from dpot_lab.evaluate import autoregress, rollout
 from dpot_lab.evaluate.metrics import persistence
+from dpot_lab.evaluate.rollout import persist
 from dpot_lab.evaluate.score import score_model, score_rollout
 
 
@@ -244,3 +245,11 @@ def test_the_models_grid_does_not_warn():
 def test_an_array_where_a_dataset_is_expected_says_what_to_pass(call, match):
     with pytest.raises(TypeError, match=match):
         call(_dataset(), Repeat(_config()))
+
+
+def test_persist_repeats_the_last_input_frame_without_copying():
+    x = torch.randn(2, 5, 6, 3, 4)  # (B, X, Y, T_in, C)
+    still = persist(x, 7)
+    assert still.shape == (2, 5, 6, 7, 4)
+    assert torch.equal(still, x[..., 2:3, :].repeat(1, 1, 1, 7, 1))
+    assert still.data_ptr() == x[..., 2:, :].data_ptr()  # a view of the window
