@@ -213,7 +213,7 @@ if COST is None:
     )
 else:
     table = dl.studies.cost_curve(COST, model, t_in=t_in, device=device,
-                                   repeats=1 if QUICK else 3)  # fmt: skip
+                                  repeats=1 if QUICK else 3)  # fmt: skip
     speedup = dl.studies.speedup_at_equal_error(table)
     display(table.to_dataframe())
 
