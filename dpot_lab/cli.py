@@ -265,16 +265,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train(sub, "pretrain", "pre-train from a YAML config")
-    _add_train(sub, "finetune", "fine-tune from a checkpoint")
-    for add in (_add_evaluate, _add_generate, _add_export, _add_demo):
-        add(sub)
+    _train_arguments(sub.add_parser("pretrain", help="pre-train from a YAML config"), False)
+    _train_arguments(sub.add_parser("finetune", help="fine-tune from a checkpoint"), True)
+    _evaluate_arguments(sub.add_parser("evaluate", help="rollout L2RE / VRMSE per data file"))
+    _generate_arguments(
+        sub.add_parser(
+            "generate", help="write a trajectory set with a built-in solver", add_help=False,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )  # fmt: skip
+    _export_arguments(
+        sub.add_parser(
+            "export",
+            help="copy a run checkpoint as weights + config + metadata only (LoRA adapters merged)",
+        )
+    )
+    _demo_arguments(
+        sub.add_parser("demo", help="serve the rollout viewer on the shipped demo model and data")
+    )
     return parser
 
 
-def _add_train(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
-    """The ``pretrain`` or ``finetune`` sub-command."""
-    p = sub.add_parser(name, help=help_text)
+def _train_arguments(p: argparse.ArgumentParser, finetune: bool) -> None:
+    """The arguments of ``pretrain``, and of ``finetune`` when ``finetune``."""
     p.add_argument("config", help="YAML run config (see configs/)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--max-steps", type=_int_from(1), help="override the config's steps")
@@ -294,7 +307,7 @@ def _add_train(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
         help="with --resume: train on with a recipe (lr, batch size, seed, ...) that differs "
         "from the checkpoint's",
     )  # fmt: skip
-    if name == "finetune":
+    if finetune:
         p.add_argument(
             "--from", dest="from_",
             help="pre-trained checkpoint: a path, hf://owner/repo/file or a released DPOT size "
@@ -305,11 +318,10 @@ def _add_train(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
             "--allow-partial", action="store_true",
             help="train even when under half of the model's tensors come from --from",
         )  # fmt: skip
-    p.set_defaults(func=_pretrain if name == "pretrain" else _finetune)
+    p.set_defaults(func=_finetune if finetune else _pretrain)
 
 
-def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="rollout L2RE / VRMSE per data file")
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--data", nargs="+", required=True, help="trajectory files")
     p.add_argument("--horizon", type=_int_from(1), help="scored rollout steps (default: all)")
@@ -318,11 +330,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_evaluate)
 
 
-def _add_generate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "generate", help="write a trajectory set with a built-in solver", add_help=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+def _generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-h", "--help", action=_GeneratorsHelp, help="list the generators and exit")
     p.add_argument("pde", help="generator name, e.g. ns2d, dr, swe, cns2d, ns3d")
     p.add_argument("--out", required=True)
@@ -334,11 +342,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_generate)
 
 
-def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="copy a run checkpoint as weights + config + metadata only (LoRA adapters merged)",
-    )
+def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.add_argument(
@@ -349,8 +353,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_export)
 
 
-def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="serve the rollout viewer on the shipped demo model and data")
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=_port, default=5006, help="TCP port, 1..65535")
     p.add_argument("--address", default="127.0.0.1")
     p.set_defaults(func=_demo)
