@@ -1,8 +1,9 @@
-"""Does the patch grid show in the shipped model's rollouts, and does patch jittering at inference
-(``dl.rollout(..., jitter=k)``) remove it? One table per family, on fresh trajectories (seeds the
-pre-training never used) of NS at ν 1e-3 and 1e-5 (FNO set-up) and shallow-water dam breaks, for
-the truth, persistence, the plain model and each jitter (k shifts within a patch averaged per
-step; k = patch² is every offset, fewer are drawn from --seed):
+"""Does the patch grid show in the rollouts, and do the head's edge convolution (``head_conv``, a
+model trained with it) or patch jittering at inference (``dl.rollout(..., jitter=k)``) remove it?
+One table per family, on fresh trajectories (seeds the pre-training never used) of NS at ν 1e-3 and
+1e-5 (FNO set-up) and shallow-water dam breaks, for the truth, persistence, each model of
+--checkpoints and each jitter of it (k shifts within a patch averaged per step; k = patch² is
+every offset, fewer are drawn from --seed):
 
 - blockiness (``dl.metrics.blockiness``) of the error after 1 step and at the last frame, mean over
   samples (the truth's row scores the field itself; 1: no patch grid);
@@ -15,7 +16,7 @@ step; k = patch² is every offset, fewer are drawn from --seed):
 Writes the tables with machine, date and command to benchmarks/results/finescale.md.
 
     OMP_NUM_THREADS=1 python benchmarks/finescale.py                    # minutes on a CPU core
-    python benchmarks/finescale.py --samples 8 --jitters 1 4 16 --families ns2d_nu1e-3
+    python benchmarks/finescale.py --checkpoints before=old.pt after=new.pt --jitters 4
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def row(pred: xr.Dataset, target: xr.Dataset, patch: int, seconds: float | None)
     return [float(block[0]), float(block[-1]), *bands, *l2re, seconds]
 
 
-def family_table(model, family: str, args, bar) -> str:
+def family_table(models: dict, family: str, args, bar) -> str:
     """The markdown table of one family."""
     title, spec = FAMILIES[family]
     truth = dl.open_dataset(generate_cached({**spec, "n_samples": args.samples})).load()
@@ -93,22 +94,24 @@ def family_table(model, family: str, args, bar) -> str:
     if target.sizes["time"] < args.steps:
         have = truth.sizes["time"]
         raise SystemExit(f"{family}: {have} frames, fewer than t_in {T_IN} + {args.steps} steps")
-    patch = model.config.patch_size
+    patch = next(iter(models.values())).config.patch_size
     itself = mean_blockiness(target, 0 * target, patch)  # the truth's own field
     rows = {
         "truth (the field itself)": [float(itself[0]), float(itself[-1])] + [np.nan] * 6,
         "persistence": row(persistence(truth, T_IN, args.steps), target, patch, None),
     }
-    for k in [0, *args.jitters]:
-        start = time.perf_counter()
-        pred = dl.rollout(
-            model, truth, t_in=T_IN, steps=args.steps, device=args.device, progress=False,
-            jitter=k, jitter_seed=args.seed,
-        )  # fmt: skip
-        seconds = (time.perf_counter() - start) / args.samples
-        name = "plain" if k == 0 else f"jitter {k}" + (" (every offset)" if k == patch**2 else "")
-        rows[name] = row(pred.drop_vars("diverged_at"), target, patch, seconds)
-        bar.update()
+    for label, model in models.items():
+        for k in [0, *args.jitters]:
+            start = time.perf_counter()
+            pred = dl.rollout(
+                model, truth, t_in=T_IN, steps=args.steps, device=args.device, progress=False,
+                jitter=k, jitter_seed=args.seed,
+            )  # fmt: skip
+            seconds = (time.perf_counter() - start) / args.samples
+            every = " (every offset)" if k == patch**2 else ""
+            name = label if k == 0 else f"{label}, jitter {k}{every}"
+            rows[name] = row(pred.drop_vars("diverged_at"), target, patch, seconds)
+            bar.update()
     lines = [
         f"### {title}",
         f"{args.samples} trajectories at {truth.sizes['x']}², fields {', '.join(fields)}, t_in "
@@ -138,31 +141,47 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
-    parser.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT))
+    parser.add_argument(
+        "--checkpoints", nargs="+", default=[f"shipped={DEMO_CHECKPOINT}"],
+        help="LABEL=PATH of each model compared (the same patch size)",
+    )  # fmt: skip
     parser.add_argument("--samples", type=int, default=4, help="trajectories per family")
     parser.add_argument("--steps", type=int, default=30, help="rollout frames (at most 30)")
-    parser.add_argument("--jitters", nargs="+", type=int, default=[1, 4, 16])
+    parser.add_argument("--jitters", nargs="*", type=int, default=[1, 4, 16])
     parser.add_argument("--seed", type=int, default=0, help="the jitter's seed")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
-    model = dl.load_checkpoint(args.checkpoint)
+    models, paths = {}, {}
+    for item in args.checkpoints:
+        label, sep, path = item.partition("=")
+        if not sep:
+            parser.error(f"--checkpoints: expected LABEL=PATH, got {item!r}")
+        models[label], paths[label] = dl.load_checkpoint(path), path
+    if len({m.config.patch_size for m in models.values()}) > 1:
+        parser.error("--checkpoints: the models' patch sizes differ")
     header = [
         "## Fine scales: the patch grid in the rollout error, and patch jittering at inference",
         "",
         f"- machine: {machine()}, device {args.device}",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- command: `{' '.join(['python', *sys.argv])}`",
-        f"- checkpoint: {args.checkpoint} (patch {model.config.patch_size}); jitter seed "
-        f"{args.seed}",
+        "- checkpoints: "
+        + "; ".join(
+            f"{label} = {paths[label]} (patch {m.config.patch_size}, head_conv "
+            f"{m.config.head_conv})"
+            for label, m in models.items()
+        )
+        + f"; jitter seed {args.seed}",
         "- columns: blockiness of the error after 1 step and at the last frame (1: no patch "
         "grid); predicted / true energy per band at the last frame (low k < N/(2p), mid < N/p, "
         "high ≥ N/p); L2RE over 10 and all frames; rollout seconds per trajectory",
     ]
     tables = []
-    with tqdm(total=len(args.families) * (1 + len(args.jitters)), desc="rollouts") as bar:
+    total = len(args.families) * len(models) * (1 + len(args.jitters))
+    with tqdm(total=total, desc="rollouts") as bar:
         for family in args.families:
-            tables.append(family_table(model, family, args, bar))
+            tables.append(family_table(models, family, args, bar))
             print(tables[-1], "\n", flush=True)
     out = Path(args.out)
     with atomic_path(out) as tmp:

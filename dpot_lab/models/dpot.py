@@ -195,15 +195,18 @@ def _group_norm(x: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
     Runs torch's native kernel on a (B, D, N, 1) channels-last view (no layout copy). torch 2.13's
     CPU kernel crashes in backward on such a view when the input needs no grad but the affine
     weights do (a frozen trunk before a trained block): that case normalises a channels-first copy.
+    The affine weights are cast to ``x``'s dtype (FSDP may gather them in bf16), so the norm runs
+    in the residual stream's precision.
     """
     b, d, g = x.shape[0], x.shape[-1], norm.num_groups
     trains_affine = norm.weight.requires_grad or norm.bias.requires_grad
+    weight, bias = norm.weight.to(x.dtype), norm.bias.to(x.dtype)
     if torch.is_grad_enabled() and trains_affine and not x.requires_grad:
         first = x.reshape(b, -1, d).transpose(1, 2).contiguous()  # (B, D, N)
-        y = F.group_norm(first, g, norm.weight, norm.bias, norm.eps)
+        y = F.group_norm(first, g, weight, bias, norm.eps)
         return y.transpose(1, 2).reshape(x.shape)
     view = x.reshape(b, -1, 1, d).permute(0, 3, 1, 2)  # (B, D, N, 1), channels-last strides
-    y = F.group_norm(view, g, norm.weight, norm.bias, norm.eps)
+    y = F.group_norm(view, g, weight, bias, norm.eps)
     return y.permute(0, 2, 3, 1).reshape(x.shape)
 
 

@@ -63,6 +63,7 @@ class RunParts:
     ema: EMA | None
     guard: DivergenceGuard
     resume_state: dict | None  # the checkpoint to resume from (``resume``), else None
+    eval_copy: bool  # FSDP gathers the blocks' weights in bf16: evaluate on a float32 copy
 
 
 def assemble(
@@ -140,7 +141,8 @@ def _build(
     if cfg.distributed.activation_checkpointing:
         distributed.enable_activation_checkpointing(model)
     # DDP wraps the model; FSDP shards it in place, so the optimizer comes after
-    parallel = distributed.parallelize(model, dist, cfg.distributed.strategy)
+    strategy, amp_dtype = cfg.distributed.strategy, torch.bfloat16 if use_bf16 else None
+    parallel = distributed.parallelize(model, dist, strategy, amp_dtype)
     train_data, test_data = _data(cfg, dist, train_data, test_data)
     micro_batch = cfg.batch_size // (dist.world_size * cfg.optim.accumulate)
     gb = cfg.data.resident_gb
@@ -157,12 +159,13 @@ def _build(
     ema = EMA(model, cfg.ema) if cfg.ema else None
     return RunParts(
         config=cfg, dist=dist, run_dir=run_dir, checkpoints=checkpoints, lock=lock,
-        micro_batch=micro_batch, amp_dtype=torch.bfloat16 if use_bf16 else None, model=model,
+        micro_batch=micro_batch, amp_dtype=amp_dtype, model=model,
         parallel=parallel, train_model=torch.compile(parallel) if cfg.compile else parallel,
         transfer_report=transfer, lora_report=lora, train_data=train_data, test_data=test_data,
         loader=loader, optimizer=optimizer, schedule=schedule, ema=ema,
         guard=DivergenceGuard(model, optimizer, schedule, cfg.safety, ema),
         resume_state=resume_state,
+        eval_copy=dist.distributed and strategy == "fsdp" and use_bf16,
     )  # fmt: skip
 
 

@@ -44,6 +44,10 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.utils.checkpoint import checkpoint
 
+from dpot_lab.models.dpot import build_model
+from dpot_lab.models.util import unwrap
+from dpot_lab.train.lora import merged_state
+
 log = logging.getLogger(__name__)
 
 
@@ -100,21 +104,31 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def parallelize(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.Module:
+def parallelize(
+    model: nn.Module, info: DistInfo, strategy: str = "ddp", low: torch.dtype | None = None
+) -> nn.Module:
     """The module to train with when there are several processes; ``model`` itself otherwise.
 
     ``ddp``: a DistributedDataParallel wrapper (``model`` keeps full weights). ``fsdp``: ``model``
     is sharded in place (its parameters become DTensors) and returned; build the optimizer after.
+    ``low`` (fsdp only): the dtype the blocks' weights are gathered and computed in (their
+    gradients still reduced and kept in float32, their inputs left as they come: the residual
+    stream stays float32); the rest of the model (embedding, time aggregation, head: the float32
+    islands) is gathered in float32. Such a model computes in ``low`` whatever the autocast, so
+    evaluate a :func:`float32_copy` of it.
     """
     if not info.distributed:
         return model
     if strategy == "fsdp":
         from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         mesh = init_device_mesh(info.device.type, (info.world_size,))
+        blocks = MixedPrecisionPolicy()
+        if low is not None:
+            blocks = MixedPrecisionPolicy(low, torch.float32, cast_forward_inputs=False)
         for block in getattr(model, "blocks", []):
-            fully_shard(block, mesh=mesh)
+            fully_shard(block, mesh=mesh, mp_policy=blocks)
         return fully_shard(model, mesh=mesh)
     if strategy != "ddp":
         raise ValueError(f"distributed.strategy: expected 'ddp' or 'fsdp', got {strategy!r}")
@@ -123,6 +137,17 @@ def parallelize(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.M
     return nn.parallel.DistributedDataParallel(  # buffers are constants (DFT matrices)
         model, device_ids=ids, find_unused_parameters=unused, broadcast_buffers=False
     )
+
+
+def float32_copy(model: nn.Module) -> nn.Module:
+    """A plain DPOT (not sharded, adapters merged) holding ``model``'s full float32 weights on
+    this rank's device, in eval mode; the global RNG is left as it was (collective under FSDP)."""
+    state = merged_state(get_model_state_dict(model, options=_FULL))
+    device = next(iter(state.values())).device
+    with torch.random.fork_rng([device] if device.type == "cuda" else []), device:
+        plain = build_model(unwrap(model).config)
+    plain.load_state_dict(state)
+    return plain.eval()
 
 
 @contextmanager

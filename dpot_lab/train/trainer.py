@@ -135,6 +135,7 @@ class Trainer:
         self.source_names: list[str] = list(getattr(self.train_data, "source_names", []))
         self.loader, self.optimizer, self.schedule = parts.loader, parts.optimizer, parts.schedule
         self.ema, self.guard = parts.ema, parts.guard
+        self._eval_copy = parts.eval_copy
         lock = parts.lock  # released by close(), or when this trainer is collected
         self._unlock = weakref.finalize(self, lock.release) if lock is not None else None
 
@@ -370,7 +371,8 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         with self.ema.applied() if self.ema is not None else nullcontext():
-            sums = {name: self._score_source(ds, horizon, max_samples)
+            model = distributed.float32_copy(self.model) if self._eval_copy else self.model
+            sums = {name: self._score_source(model, ds, horizon, max_samples)
                     for name, ds in self.test_data.items()}  # fmt: skip
         self.model.train(was_training)
         return {
@@ -379,8 +381,10 @@ class Trainer:
             if s[2] > 0
         }
 
-    def _score_source(self, ds: Dataset, horizon: int | None, max_samples: int | None) -> list:
-        """[Σ model L2RE, Σ persistence L2RE, samples] over one test set, from every rank."""
+    def _score_source(
+        self, model: torch.nn.Module, ds: Dataset, horizon: int | None, max_samples: int | None
+    ) -> list:
+        """[Σ ``model``'s L2RE, Σ persistence L2RE, samples] over one test set, from every rank."""
         t_in, pad = self.config.data.t_in, self.config.data.pad_value
         world, rank = self.dist.world_size, self.dist.rank
         n = len(ds) if max_samples is None else min(len(ds), max_samples)
@@ -394,7 +398,7 @@ class Trainer:
             cm, gm = batch["channel_mask"].to(self.device), batch["grid_mask"].to(self.device)
             keep = torch.arange(seen, seen + traj.shape[0], device=self.device) < count
             seen += traj.shape[0]
-            ours, still = score_batch(self.model, traj, t_in, horizon, cm, gm, pad)  # float32
+            ours, still = score_batch(model, traj, t_in, horizon, cm, gm, pad)  # float32
             sums[0] += (ours * keep).sum().double()
             sums[1] += (still * keep).sum().double()
             sums[2] += keep.sum()

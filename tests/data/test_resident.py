@@ -3,6 +3,8 @@ sources beyond the budget streamed in chunks."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import os
 import re
@@ -15,10 +17,11 @@ import pytest
 import torch
 import xarray as xr
 
-from dpot_lab.data import native
+from dpot_lab.data import native, resident
 from dpot_lab.data.loader import RunLoader
 from dpot_lab.data.mixture import Mixture
 from dpot_lab.data.resident import ResidentLoader, chunk_plan, resident_bytes, run_loader
+from dpot_lab.data.stream import ChunkStream, CudaCalls
 
 
 def random_ds(n: int, t: int, shape: tuple[int, ...], channels: int, seed: int) -> xr.Dataset:
@@ -244,3 +247,123 @@ def test_the_background_readers_error_names_the_file(tmp_path):
     os.replace(native.save(random_ds(6, 8, (8, 8), 2, 7), tmp_path / "new.h5"), path)
     with pytest.raises(ValueError, match=re.escape(str(path)) + ".*changed"):
         take(run, 1)
+
+
+class FakeStream:
+    def __init__(self, log: list, name: str):
+        self.log, self.name = log, name
+
+    def wait_event(self, event) -> None:
+        self.log.append(("wait", self.name, id(event)))
+
+
+class FakeEvent:
+    def __init__(self, log: list):
+        self.log = log
+
+    def record(self, stream: FakeStream) -> None:
+        self.log.append(("record", stream.name, id(self)))
+
+    def synchronize(self) -> None:
+        self.log.append(("synchronize", None, id(self)))
+
+
+class FakeCuda(CudaCalls):
+    """The CUDA calls of a staged upload, on the CPU: logged as (call, stream, event id), the
+    "pinned" buffers kept."""
+
+    def __init__(self):
+        super().__init__(torch.device("cpu"))
+        self.log: list[tuple] = []
+        self.buffers: list[torch.Tensor] = []
+
+    def pinned(self, shape):
+        self.buffers.append(torch.empty(shape))
+        return self.buffers[-1]
+
+    def stream(self):
+        return FakeStream(self.log, "side")
+
+    def event(self):
+        return FakeEvent(self.log)
+
+    @contextlib.contextmanager
+    def using(self, stream):
+        self.log.append(("enter", stream.name, None))
+        yield
+        self.log.append(("exit", stream.name, None))
+
+    def current_stream(self):
+        return FakeStream(self.log, "compute")
+
+    def record_stream(self, t, stream):
+        self.log.append(("record_stream", stream.name, None))
+
+
+def test_staged_uploads_reuse_two_pinned_buffers_and_wait_for_each_copy():
+    """9 trajectories in chunks of 2, 2, 2, 2, 1 over three cycles and a jump: the chunks served
+    equal the plain path's; two pinned buffers of the largest chunk, made once; every chunk's
+    event is recorded on the side stream after its copy and waited for by the compute stream
+    before it serves; a buffer is refilled only after its last copy's event."""
+    shape = (4, 3)
+
+    def read(sample: int) -> torch.Tensor:
+        return torch.arange(12.0).view(shape) + 100 * sample
+
+    fake = FakeCuda()
+    plain = ChunkStream(read, np.arange(9), shape, 2, per_epoch=9)
+    staged = ChunkStream(read, np.arange(9), shape, 2, per_epoch=9, cuda=fake)
+    steps = [*range(3 * staged.cycle), 4, 5, 0]  # then resumed at another chunk
+    for step in steps:
+        (chunk, ids), (want, want_ids) = staged.at(step), plain.at(step)
+        assert torch.equal(chunk, want) and np.array_equal(ids, want_ids), step
+        assert chunk.untyped_storage().data_ptr() not in {
+            b.untyped_storage().data_ptr() for b in fake.buffers
+        }  # a copy, not the staging buffer the next reads overwrite
+        del chunk  # held no longer than a trainer holds it
+    assert [tuple(b.shape) for b in fake.buffers] == [(2, *shape)] * 2
+    log = list(fake.log)  # the read ahead may still be logging
+    chunks = [staged.chunk_at(step) for step in steps]
+    switches = 1 + sum(a != b for a, b in itertools.pairwise(chunks))
+    waits = [i for i, (call, _, _) in enumerate(log) if call == "wait"]
+    assert len(waits) == switches and {log[i][1] for i in waits} == {"compute"}
+    assert all(log[i + 1][:2] == ("record_stream", "compute") for i in waits)
+    side = False
+    last: dict[int, str] = {}  # event -> its last call
+    for i, (call, stream, event) in enumerate(log):
+        side = {"enter": True, "exit": False}.get(call, side)
+        if call == "record":
+            assert side and stream == "side" and last.get(event, "synchronize") == "synchronize"
+        if call == "wait":
+            assert last[event] == "record", i  # the copy of the chunk about to serve
+        if event is not None:
+            last[event] = call if call != "wait" else last[event]
+    assert len(last) == 2  # the two buffers' events, used in turn
+    assert staged.peak_bytes == 2 * 2 * 12 * 4  # the chunk serving and the one read ahead
+
+
+def test_staged_uploads_give_the_same_batches(streamed, monkeypatch):
+    """A ResidentLoader streaming through the staged path (CUDA's calls stood in for on the CPU)
+    gives the plain path's batches."""
+    plain = take(ResidentLoader(streamed, 3, seed=4, max_bytes=BUDGET), 3 * 13)
+    fake = FakeCuda()
+    monkeypatch.setattr(resident, "ChunkStream", functools.partial(ChunkStream, cuda=fake))
+    assert_same(take(ResidentLoader(streamed, 3, seed=4, max_bytes=BUDGET), 3 * 13), plain)
+    assert len(fake.buffers) == 2 and any(call == "wait" for call, *_ in fake.log)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_streamed_batches_on_cuda_equal_the_cpus(streamed, monkeypatch):
+    cpu = take(ResidentLoader(streamed, 3, seed=4, max_bytes=BUDGET), 3 * 13)
+    made = []
+
+    class Counting(CudaCalls):
+        def pinned(self, shape):
+            made.append(tuple(shape))
+            return super().pinned(shape)
+
+    uploads = functools.partial(ChunkStream, cuda=Counting(torch.device("cuda")))
+    monkeypatch.setattr(resident, "ChunkStream", uploads)
+    cuda = take(ResidentLoader(streamed, 3, seed=4, device="cuda", max_bytes=BUDGET), 3 * 13)
+    assert_same([{k: v.cpu() for k, v in b.items()} for b in cuda], cpu)
+    assert made == [(2, 8 * 8, 8 * 2)] * 2  # two staging buffers of a 2-trajectory chunk

@@ -334,6 +334,7 @@ def test_torch_compile_matches_eager():
         ({"act": "swishy"}, "act: expected one of ["),
         ({"n_spatial": 4}, "n_spatial: expected one of [2, 3], got 4"),
         ({"n_blocks": 3}, "n_blocks: expected a divisor of embed_dim=16, got 3"),
+        ({"head_conv": 2}, "head_conv: expected 0 or an odd kernel size, got 2"),
     ],
 )
 def test_config_field_rules_are_its_own(overrides, message):
@@ -342,5 +343,58 @@ def test_config_field_rules_are_its_own(overrides, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         DPOTConfig(**{**base, **overrides})
     key, value = next(iter(overrides.items()))
-    if key != "n_blocks":  # a rule between fields: checked on the whole config only
+    if key not in (
+        "n_blocks",
+        "head_conv",
+    ):  # a rule between fields: checked on the whole config only
         assert DPOTConfig.field_problem(key, value).startswith(message.split(": expected ")[1])
+
+
+@pytest.mark.parametrize("n_spatial", [2, 3])
+def test_head_conv_starts_as_the_plain_head_and_mixes_across_patch_edges(tmp_path, n_spatial):
+    """The edge convolution starts at zero (the plain head's output), is trained, crosses patch
+    edges (a change in one token reaches the pixels next to its patch) and survives a checkpoint."""
+    from dpot_lab.models.checkpoint import load_checkpoint, save_checkpoint
+
+    size = (16, 16) if n_spatial == 2 else (12, 12, 12)
+    cfg = dict(
+        img_size=size,
+        patch_size=4,
+        in_channels=2,
+        in_timesteps=2,
+        embed_dim=16,
+        n_blocks=2,
+        depth=1,
+        modes=2,
+        modes_z=2,
+        out_layer_dim=8,
+        n_spatial=n_spatial,
+    )
+    cls = DPOT if n_spatial == 2 else DPOT3D
+    torch.manual_seed(0)
+    plain = cls(DPOTConfig(**cfg))
+    edged = cls(DPOTConfig(**cfg, head_conv=3))
+    assert edged.load_state_dict(plain.state_dict(), strict=False).missing_keys == [
+        "head.edge.weight",
+        "head.edge.bias",
+    ]
+    x = torch.randn(2, *size, 2, 2)
+    torch.testing.assert_close(edged(x), plain(x), rtol=0, atol=0)
+    edged(x).square().mean().backward()
+    assert edged.head.edge.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        edged.head.edge.weight.normal_()
+    z = torch.randn(1, *(s // 4 for s in size), 16)  # latent tokens
+    z2 = z.clone()
+    z2[(0, 1) + (1,) * (n_spatial - 1)] += 1.0  # one token, the patch at cells 4..7 on each axis
+    for head, reach in ((plain.head, 0), (edged.head, 1)):
+        changed = (head(z2) - head(z)).abs().amax(dim=(-2, -1))[0] > 0  # (*S)
+        outside = changed.clone()
+        outside[(slice(4, 8),) * n_spatial] = False
+        rows = changed.nonzero()[:, 0]
+        assert int(rows.min()) == 4 - reach and int(rows.max()) == 7 + reach
+        assert bool(outside.any()) == bool(reach)
+    save_checkpoint(tmp_path / "e.pt", edged)
+    again = load_checkpoint(tmp_path / "e.pt")
+    assert again.config.head_conv == 3
+    torch.testing.assert_close(again(x), edged(x))
