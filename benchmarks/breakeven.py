@@ -4,7 +4,8 @@ solver's curve (resolution, L2RE, time; the data's own resolution is the referen
 and the speed-up at equal error (solver seconds at the model's L2RE over the model's; "none" where
 the model is less accurate than every coarse solve). Families and trajectories: the rollout
 viewer's demo sets (``sources`` in dpot_lab/assets/pretrained.yaml), made once by
-``generate_cached``; frames t_in … end scored with the paper's score. See dpot_lab/evaluate/cost.py.
+``generate_cached``; frames t_in … end scored with the paper's score.
+See dpot_lab/studies/breakeven.py.
 
     OMP_NUM_THREADS=1 python benchmarks/breakeven.py                  # CPU, all three families
     python benchmarks/breakeven.py --device cuda --families ns2d      # another device
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 import dpot_lab as dl
-from dpot_lab.evaluate.cost import cost_curve, speedup_at_equal_error
+from dpot_lab.studies.breakeven import cost_curve, speedup_at_equal_error
 from dpot_lab.viz import DEMO_CHECKPOINT, demo_sources
 
 FAMILIES = ("ns2d", "diffusion_reaction", "shallow_water")

@@ -7,7 +7,7 @@ gradients + Adam's two moments, float32) and the time of one optimizer step.
     python benchmarks/lora.py --accuracy burgers2d --train 8 --fit-steps 500
 
 ``--accuracy FAMILY``: the shipped model fine-tuned in full and with LoRA (rank 4 and 8, the
-default targets) on ``--train`` trajectories of a held-out family (``dl.train.data_efficiency``,
+default targets) on ``--train`` trajectories of a held-out family (``dl.studies.data_efficiency``,
 same recipe and steps; LoRA at ``--lora-lr``), 10-step rollout L2RE on 8 held-out trajectories.
 """
 
@@ -21,7 +21,7 @@ import yaml
 
 import dpot_lab as dl
 from dpot_lab.data.generation import generate_cached
-from dpot_lab.train.data_efficiency import data_efficiency
+from dpot_lab.studies.efficiency import data_efficiency
 from dpot_lab.train.lora import apply_lora
 from dpot_lab.viz import DEMO_CHECKPOINT, DEMO_DATA
 

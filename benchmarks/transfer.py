@@ -2,7 +2,7 @@
 it never saw, plus zero-shot scores and the denoising ablation. Prints one table per part.
 
 1. transfer: for each held-out family (``held_out`` in dpot_lab/assets/pretrained.yaml),
-   ``dl.train.data_efficiency``: 10-step rollout L2RE on held-out trajectories of the shipped
+   ``dl.studies.data_efficiency``: 10-step rollout L2RE on held-out trajectories of the shipped
    model fine-tuned vs the same architecture from scratch, same steps, at 2, 4, 8, 16 and 32
    training trajectories; persistence; and how many trajectories scratch needs to match the
    fine-tuned model on 8.
@@ -36,8 +36,8 @@ import dpot_lab as dl
 from dpot_lab.atomic import atomic_path
 from dpot_lab.data.generation import generate_cached
 from dpot_lab.evaluate.score import score_model
+from dpot_lab.studies.efficiency import data_efficiency, format_study, trajectories_to_match
 from dpot_lab.train.config import TrainConfig
-from dpot_lab.train.data_efficiency import data_efficiency, format_study, trajectories_to_match
 from dpot_lab.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).parent))

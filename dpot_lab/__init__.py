@@ -1,7 +1,8 @@
 """dpot-lab: a notebook-first workbench for DPOT-style PDE foundation models.
 
 ``import dpot_lab as dl`` is cheap: the model names load with torch, everything else (data,
-solvers, training, evaluation, and the Panel/HoloViews views) loads on first attribute access.
+solvers, training, evaluation, studies, and the Panel/HoloViews views) loads on first attribute
+access.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ _SUBPACKAGES = {
     "evaluate": "dpot_lab.evaluate",
     "metrics": "dpot_lab.evaluate.metrics",
     "viz": "dpot_lab.viz",
+    "studies": "dpot_lab.studies",
     "models": "dpot_lab.models",
 }
 _FUNCTIONS = {

@@ -265,43 +265,63 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)
+    _train_arguments(sub.add_parser("pretrain", help="pre-train from a YAML config"), False)
+    _train_arguments(sub.add_parser("finetune", help="fine-tune from a checkpoint"), True)
+    _evaluate_arguments(sub.add_parser("evaluate", help="rollout L2RE / VRMSE per data file"))
+    _generate_arguments(
+        sub.add_parser(
+            "generate", help="write a trajectory set with a built-in solver", add_help=False,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )  # fmt: skip
+    _export_arguments(
+        sub.add_parser(
+            "export",
+            help="copy a run checkpoint as weights + config + metadata only (LoRA adapters merged)",
+        )
+    )
+    _demo_arguments(
+        sub.add_parser("demo", help="serve the rollout viewer on the shipped demo model and data")
+    )
+    return parser
 
-    for name, help_text in (("pretrain", "pre-train from a YAML config"),
-                            ("finetune", "fine-tune from a checkpoint")):  # fmt: skip
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("config", help="YAML run config (see configs/)")
-        p.add_argument("--out", required=True, help="run directory")
-        p.add_argument("--max-steps", type=_int_from(1), help="override the config's steps")
-        p.add_argument(
-            "--set", dest="settings", action="append", type=_setting, metavar="KEY=VALUE",
-            help="change a config value, e.g. --set optim.lr=1e-4 --set data.num_workers=8",
-        )  # fmt: skip
-        again = p.add_mutually_exclusive_group()
-        again.add_argument("--resume", action="store_true", help="continue from RUN_DIR's last.pt")
-        again.add_argument(
-            "--overwrite", action="store_true",
-            help="start anew; RUN_DIR's earlier run is set aside in RUN_DIR.old-* and deleted "
-            "when the new run writes its first checkpoint",
-        )  # fmt: skip
-        p.add_argument(
-            "--allow-changes", action="store_true",
-            help="with --resume: train on with a recipe (lr, batch size, seed, ...) that differs "
-            "from the checkpoint's",
-        )  # fmt: skip
-        if name == "finetune":
-            p.add_argument(
-                "--from", dest="from_",
-                help="pre-trained checkpoint: a path, hf://owner/repo/file or a released DPOT size "
-                "(Ti, S, M, L, H); default: the config's init_from (see "
-                "configs/finetune_example.yaml)",
-            )  # fmt: skip
-            p.add_argument(
-                "--allow-partial", action="store_true",
-                help="train even when under half of the model's tensors come from --from",
-            )  # fmt: skip
-        p.set_defaults(func=_pretrain if name == "pretrain" else _finetune)
 
-    p = sub.add_parser("evaluate", help="rollout L2RE / VRMSE per data file")
+def _train_arguments(p: argparse.ArgumentParser, finetune: bool) -> None:
+    """The arguments of ``pretrain``, and of ``finetune`` when ``finetune``."""
+    p.add_argument("config", help="YAML run config (see configs/)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--max-steps", type=_int_from(1), help="override the config's steps")
+    p.add_argument(
+        "--set", dest="settings", action="append", type=_setting, metavar="KEY=VALUE",
+        help="change a config value, e.g. --set optim.lr=1e-4 --set data.num_workers=8",
+    )  # fmt: skip
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from RUN_DIR's last.pt")
+    again.add_argument(
+        "--overwrite", action="store_true",
+        help="start anew; RUN_DIR's earlier run is set aside in RUN_DIR.old-* and deleted "
+        "when the new run writes its first checkpoint",
+    )  # fmt: skip
+    p.add_argument(
+        "--allow-changes", action="store_true",
+        help="with --resume: train on with a recipe (lr, batch size, seed, ...) that differs "
+        "from the checkpoint's",
+    )  # fmt: skip
+    if finetune:
+        p.add_argument(
+            "--from", dest="from_",
+            help="pre-trained checkpoint: a path, hf://owner/repo/file or a released DPOT size "
+            "(Ti, S, M, L, H); default: the config's init_from (see "
+            "configs/finetune_example.yaml)",
+        )  # fmt: skip
+        p.add_argument(
+            "--allow-partial", action="store_true",
+            help="train even when under half of the model's tensors come from --from",
+        )  # fmt: skip
+    p.set_defaults(func=_finetune if finetune else _pretrain)
+
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--data", nargs="+", required=True, help="trajectory files")
     p.add_argument("--horizon", type=_int_from(1), help="scored rollout steps (default: all)")
@@ -309,10 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_int_from(1), default=8)
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser(
-        "generate", help="write a trajectory set with a built-in solver", add_help=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+
+def _generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-h", "--help", action=_GeneratorsHelp, help="list the generators and exit")
     p.add_argument("pde", help="generator name, e.g. ns2d, dr, swe, cns2d, ns3d")
     p.add_argument("--out", required=True)
@@ -323,10 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=_generate)
 
-    p = sub.add_parser(
-        "export",
-        help="copy a run checkpoint as weights + config + metadata only (LoRA adapters merged)",
-    )
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.add_argument(
@@ -336,11 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("demo", help="serve the rollout viewer on the shipped demo model and data")
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=_port, default=5006, help="TCP port, 1..65535")
     p.add_argument("--address", default="127.0.0.1")
     p.set_defaults(func=_demo)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,7 @@ def lazy_names(
         else:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         # Bound on the package: importing a submodule binds its name there, so a function named
-        # like its module (train.data_efficiency) would turn into the module on the next access.
+        # like its module would turn into the module on the next access.
         setattr(sys.modules[package], name, value)
         return value
 

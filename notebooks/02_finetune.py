@@ -198,16 +198,16 @@ print(f"wrote {finetuned}")
 #
 # For each count of training trajectories, one run starts from the pre-trained weights and one
 # from a random initialisation of the same architecture; both see the same trajectories, steps
-# and recipe (`dl.train.data_efficiency.RECIPE`; the scratch run takes a larger learning rate,
+# and recipe (`dpot_lab.studies.efficiency.RECIPE`; the scratch run takes a larger learning rate,
 # tuned for it) and are scored on the same held-out trajectories.
 
 # %%
 if STUDY:
-    table = dl.train.data_efficiency(
+    table = dl.studies.data_efficiency(
         START, data, counts=S["counts"], steps=S["study_steps"], n_test=S["n_test"], seed=SEED,
         work_dir=out,
     )  # fmt: skip
-    print(dl.train.format_study(table))
+    print(dl.studies.format_study(table))
     curves = [
         hv.Curve((table["n_train"], table[run]), "training trajectories", "rollout L2RE",
                  label=run).opts(line_width=2)
@@ -234,7 +234,7 @@ if STUDY:
     tuned, scratch = (float(table[run].sel(n_train=low)) for run in ("finetuned", "scratch"))
     print(f"{low} trajectories: fine-tuned L2RE {tuned:.4f}, from scratch {scratch:.4f}, "
           f"persistence {float(table['persistence']):.4f}")  # fmt: skip
-    print(f"scratch needs {dl.train.trajectories_to_match(table, low):.3g} trajectories to match")
+    print(f"scratch needs {dl.studies.trajectories_to_match(table, low):.3g} trajectories to match")
 
 # %% [markdown]
 # Next: `03_rollout.ipynb` rolls `OUT_DIR/finetuned.pt` out on the held-out trajectories and opens

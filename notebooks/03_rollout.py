@@ -196,7 +196,7 @@ hv.Overlay(spectra).opts(
 # ## 4. Error against cost
 #
 # Is the model worth it, or would the solver that made the data, run on a coarser grid, be as
-# accurate for less? `dl.evaluate.cost_curve` re-runs the solver from the state the model starts
+# accurate for less? `dl.studies.cost_curve` re-runs the solver from the state the model starts
 # from on the data's grid (the reference) and on coarser ones (N/2, N/4, …, brought back to the
 # data's grid), rolls the model out from the first `t_in` frames, and scores each with L2RE over
 # the same frames against the reference, timing each (seconds per trajectory on this device).
@@ -212,9 +212,9 @@ if COST is None:
         f"{sorted(dl.evaluate.cost.FAMILIES)} is needed): set COST to a generator spec"
     )
 else:
-    table = dl.evaluate.cost_curve(COST, model, t_in=t_in, device=device,
-                                   repeats=1 if QUICK else 3)  # fmt: skip
-    speedup = dl.evaluate.speedup_at_equal_error(table)
+    table = dl.studies.cost_curve(COST, model, t_in=t_in, device=device,
+                                  repeats=1 if QUICK else 3)  # fmt: skip
+    speedup = dl.studies.speedup_at_equal_error(table)
     display(table.to_dataframe())
 
 # %% [markdown]

@@ -2,6 +2,7 @@
 level, inside functions, and the module names handed to the lazy loaders) goes only where its
 layer may look. Data flows solvers/readers -> data -> train -> evaluate -> viz; the trainer
 scores with ``evaluate``, so ``evaluate`` sits below ``train`` in imports and never imports it.
+``studies`` train and score models, so they sit above ``train`` and ``evaluate``.
 ``dpot_lab/__init__`` and the CLI are the top and may import anything in the package."""
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ MAY_IMPORT = {
     "evaluate": {"data", "models", "solvers"},
     "train": {"data", "models", "evaluate"},
     "viz": {"data", "models", "evaluate"},
+    "studies": {"data", "models", "evaluate", "train"},
 }
 TOP = {"__init__", "cli"}  # the top: may import any layer
 OUTSIDE = {"apps", "notebooks", "tests", "benchmarks"}  # never imported by the package

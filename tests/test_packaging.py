@@ -60,9 +60,10 @@ def test_public_surface():
              "load_checkpoint", "open_dataset", "generate", "rollout")  # fmt: skip
     for name in names:
         assert callable(getattr(dl, name)), name
-    for sub in ("data", "solvers", "train", "metrics", "viz"):
+    for sub in ("data", "solvers", "train", "metrics", "viz", "studies"):
         assert getattr(dl, sub).__name__.startswith("dpot_lab."), sub
-    for package in (dl, dl.data, dl.train, dl.viz):  # lazily loaded names are listed and named
+    # lazily loaded names are listed and named
+    for package in (dl, dl.data, dl.train, dl.viz, dl.studies):
         assert set(package.__all__) <= set(dir(package)), package.__name__
         with pytest.raises(AttributeError, match=rf"module '{package.__name__}' has no attribute"):
             package.no_such_name  # noqa: B018
@@ -73,7 +74,7 @@ def test_dir_lists_the_public_surface_only():
     import; every ``dl.…`` name the README and DESIGN.md use resolves and is listed."""
     import dpot_lab as dl
 
-    for package in (dl, dl.metrics, dl.data, dl.train, dl.viz):
+    for package in (dl, dl.metrics, dl.data, dl.train, dl.viz, dl.studies):
         assert sorted(dir(package)) == sorted(package.__all__), package.__name__
     helpers = {"atomic", "exports", "lazy_names", "sizes", "configfile", "importlib"}
     assert not helpers & set(dir(dl))
@@ -81,7 +82,7 @@ def test_dir_lists_the_public_surface_only():
     design = ["dl.metrics.l2re", "dl.metrics.vrmse", "dl.metrics.nrmse", "dl.evaluate",
               "dl.models"]  # fmt: skip
     readme = re.findall(r"\bdl\.[A-Za-z_][\w.]*[A-Za-z_0-9]", (ROOT / "README.md").read_text())
-    assert "dl.train.data_efficiency" in readme  # the pattern finds the README's names
+    assert "dl.studies.data_efficiency" in readme  # the pattern finds the README's names
     for dotted in sorted({*design, *readme}):
         obj = dl
         for part in dotted.split(".")[1:]:
@@ -90,16 +91,16 @@ def test_dir_lists_the_public_surface_only():
 
 
 def test_a_lazy_name_stays_what_it_names_on_every_access():
-    """``dl.train.data_efficiency`` is a function defined in the module of the same name; the
-    import of that module binds the module's name on the package, which must not shadow it."""
+    """A lazily loaded name stays what it names once its module is imported (the import binds
+    the module's name on the package, which must not shadow a name of the package)."""
     code = (
         "import inspect, dpot_lab as dl\n"
         "from dpot_lab.data import generate\n"
-        "for pkg in (dl.train, dl.data, dl.viz):\n"
+        "for pkg in (dl.train, dl.data, dl.viz, dl.studies):\n"
         "    for name in pkg.__all__:\n"
         "        first, again = getattr(pkg, name), getattr(pkg, name)\n"
         "        assert first is again and not inspect.ismodule(again), (pkg.__name__, name)\n"
-        "assert callable(dl.train.data_efficiency) and dl.data.generate is generate\n"
+        "assert callable(dl.studies.data_efficiency) and dl.data.generate is generate\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 

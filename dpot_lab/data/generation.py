@@ -60,97 +60,97 @@ class Generator:
         return params
 
 
-def _registry() -> dict[str, Generator]:
-    entries = [
-        Generator(
-            "ns2d",
-            "dpot_lab.data.generators:make_ns2d",
-            64,
-            16,
-            "2D incompressible Navier–Stokes, vorticity (FNO set-up)",
-        ),
-        Generator(
-            "kolmogorov",
-            "dpot_lab.data.generators:make_kolmogorov",
-            64,
-            16,
-            "2D Kolmogorov flow, vorticity, Reynolds number per trajectory (sample variable re)",
-        ),
-        Generator(
-            "passive_scalar",
-            "dpot_lab.data.generators:make_passive_scalar",
-            64,
-            16,
-            "2D passive scalar in NS flow, scalar and vorticity, nu and kappa per trajectory",
-        ),
-        Generator(
-            "diffusion_reaction",
-            "dpot_lab.data.generators:make_diffusion_reaction",
-            64,
-            16,
-            "2D FitzHugh–Nagumo diffusion–reaction, u and v (PDEBench set-up)",
-        ),
-        Generator(
-            "ns3d",
-            "dpot_lab.data.generators:make_ns3d",
-            32,
-            4,
-            "3D incompressible Navier–Stokes, decaying turbulence, velocity u, v, w",
-        ),
-        Generator(
-            "shallow_water",
-            "dpot_lab.data.generators_fv:make_shallow_water",
-            64,
-            16,
-            "2D shallow water, radial dam break, h (PDEBench set-up)",
-            defaults="SWE_DEFAULTS",
-        ),
-        Generator(
-            "cns2d",
-            "dpot_lab.data.generators_fv:make_cns2d",
-            64,
-            8,
-            "2D compressible Navier–Stokes, vx, vy, density, pressure (PDEBench set-up)",
-            defaults="CNS_DEFAULTS",
-        ),
-        Generator(
-            "burgers2d",
-            "dpot_lab.data.generators_model_pdes:make_burgers2d",
-            64,
-            8,
-            "2D viscous Burgers, velocity u, v, viscosity nu per trajectory",
-        ),
-        Generator(
-            "wave",
-            "dpot_lab.data.generators_model_pdes:make_wave",
-            64,
-            8,
-            "2D wave equation in a random medium, u and u_t, speed c(x) per trajectory",
-        ),
-        Generator(
-            "kuramoto_sivashinsky",
-            "dpot_lab.data.generators_model_pdes:make_ks2d",
-            64,
-            8,
-            "2D Kuramoto–Sivashinsky, chaotic u on a square of side 16π",
-        ),
-        Generator(
-            "swift_hohenberg",
-            "dpot_lab.data.generators_patterns:make_swift_hohenberg",
-            64,
-            8,
-            "2D Swift–Hohenberg, stripes and spots 8 cells wide at 64², r and g per trajectory",
-        ),
-    ]
-    registry = {g.name: g for g in entries}
-    registry["dr"] = registry["diffusion_reaction"]
-    registry["swe"] = registry["shallow_water"]
-    registry["ks2d"] = registry["kuramoto_sivashinsky"]
-    registry["sh2d"] = registry["swift_hohenberg"]
-    return registry
+# The built-in generators, by name, in the order ``dpot-lab generate --help`` lists them.
+_ENTRIES = [
+    Generator(
+        "ns2d",
+        "dpot_lab.data.generators:make_ns2d",
+        64,
+        16,
+        "2D incompressible Navier–Stokes, vorticity (FNO set-up)",
+    ),
+    Generator(
+        "kolmogorov",
+        "dpot_lab.data.generators:make_kolmogorov",
+        64,
+        16,
+        "2D Kolmogorov flow, vorticity, Reynolds number per trajectory (sample variable re)",
+    ),
+    Generator(
+        "passive_scalar",
+        "dpot_lab.data.generators:make_passive_scalar",
+        64,
+        16,
+        "2D passive scalar in NS flow, scalar and vorticity, nu and kappa per trajectory",
+    ),
+    Generator(
+        "diffusion_reaction",
+        "dpot_lab.data.generators:make_diffusion_reaction",
+        64,
+        16,
+        "2D FitzHugh–Nagumo diffusion–reaction, u and v (PDEBench set-up)",
+    ),
+    Generator(
+        "ns3d",
+        "dpot_lab.data.generators:make_ns3d",
+        32,
+        4,
+        "3D incompressible Navier–Stokes, decaying turbulence, velocity u, v, w",
+    ),
+    Generator(
+        "shallow_water",
+        "dpot_lab.data.generators_fv:make_shallow_water",
+        64,
+        16,
+        "2D shallow water, radial dam break, h (PDEBench set-up)",
+        defaults="SWE_DEFAULTS",
+    ),
+    Generator(
+        "cns2d",
+        "dpot_lab.data.generators_fv:make_cns2d",
+        64,
+        8,
+        "2D compressible Navier–Stokes, vx, vy, density, pressure (PDEBench set-up)",
+        defaults="CNS_DEFAULTS",
+    ),
+    Generator(
+        "burgers2d",
+        "dpot_lab.data.generators_model_pdes:make_burgers2d",
+        64,
+        8,
+        "2D viscous Burgers, velocity u, v, viscosity nu per trajectory",
+    ),
+    Generator(
+        "wave",
+        "dpot_lab.data.generators_model_pdes:make_wave",
+        64,
+        8,
+        "2D wave equation in a random medium, u and u_t, speed c(x) per trajectory",
+    ),
+    Generator(
+        "kuramoto_sivashinsky",
+        "dpot_lab.data.generators_model_pdes:make_ks2d",
+        64,
+        8,
+        "2D Kuramoto–Sivashinsky, chaotic u on a square of side 16π",
+    ),
+    Generator(
+        "swift_hohenberg",
+        "dpot_lab.data.generators_patterns:make_swift_hohenberg",
+        64,
+        8,
+        "2D Swift–Hohenberg, stripes and spots 8 cells wide at 64², r and g per trajectory",
+    ),
+]
+_ALIASES = {
+    "dr": "diffusion_reaction",
+    "swe": "shallow_water",
+    "ks2d": "kuramoto_sivashinsky",
+    "sh2d": "swift_hohenberg",
+}
 
-
-GENERATORS: dict[str, Generator] = _registry()
+GENERATORS: dict[str, Generator] = {g.name: g for g in _ENTRIES}
+GENERATORS |= {alias: GENERATORS[name] for alias, name in _ALIASES.items()}
 
 
 def describe_generators() -> str:

@@ -112,6 +112,57 @@ def _per_source(value: Any, names: list[str], what: str, default: Any) -> list:
     return values
 
 
+def _check_settings(
+    split: str, mode: str, check_finite: str, t_in: int, t_out: int, seed: int,
+    test_fraction: float,
+) -> None:  # fmt: skip
+    """ValueError naming the first of ``Mixture``'s settings that is out of its range."""
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split={split!r}: expected 'train', 'test' or 'all'")
+    if mode not in ("window", "trajectory"):
+        raise ValueError(f"mode={mode!r}: expected 'window' or 'trajectory'")
+    if check_finite not in _CHECKS:
+        raise ValueError(f"check_finite={check_finite!r}: expected one of {_CHECKS}")
+    if t_in < 1 or t_out < 1:
+        raise ValueError(f"t_in={t_in}, t_out={t_out}: both must be at least 1")
+    if seed < 0:
+        raise ValueError(f"seed={seed}: expected a non-negative integer")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction={test_fraction}: expected a value in [0, 1)")
+
+
+def _named_sources(
+    sources: Sequence[SourceLike] | Mapping[str, SourceLike],
+) -> tuple[list[str], list[SourceLike]]:
+    """(unique names, sources): a dict's keys, else each file's stem or each Dataset's ``pde``
+    attr; ValueError when there is none."""
+    if isinstance(sources, Mapping):
+        names, items = [str(k) for k in sources], list(sources.values())
+    else:
+        items = list(sources)
+        names = [
+            Path(s).stem if not isinstance(s, xr.Dataset) else str(s.attrs.get("pde", f"source{k}"))
+            for k, s in enumerate(items)
+        ]
+    if not items:
+        raise ValueError("sources is empty: expected at least one path or xr.Dataset")
+    return _unique_names(names), items
+
+
+def _model_grid(resolution: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+    """``resolution`` as ``ndim`` positive sizes; ValueError otherwise."""
+    try:
+        res = size_tuple(resolution, ndim, "resolution")
+    except ValueError:
+        res = ()
+    if not res or min(res) < 1:
+        raise ValueError(
+            f"resolution={resolution!r}: expected an int or {ndim} positive sizes for "
+            f"{ndim}D sources"
+        )
+    return res
+
+
 class Mixture(Dataset):
     """Windows ``x (X, Y[, Z], t_in, C)``, ``y (X, Y[, Z], t_out, C)`` from several PDE sources.
 
@@ -147,37 +198,14 @@ class Mixture(Dataset):
         check_finite: str = "window",
         keep_aspect: bool = False,
     ) -> None:
-        if split not in ("train", "test", "all"):
-            raise ValueError(f"split={split!r}: expected 'train', 'test' or 'all'")
-        if mode not in ("window", "trajectory"):
-            raise ValueError(f"mode={mode!r}: expected 'window' or 'trajectory'")
-        if check_finite not in _CHECKS:
-            raise ValueError(f"check_finite={check_finite!r}: expected one of {_CHECKS}")
-        if t_in < 1 or t_out < 1:
-            raise ValueError(f"t_in={t_in}, t_out={t_out}: both must be at least 1")
-        if seed < 0:
-            raise ValueError(f"seed={seed}: expected a non-negative integer")
-        if not 0.0 <= test_fraction < 1.0:
-            raise ValueError(f"test_fraction={test_fraction}: expected a value in [0, 1)")
+        _check_settings(split, mode, check_finite, t_in, t_out, seed, test_fraction)
         self.t_in, self.t_out, self.channels = int(t_in), int(t_out), int(channels)
         self.split, self.mode, self.pad_value = split, mode, float(pad_value)
         self.seed, self.epoch = int(seed), 0
         self.check_finite, self.keep_aspect = check_finite, bool(keep_aspect)
         self._test_fraction = float(test_fraction)
 
-        if isinstance(sources, Mapping):
-            names, items = [str(k) for k in sources], list(sources.values())
-        else:
-            items = list(sources)
-            names = [
-                Path(s).stem
-                if not isinstance(s, xr.Dataset)
-                else str(s.attrs.get("pde", f"source{k}"))
-                for k, s in enumerate(items)
-            ]
-        if not items:
-            raise ValueError("sources is empty: expected at least one path or xr.Dataset")
-        names = _unique_names(names)
+        names, items = _named_sources(sources)
         ws = _per_source(weights, names, "weights", default=1)
         if any(int(w) != w or w < 0 for w in ws):
             raise ValueError(f"weights {ws}: expected non-negative integers (repeats per epoch)")
@@ -191,16 +219,7 @@ class Mixture(Dataset):
                 + "; build one Mixture per spatial rank"
             )
         self.ndim = ranks.pop()
-        try:
-            res = size_tuple(resolution, self.ndim, "resolution")
-        except ValueError:
-            res = ()
-        if not res or min(res) < 1:
-            raise ValueError(
-                f"resolution={resolution!r}: expected an int or {self.ndim} positive sizes for "
-                f"{self.ndim}D sources"
-            )
-        self.resolution = res
+        self.resolution = _model_grid(resolution, self.ndim)
         self._inner = [self._fit(s.native) for s in self._sources]
         if mode == "trajectory" and any(s.weight != 1 for s in self._sources):
             raise ValueError(
@@ -210,14 +229,7 @@ class Mixture(Dataset):
         if check_finite == "skip":
             for src in self._sources:
                 _drop_nonfinite(src)
-        counts = [self._count(s) for s in self._sources]
-        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        if self._offsets[-1] == 0:
-            raise ValueError(
-                f"the {split} split is empty: samples per source "
-                f"{ {s.name: len(s.samples) for s in self._sources} }, weights "
-                f"{[s.weight for s in self._sources]}"
-            )
+        self._offsets = self._item_offsets()
 
     # -- construction helpers -------------------------------------------------------------
 
@@ -268,6 +280,19 @@ class Mixture(Dataset):
 
     def _count(self, src: _Source) -> int:
         return len(src.samples) * (src.weight if self.mode == "window" else 1)
+
+    def _item_offsets(self) -> np.ndarray:
+        """The first item of each source and, last, the number of items (S + 1,); ValueError
+        when the split holds none."""
+        counts = [self._count(s) for s in self._sources]
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        if offsets[-1] == 0:
+            raise ValueError(
+                f"the {self.split} split is empty: samples per source "
+                f"{ {s.name: len(s.samples) for s in self._sources} }, weights "
+                f"{[s.weight for s in self._sources]}"
+            )
+        return offsets
 
     # -- reading --------------------------------------------------------------------------
 

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
+import torch
 import xarray as xr
 
 from dpot_lab.data.schema import SPATIAL as SPATIAL_DIMS
 from dpot_lab.data.schema import require_dataset
 from dpot_lab.evaluate.relative_error import relative_l2_last
-from dpot_lab.evaluate.rollout import field_layout, prediction_like, rollout_times
+from dpot_lab.evaluate.rollout import field_layout, persist, prediction_like, rollout_times
 
 EPS_VAR = 1e-7  # The Well's VRMSE/NRMSE guard
 
@@ -168,16 +169,21 @@ def spectrum_ratio(pred: XR, truth: XR) -> XR:
 def persistence(dataset: xr.Dataset, t_in: int = 10, steps: int | None = None) -> xr.Dataset:
     """The baseline that repeats the last input frame (index ``t_in - 1``) for ``steps`` frames
     (None: to the end), in the layout of ``dl.rollout``'s result, with the dataset's sample
-    labels."""
+    labels: the xarray face of ``evaluate.rollout.persist``."""
     require_dataset(dataset, "persistence: dataset")
     fields, spatial = field_layout(dataset)
     if steps is None:
         steps = dataset.sizes["time"] - t_in
     last = np.stack(
-        [dataset[f].isel(time=t_in - 1).transpose("sample", *spatial).values for f in fields],
+        [
+            dataset[f].isel(time=[t_in - 1]).transpose("sample", *spatial, "time").values
+            for f in fields
+        ],
         axis=-1,
-    )  # (N, *S, C)
-    data = np.repeat(last[:, None], steps, axis=1)  # (N, T, *S, C)
+    )  # (N, *S, 1, C)
+    last = last.astype(last.dtype.newbyteorder("="), copy=False)  # torch takes native order only
+    data = persist(torch.from_numpy(last), steps).movedim(-2, 1)  # (N, T, *S, C)
+    data = data.contiguous().numpy()
     positions = np.arange(dataset.sizes["sample"])
     times = rollout_times(dataset, t_in, steps)
     attrs = {"rollout_t_in": t_in, "rollout_steps": steps, "baseline": "persistence"}

@@ -117,6 +117,12 @@ def autoregress(
     return torch.cat(frames, dim=-2)[..., :steps, :]
 
 
+def persist(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """The persistence baseline, the one the paper's score compares with: the last frame of the
+    window x (B, *S, T_in, C) repeated for ``steps`` frames -> (B, *S, steps, C), a view of x."""
+    return x[..., -1:, :].expand(*x.shape[:-2], steps, x.shape[-1])
+
+
 def source_name(dataset: xr.Dataset) -> str:
     """The file a dataset was read from, for messages (``'dataset'`` when unknown)."""
     src = dataset.encoding.get("source") or dataset.attrs.get("source_file")
@@ -256,6 +262,90 @@ def _check_jitter(model: nn.Module, dataset: xr.Dataset, jitter: int) -> None:
         )
 
 
+def _resolve_steps(dataset: xr.Dataset, t_in: int, steps: int | None, src: str) -> int:
+    """The frames to predict: ``steps``, or every frame after the input when None."""
+    if steps is None:
+        steps = dataset.sizes["time"] - t_in
+        if steps == 0:
+            raise ValueError(f"{src} has only t_in={t_in} frames: pass steps= to predict beyond")
+    if steps < 1:
+        raise ValueError(f"steps={steps}: expected at least 1 frame to predict")
+    return steps
+
+
+def _warn_resize(src: str, native: tuple[int, ...], img_size: Sequence[int]) -> None:
+    """Warn, at the caller of ``rollout``, when the data's grid is not the model's."""
+    if native != tuple(img_size):
+        warnings.warn(
+            f"{src}: data grid {grid_text(native)} differs from the model's {grid_text(img_size)}: "
+            "fields are resized in and out, which costs accuracy; fine-tune at the data's grid "
+            "instead",
+            stacklevel=4,  # the caller of the no_grad-wrapped rollout
+        )
+
+
+def _input_window(
+    dataset: xr.Dataset, fields: list[str], spatial: tuple, positions: np.ndarray, t_in: int,
+    dtype: torch.dtype,
+) -> torch.Tensor:  # fmt: skip
+    """The first ``t_in`` frames of the samples at ``positions`` -> (B, *S, T_in, C)."""
+    window = dataset[fields].isel(sample=positions, time=slice(0, t_in))
+    arr = np.stack(
+        [window[f].transpose("sample", *spatial, "time").values for f in fields], axis=-1
+    )  # (B, *S, T_in, C)
+    return torch.as_tensor(arr, dtype=dtype)
+
+
+def _roll_batch(
+    model: nn.Module, x: torch.Tensor, out: np.ndarray, pad_value: float, jitter: int,
+    jitter_seed: int, bar: tqdm,
+) -> np.ndarray:  # fmt: skip
+    """Roll one batch out from ``x`` (B, *S, T_in, C) (the data's grid and fields, on the model's
+    device) into ``out`` (B, steps, *S, C); a sample's frames from its first non-finite one on
+    stay NaN. Returns the step at which each sample stopped (B,) (``steps``: finite throughout;
+    0: a non-finite input window)."""
+    cfg = unwrap(model).config
+    steps, native, real = out.shape[1], out.shape[2:-1], out.shape[-1]
+    stop = torch.where(torch.isfinite(x).flatten(1).all(1), steps, 0).cpu().numpy()
+    x = resize(torch.nan_to_num(x), cfg.img_size)
+    x, mask = pad_channels(x, cfg.in_channels, pad_value)  # (B, *S_model, T_in, C_model)
+    frames = predict_frames(model, x, mask, pad_value, jitter=jitter, jitter_seed=jitter_seed)
+    made = 0
+    while made < steps and (stop > made).any():
+        y = next(frames)[..., : steps - made, :real].float()  # (B, *S_model, k, C)
+        k = y.shape[-2]
+        finite = torch.isfinite(y).movedim(-2, 1).flatten(2).all(2).cpu().numpy()
+        for b, j in zip(*np.nonzero(~finite), strict=True):  # (B, k) frames
+            stop[b] = min(stop[b], made + j)
+        y = resize(torch.nan_to_num(y), native).movedim(-2, 1)  # (B, k, *S, C)
+        y = y.cpu().numpy()
+        keep = made + np.arange(k)[None, :] < stop[:, None]  # (B, k)
+        y[~keep] = np.nan
+        out[:, made : made + k] = y
+        made += k
+        bar.update(k * len(y))
+    bar.update((steps - made) * len(stop))
+    return stop
+
+
+def _prediction(
+    dataset: xr.Dataset, fields: list[str], positions: np.ndarray, out: np.ndarray,
+    diverged_at: np.ndarray, attrs: dict,
+) -> xr.Dataset:  # fmt: skip
+    """``rollout``'s result from its frames ``out`` (N, steps, *S, C) and ``diverged_at`` (N,),
+    each diverged sample logged."""
+    t_in, steps = attrs["rollout_t_in"], attrs["rollout_steps"]
+    times = rollout_times(dataset, t_in, steps)
+    pred = prediction_like(dataset, fields, positions, times, out, attrs)
+    for label, step in zip(pred["sample"].values, diverged_at, strict=True):
+        if step >= 0:
+            logger.warning(
+                "%s: sample %s turned non-finite at rollout step %d", source_name(dataset), label,
+                step,
+            )  # fmt: skip
+    return pred.assign_coords(diverged_at=("sample", diverged_at))
+
+
 @torch.no_grad()
 def rollout(
     model: nn.Module,
@@ -292,77 +382,33 @@ def rollout(
     fields, spatial = field_layout(dataset)
     _check(model, dataset, fields, spatial, t_in)
     _check_jitter(model, dataset, jitter)
-    cfg = unwrap(model).config
-    src = source_name(dataset)
-    if steps is None:
-        steps = dataset.sizes["time"] - t_in
-        if steps == 0:
-            raise ValueError(f"{src} has only t_in={t_in} frames: pass steps= to predict beyond")
-    if steps < 1:
-        raise ValueError(f"steps={steps}: expected at least 1 frame to predict")
+    steps = _resolve_steps(dataset, t_in, steps, source_name(dataset))
     positions = sample_positions(dataset, samples)
     native = tuple(dataset.sizes[d] for d in spatial)
-    if native != tuple(cfg.img_size):
-        model_grid = grid_text(cfg.img_size)
-        warnings.warn(
-            f"{src}: data grid {grid_text(native)} differs from the model's {model_grid}: "
-            "fields are resized in and out, which costs accuracy; fine-tune at the data's grid "
-            "instead",
-            stacklevel=3,  # the caller of the no_grad-wrapped rollout
-        )
+    _warn_resize(source_name(dataset), native, unwrap(model).config.img_size)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     param = next(model.parameters(), None)
     home, was_training = (param.device if param is not None else device), model.training
     amp = dtype in (torch.float16, torch.bfloat16)
     autocast = torch.autocast(device.type, dtype=dtype) if amp else nullcontext()
-    real = len(fields)
-    out = np.full((len(positions), steps, *native, real), np.nan, dtype=np.float32)
+    out = np.full((len(positions), steps, *native, len(fields)), np.nan, dtype=np.float32)
     diverged_at = np.full(len(positions), -1, dtype=np.int64)
     model.to(device).eval()
     bar = tqdm(total=len(positions) * steps, desc="rollout", unit="frame", disable=not progress)
     try:
         for start in range(0, len(positions), batch_size):
             batch = slice(start, start + batch_size)
-            window = dataset[fields].isel(sample=positions[batch], time=slice(0, t_in))
-            arr = np.stack(
-                [window[f].transpose("sample", *spatial, "time").values for f in fields], axis=-1
-            )  # (B, *S, T_in, C)
-            x = torch.as_tensor(arr, dtype=param.dtype if param is not None else torch.float32)
-            x = x.to(device)
-            # A non-finite input window counts as diverged at step 0.
-            stop = torch.where(torch.isfinite(x).flatten(1).all(1), steps, 0).cpu().numpy()
-            x = resize(torch.nan_to_num(x), cfg.img_size)
-            x, mask = pad_channels(x, cfg.in_channels, pad_value)  # (B, *S_model, T_in, C_model)
-            made = 0
+            x = _input_window(dataset, fields, spatial, positions[batch], t_in,
+                              param.dtype if param is not None else torch.float32)  # fmt: skip
             with autocast:
-                frames = predict_frames(
-                    model, x, mask, pad_value, jitter=jitter, jitter_seed=jitter_seed
-                )
-                while made < steps and (stop > made).any():
-                    y = next(frames)[..., : steps - made, :real].float()  # (B, *S_model, k, C)
-                    k = y.shape[-2]
-                    finite = torch.isfinite(y).movedim(-2, 1).flatten(2).all(2).cpu().numpy()
-                    for b, j in zip(*np.nonzero(~finite), strict=True):  # (B, k) frames
-                        stop[b] = min(stop[b], made + j)
-                    y = resize(torch.nan_to_num(y), native).movedim(-2, 1)  # (B, k, *S, C)
-                    y = y.cpu().numpy()
-                    keep = made + np.arange(k)[None, :] < stop[:, None]  # (B, k)
-                    y[~keep] = np.nan
-                    out[batch, made : made + k] = y
-                    made += k
-                    bar.update(k * len(y))
+                stop = _roll_batch(model, x.to(device), out[batch], pad_value, jitter,
+                                   jitter_seed, bar)  # fmt: skip
             div = stop < steps
             diverged_at[batch][div] = stop[div]
-            bar.update((steps - made) * len(stop))
     finally:
         bar.close()
         model.to(home).train(was_training)
-    times = rollout_times(dataset, t_in, steps)
     attrs = {"rollout_t_in": t_in, "rollout_steps": steps}
     if jitter:
         attrs |= {"rollout_jitter": jitter, "rollout_jitter_seed": jitter_seed}
-    pred = prediction_like(dataset, fields, positions, times, out, attrs)
-    for label, step in zip(pred["sample"].values, diverged_at, strict=True):
-        if step >= 0:
-            logger.warning("%s: sample %s turned non-finite at rollout step %d", src, label, step)
-    return pred.assign_coords(diverged_at=("sample", diverged_at))
+    return _prediction(dataset, fields, positions, out, diverged_at, attrs)

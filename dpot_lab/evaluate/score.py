@@ -24,7 +24,7 @@ from torch import nn
 from dpot_lab.data import schema
 from dpot_lab.evaluate import metrics
 from dpot_lab.evaluate.relative_error import field_mean, relative_l2, sample_l2re
-from dpot_lab.evaluate.rollout import autoregress, rollout
+from dpot_lab.evaluate.rollout import autoregress, persist, rollout
 from dpot_lab.models.util import unwrap
 
 
@@ -109,7 +109,7 @@ def score_batch(
         raise ValueError(f"{traj.shape[-2]} frames leave nothing to score after t_in={t_in}")
     truth = traj[..., t_in : t_in + steps, :]  # (B, *S, steps, C)
     pred = autoregress(model, traj[..., :t_in, :], steps, channel_mask, pad_value)
-    still = traj[..., t_in - 1 : t_in, :].expand_as(truth)
+    still = persist(traj[..., :t_in, :], steps)
     return (
         sample_l2re(pred, truth, channel_mask, grid_mask),
         sample_l2re(still, truth, channel_mask, grid_mask),

@@ -134,55 +134,72 @@ def cns_random_initial(
     mach = check_number(mach, f"{name}: mach", 0.0, open_low=True)
     gamma = check_number(gamma, f"{name}: gamma", 1.0, open_low=True)
     nx, ny = grid_shape(resolution, 2, f"{name}: resolution")
-    x = (np.arange(nx) + 0.5) / nx
-    y = (np.arange(ny) + 0.5) / ny
-    k = np.arange(-k_max, k_max + 1)
-    ki, kj = np.meshgrid(k[k != 0], k[k != 0], indexing="ij")
-    ki, kj = ki.ravel(), kj.ravel()  # (M,) mode numbers along x and y
-    amp = (2 * np.pi * np.hypot(ki, kj)) ** -0.5  # (M,)
-    phase_x = 2 * np.pi * (ki[:, None] * x[None, :])  # (M, X)
-    phase_y = 2 * np.pi * (kj[:, None] * y[None, :])  # (M, Y)
-    n_fields = 4 if kind == "rand" else 2
-
-    def modes() -> np.ndarray:
-        """(n_fields, X, Y) random-phase sums of the sine modes for one sample, as
-        sin(a + φ + b) = sin(a + φ) cos b + cos(a + φ) sin b summed over the modes."""
-        phi = rng.uniform(0.0, 2 * np.pi, size=(n_fields, ki.size))  # (F, M)
-        arg = phase_x[None] + phi[:, :, None]  # (F, M, X)
-        sin_x = (amp[:, None] * np.sin(arg)).transpose(0, 2, 1)  # (F, X, M)
-        cos_x = (amp[:, None] * np.cos(arg)).transpose(0, 2, 1)
-        return sin_x @ np.cos(phase_y) + cos_x @ np.sin(phase_y)  # (F, X, Y)
-
+    modes = _SineModes((np.arange(nx) + 0.5) / nx, (np.arange(ny) + 0.5) / ny, k_max)
     out = np.empty((4, n, nx, ny))
     for s in range(n):
         if kind == "rand":
-            rho0, dd, t0, dp = rng.uniform((0.1, 0.01, 0.1, 0.01), (10.0, 0.2, 10.0, 0.2))
-            vx, vy, fp, fd = modes()
-            scale = mach * np.sqrt(gamma * t0) / np.hypot(vx, vy).mean()
-            state = np.stack(
-                [
-                    rho0 * (1 + dd * fd / np.abs(fd).mean()),
-                    vx * scale,
-                    vy * scale,
-                    rho0 * t0 * (1 + dp * fp / np.abs(fp).mean()),
-                ]
-            )
-            if rng.uniform() < 0.5:
-                xl, yl = rng.uniform(0.1, 0.45, size=2)
-                xr, yr = rng.uniform(0.55, 0.9, size=2)
-                window = _box(x, xl, xr)[:, None] * _box(y, yl, yr)[None, :]
-                state *= window
-                state[0] += rho0 * (1 - window)
-                state[3] += rho0 * t0 * (1 - window)
+            out[:, s] = _rand_state(rng, modes, mach, gamma)
         else:
-            vx, vy = _project_divergence_free(*modes())
-            scale = 1.0 / np.hypot(vx, vy).mean()
-            p_uniform = 1.0 / (gamma * mach**2)
-            state = np.stack(
-                [np.ones_like(vx), vx * scale, vy * scale, np.full_like(vx, p_uniform)]
-            )
-        out[:, s] = state
+            out[:, s] = _turb_state(rng, modes, mach, gamma)
     return out[0], out[1], out[2], out[3]
+
+
+class _SineModes:
+    """Sums of the sine modes sin(2π(i x + j y) + φ) over 1 ≤ |i|, |j| ≤ ``k_max`` (both
+    nonzero) with amplitude |k|^(−1/2) on the cell centres ``x`` (X,), ``y`` (Y,)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, k_max: int):
+        self.x, self.y = x, y
+        k = np.arange(-k_max, k_max + 1)
+        ki, kj = np.meshgrid(k[k != 0], k[k != 0], indexing="ij")
+        ki, kj = ki.ravel(), kj.ravel()  # (M,) mode numbers along x and y
+        self.amp = (2 * np.pi * np.hypot(ki, kj)) ** -0.5  # (M,)
+        self.phase_x = 2 * np.pi * (ki[:, None] * x[None, :])  # (M, X)
+        self.phase_y = 2 * np.pi * (kj[:, None] * y[None, :])  # (M, Y)
+
+    def draw(self, rng: np.random.Generator, n_fields: int) -> np.ndarray:
+        """(n_fields, X, Y) sums with independent uniform phases per field and mode, as
+        sin(a + φ + b) = sin(a + φ) cos b + cos(a + φ) sin b summed over the modes."""
+        phi = rng.uniform(0.0, 2 * np.pi, size=(n_fields, self.amp.size))  # (F, M)
+        arg = self.phase_x[None] + phi[:, :, None]  # (F, M, X)
+        sin_x = (self.amp[:, None] * np.sin(arg)).transpose(0, 2, 1)  # (F, X, M)
+        cos_x = (self.amp[:, None] * np.cos(arg)).transpose(0, 2, 1)
+        return sin_x @ np.cos(self.phase_y) + cos_x @ np.sin(self.phase_y)  # (F, X, Y)
+
+
+def _rand_state(
+    rng: np.random.Generator, modes: _SineModes, mach: float, gamma: float
+) -> np.ndarray:
+    """One kind "rand" state (4, X, Y): (ρ, vx, vy, p), as ``cns_random_initial`` says."""
+    rho0, dd, t0, dp = rng.uniform((0.1, 0.01, 0.1, 0.01), (10.0, 0.2, 10.0, 0.2))
+    vx, vy, fp, fd = modes.draw(rng, 4)
+    scale = mach * np.sqrt(gamma * t0) / np.hypot(vx, vy).mean()
+    state = np.stack(
+        [
+            rho0 * (1 + dd * fd / np.abs(fd).mean()),
+            vx * scale,
+            vy * scale,
+            rho0 * t0 * (1 + dp * fp / np.abs(fp).mean()),
+        ]
+    )
+    if rng.uniform() < 0.5:
+        xl, yl = rng.uniform(0.1, 0.45, size=2)
+        xr, yr = rng.uniform(0.55, 0.9, size=2)
+        window = _box(modes.x, xl, xr)[:, None] * _box(modes.y, yl, yr)[None, :]
+        state *= window
+        state[0] += rho0 * (1 - window)
+        state[3] += rho0 * t0 * (1 - window)
+    return state
+
+
+def _turb_state(
+    rng: np.random.Generator, modes: _SineModes, mach: float, gamma: float
+) -> np.ndarray:
+    """One kind "turb" state (4, X, Y): (ρ, vx, vy, p), as ``cns_random_initial`` says."""
+    vx, vy = _project_divergence_free(*modes.draw(rng, 2))
+    scale = 1.0 / np.hypot(vx, vy).mean()
+    p_uniform = 1.0 / (gamma * mach**2)
+    return np.stack([np.ones_like(vx), vx * scale, vy * scale, np.full_like(vx, p_uniform)])
 
 
 def _box(x: np.ndarray, lo: float, hi: float, width: float = 0.01) -> np.ndarray:

@@ -13,6 +13,7 @@ centres (i + 1/2)/X, … .
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -27,6 +28,55 @@ from dpot_lab.solvers.stepping import (
 )
 
 ArrayLike = np.ndarray | torch.Tensor
+DIMS = (-3, -2, -1)  # the space dims of (B, 3, X, Y, Z)
+
+
+class _Spectral(NamedTuple):
+    """Fourier-space operators of a periodic (X, Y, Z) grid, on rfft coefficients (X, Y, Z//2+1)."""
+
+    k2: torch.Tensor  # |k|² (X, Y, Z//2+1): the Laplacian's symbol, negated
+    dk: list[torch.Tensor]  # derivative wavenumbers along x, y, z, each (X|1, Y|1, Z//2+1|1)
+    inv_dk2: torch.Tensor  # 1 / |dk|², 0 at the mean mode
+    keep: torch.Tensor  # the modes |m| < n/3 (2/3 rule), bool (X, Y, Z//2+1)
+
+    @classmethod
+    def of(cls, size: tuple[int, int, int], real: torch.dtype, dev: torch.device) -> _Spectral:
+        axes = [wavenumbers(n, real, half=(d == 2)) for d, n in enumerate(size)]
+        shape = [(-1, 1, 1), (1, -1, 1), (1, 1, -1)]
+        k = [a[0].to(dev).reshape(s) for a, s in zip(axes, shape, strict=True)]
+        dk = [a[1].to(dev).reshape(s) for a, s in zip(axes, shape, strict=True)]
+        keep = (
+            axes[0][2].reshape(-1, 1, 1)
+            & axes[1][2].reshape(1, -1, 1)
+            & axes[2][2].reshape(1, 1, -1)
+        )
+        dk2 = dk[0] ** 2 + dk[1] ** 2 + dk[2] ** 2
+        inv_dk2 = torch.where(dk2 > 0, 1 / dk2.clamp(min=1e-30), torch.zeros_like(dk2))
+        return cls(k[0] ** 2 + k[1] ** 2 + k[2] ** 2, dk, inv_dk2, keep.to(dev))
+
+    def project(self, a_hat: torch.Tensor) -> torch.Tensor:
+        """Divergence-free part of (B, 3, X, Y, Z//2+1) Fourier coefficients."""
+        dk = self.dk
+        along = (dk[0] * a_hat[:, 0] + dk[1] * a_hat[:, 1] + dk[2] * a_hat[:, 2]) * self.inv_dk2
+        return a_hat - torch.stack([d * along for d in dk], dim=1)
+
+    def lamb(self, u_hat: torch.Tensor, size: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P[u × ω] on the kept modes (B, 3, X, Y, Z//2+1), the velocity u (B, 3, X, Y, Z))
+        from û, both from its kept modes alone."""
+        dk = self.dk
+        u_hat = u_hat * self.keep
+        vel = torch.fft.irfftn(u_hat, s=size, dim=DIMS)  # (B, 3, X, Y, Z)
+        w_hat = torch.stack(  # ω = i k × û
+            [
+                1j * (dk[1] * u_hat[:, 2] - dk[2] * u_hat[:, 1]),
+                1j * (dk[2] * u_hat[:, 0] - dk[0] * u_hat[:, 2]),
+                1j * (dk[0] * u_hat[:, 1] - dk[1] * u_hat[:, 0]),
+            ],
+            dim=1,
+        )
+        vort = torch.fft.irfftn(w_hat, s=size, dim=DIMS)
+        lamb = torch.linalg.cross(vel, vort, dim=1)  # u × ω, (B, 3, X, Y, Z)
+        return self.project(torch.fft.rfftn(lamb, dim=DIMS) * self.keep), vel
 
 
 def navier_stokes_3d(
@@ -60,54 +110,23 @@ def navier_stokes_3d(
         shape = tuple(u.shape[0 if batched else 1 :])
         raise ValueError(f"u0: expected 3 velocity components first, got shape {shape}")
     size = tuple(u.shape[-3:])
-    real, dev = u.dtype, u.device
-    dims = (-3, -2, -1)
-
-    axes = [wavenumbers(n, real, half=(d == 2)) for d, n in enumerate(size)]
-    shape = [(-1, 1, 1), (1, -1, 1), (1, 1, -1)]
-    k = [a[0].to(dev).reshape(s) for a, s in zip(axes, shape, strict=True)]  # each (X|1, Y|1, Zr|1)
-    dk = [a[1].to(dev).reshape(s) for a, s in zip(axes, shape, strict=True)]
-    keep = (
-        axes[0][2].reshape(-1, 1, 1) & axes[1][2].reshape(1, -1, 1) & axes[2][2].reshape(1, 1, -1)
-    )
-    keep = keep.to(dev)
-    k2 = k[0] ** 2 + k[1] ** 2 + k[2] ** 2  # (X, Y, Z//2+1)
-    dk2 = dk[0] ** 2 + dk[1] ** 2 + dk[2] ** 2
-    inv_dk2 = torch.where(dk2 > 0, 1 / dk2.clamp(min=1e-30), torch.zeros_like(dk2))
-    inv_dx = torch.tensor(size, dtype=real, device=dev)
-
-    def project(a_hat: torch.Tensor) -> torch.Tensor:
-        """Divergence-free part of (B, 3, X, Y, Z//2+1) Fourier coefficients."""
-        along = (dk[0] * a_hat[:, 0] + dk[1] * a_hat[:, 1] + dk[2] * a_hat[:, 2]) * inv_dk2
-        return a_hat - torch.stack([d * along for d in dk], dim=1)
-
+    ops = _Spectral.of(size, u.dtype, u.device)
+    inv_dx = torch.tensor(size, dtype=u.dtype, device=u.device)
     f_hat = None
     if forcing is not None:
         f = as_batched_like(forcing, "forcing", u)  # (B, 3, X, Y, Z)
-        f_hat = project(torch.fft.rfftn(f, dim=dims))
+        f_hat = ops.project(torch.fft.rfftn(f, dim=DIMS))
 
     def rate(u_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u_hat = u_hat * keep  # (B, 3, X, Y, Z//2+1), the modes that take part in u × ω
-        vel = torch.fft.irfftn(u_hat, s=size, dim=dims)  # (B, 3, X, Y, Z)
-        w_hat = torch.stack(  # ω = i k × û
-            [
-                1j * (dk[1] * u_hat[:, 2] - dk[2] * u_hat[:, 1]),
-                1j * (dk[2] * u_hat[:, 0] - dk[0] * u_hat[:, 2]),
-                1j * (dk[0] * u_hat[:, 1] - dk[1] * u_hat[:, 0]),
-            ],
-            dim=1,
-        )
-        vort = torch.fft.irfftn(w_hat, s=size, dim=dims)
-        lamb = torch.linalg.cross(vel, vort, dim=1)  # u × ω, (B, 3, X, Y, Z)
-        out = project(torch.fft.rfftn(lamb, dim=dims) * keep)
+        out, vel = ops.lamb(u_hat, size)
         if f_hat is not None:
             out = out + f_hat
-        speed = (vel.abs().amax(dim=dims) * inv_dx).sum(dim=1)  # (B,)
+        speed = (vel.abs().amax(dim=DIMS) * inv_dx).sum(dim=1)  # (B,)
         return out, cfl / speed
 
-    u_hat = project(torch.fft.rfftn(u, dim=dims))
+    u_hat = ops.project(torch.fft.rfftn(u, dim=DIMS))
     frames = integrate(
-        u_hat, rate, times, linear=-nu * k2, dt=dt, max_dt=max_dt, progress=progress
+        u_hat, rate, times, linear=-nu * ops.k2, dt=dt, max_dt=max_dt, progress=progress
     )  # (B, T, 3, X, Y, Z//2+1)
-    out = torch.fft.irfftn(frames, s=size, dim=dims).cpu().numpy()  # (B, T, 3, X, Y, Z)
+    out = torch.fft.irfftn(frames, s=size, dim=DIMS).cpu().numpy()  # (B, T, 3, X, Y, Z)
     return out if batched else out[0]

@@ -8,6 +8,8 @@ from dpot_lab.exports import lazy_names
 
 _NAMES = {
     "Trainer": "dpot_lab.train.trainer",
+    "assemble": "dpot_lab.train.assembly",
+    "RunParts": "dpot_lab.train.assembly",
     "TrainConfig": "dpot_lab.train.config",
     "ConfigError": "dpot_lab.train.config",
     "RunCheckpoints": "dpot_lab.train.checkpointing",
@@ -19,9 +21,6 @@ _NAMES = {
     "transfer_weights": "dpot_lab.train.finetune",
     "param_groups": "dpot_lab.train.finetune",
     "TransferReport": "dpot_lab.train.finetune",
-    "data_efficiency": "dpot_lab.train.data_efficiency",
-    "trajectories_to_match": "dpot_lab.train.data_efficiency",
-    "format_study": "dpot_lab.train.data_efficiency",
 }
 
 __getattr__, __dir__ = lazy_names(__name__, _NAMES)

@@ -206,6 +206,7 @@ def transfer_weights(
     n_model = getattr(target, "n_spatial", None)
     n_source = _n_spatial(state)
     space_change = n_model is not None and n_source is not None and n_model != n_source
+    space = f"{n_source}D -> {n_model}D" if space_change else None
 
     report = TransferReport(
         source=desc,
@@ -217,38 +218,67 @@ def transfer_weights(
     for name in names:
         units.setdefault(_unit(name), []).append(name)
     for unit, members in units.items():
-        why, adapted = None, []
-        for name in members:
-            have = tuple(own[name].shape)
-            src = state.get(name)
-            if name in forced:
-                why = why or f"reinit requested ({name})"
-            elif space_change and unit in _SPACE_BOUND_UNITS:
-                why = why or f"{n_source}D -> {n_model}D: {unit} re-initialised as the release does"
-            elif src is None:
-                why = why or f"{name} not in the source"
-            elif tuple(src.shape) == have:
-                values[name] = src
-            elif name == "pos_embed" and src.dim() == len(have) and src.shape[-1] == have[-1]:
-                values[name] = interpolate_pos_embed(src.detach().float(), have[1:-1])
-                mode = "bicubic" if len(have) == 4 else "trilinear"
-                grids = " -> ".join("×".join(map(str, s[1:-1])) for s in (src.shape, have))
-                how = f"{mode} interpolation of the latent grid {grids}"
-                adapted.append(Adapted(name, tuple(src.shape), have, how))
-            else:
-                why = why or f"{name}: source shape {_fmt(tuple(src.shape))}, model {_fmt(have)}"
+        bound = space if unit in _SPACE_BOUND_UNITS else None
+        taken, adapted, why = _unit_fate(members, own, state, forced, bound)
         if why is None:
+            values.update(taken)
             report.adapted += adapted
             report.loaded += [n for n in members if n not in {a.name for a in adapted}]
         else:
             for name in members:
-                values.pop(name, None)
                 report.new.append(name)
                 report.why_new[name] = why if len(members) == 1 else f"unit {unit}: {why}"
     report.unused = [k for k in state if k not in values]
+    _check_transfer(values, len(names) - len(forced), report, type(target).__name__, allow_partial)
+    target.load_state_dict({**own, **values}, strict=True)
+    logger.info(report.summary())
+    return report
+
+
+def _unit_fate(
+    members: list[str],
+    own: Mapping[str, torch.Tensor],
+    state: Mapping[str, torch.Tensor],
+    forced: set[str],
+    space: str | None,
+) -> tuple[dict[str, torch.Tensor], list[Adapted], str | None]:
+    """The tensors of one unit taken from ``state`` (as they are, or adapted), and why the unit
+    stays new (None: it does not); ``space``: the change of spatial axes that re-initialises it."""
+    values: dict[str, torch.Tensor] = {}
+    why, adapted = None, []
+    for name in members:
+        have = tuple(own[name].shape)
+        src = state.get(name)
+        if name in forced:
+            why = why or f"reinit requested ({name})"
+        elif space is not None:
+            why = why or f"{space}: {_unit(name)} re-initialised as the release does"
+        elif src is None:
+            why = why or f"{name} not in the source"
+        elif tuple(src.shape) == have:
+            values[name] = src
+        elif name == "pos_embed" and src.dim() == len(have) and src.shape[-1] == have[-1]:
+            values[name] = interpolate_pos_embed(src.detach().float(), have[1:-1])
+            mode = "bicubic" if len(have) == 4 else "trilinear"
+            grids = " -> ".join("×".join(map(str, s[1:-1])) for s in (src.shape, have))
+            how = f"{mode} interpolation of the latent grid {grids}"
+            adapted.append(Adapted(name, tuple(src.shape), have, how))
+        else:
+            why = why or f"{name}: source shape {_fmt(tuple(src.shape))}, model {_fmt(have)}"
+    return values, adapted, why
+
+
+def _check_transfer(
+    values: Mapping[str, torch.Tensor], wanted: int, report: TransferReport, model_name: str,
+    allow_partial: bool,
+) -> None:  # fmt: skip
+    """ValueError when nothing fits, when a tensor to load holds NaN/Inf, or when under half of
+    the ``wanted`` tensors (those not re-initialised on request) come from the source unless
+    ``allow_partial`` (then a warning)."""
+    desc = report.source
     if not values:
         raise ValueError(
-            f"no tensor of {desc} fits {type(target).__name__}: nothing to transfer "
+            f"no tensor of {desc} fits {model_name}: nothing to transfer "
             f"(source embed_dim or layout differs?)\n" + report.table()
         )
     for name, value in values.items():
@@ -258,7 +288,7 @@ def transfer_weights(
                 f"{desc}: tensor {name} holds {bad} non-finite value(s) (NaN/Inf) of "
                 f"{value.numel()}: the source diverged or is damaged; nothing was loaded"
             )
-    if 2 * len(values) < len(names) - len(forced):  # what ``reinit`` asks for is no shortfall
+    if 2 * len(values) < wanted:
         text = (
             f"{report.summary()}: under half of the model comes from the source, so the run "
             "starts mostly fresh"
@@ -269,9 +299,6 @@ def transfer_weights(
                 + report.table()
             )
         logger.warning(text)
-    target.load_state_dict({**own, **values}, strict=True)
-    logger.info(report.summary())
-    return report
 
 
 # ------------------------------------------------------------------------------- optimizer groups

@@ -43,29 +43,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from dpot_lab.data.mixture import Mixture
-from dpot_lab.data.resident import run_loader
 from dpot_lab.evaluate.rollout import predict_frames
 from dpot_lab.evaluate.score import score_batch
-from dpot_lab.models.checkpoint import Opened, open_checkpoint
-from dpot_lab.models.dpot import DPOT, build_model
 from dpot_lab.train import distributed
-from dpot_lab.train.checkpointing import (
-    RunCheckpoints,
-    recipe_changes,
-    rng_state,
-    set_rng_state,
-)
-from dpot_lab.train.config import ConfigError, TrainConfig
-from dpot_lab.train.ema import EMA
-from dpot_lab.train.finetune import TransferReport, param_groups, transfer_weights
-from dpot_lab.train.lora import LoRAReport, apply_lora_config, trainable_parameters
+from dpot_lab.train.assembly import assemble
+from dpot_lab.train.checkpointing import recipe_changes, rng_state, set_rng_state
+from dpot_lab.train.config import TrainConfig
 from dpot_lab.train.loss import masked_relative_l2
 from dpot_lab.train.noise import add_noise, keyed_normal, sample_key
-from dpot_lab.train.rundir import RunLock, restore_aside, set_aside, set_aside_runs, trim_metrics
-from dpot_lab.train.safety import DivergenceGuard
-from dpot_lab.train.schedule import LRSchedule
-from dpot_lab.train.sources import run_data, with_data_sizes
+from dpot_lab.train.rundir import restore_aside, set_aside, trim_metrics
 
 log = logging.getLogger(__name__)
 Callback = Callable[[dict], Any]
@@ -115,10 +101,11 @@ class Trainer:
     earlier run aside (``<run_dir>.old-<stamp>-…``) once everything is built, deletes it when
     this run writes its first checkpoint and puts it back when ``fit`` ends without one.
 
-    The config, the ``init_from`` file and every trajectory of the data (readable, finite) are
-    checked before the run directory changes. The trainer holds an OS lock on the run directory
-    (``run.lock``; shared by the trainers of one process) until ``close`` or its collection:
-    another process's trainer on it is refused with the holder's PID.
+    ``train.assembly.assemble`` builds what the loop runs on: the config, the ``init_from`` file
+    and every trajectory of the data (readable, finite) are checked before the run directory
+    changes. The trainer holds an OS lock on the run directory (``run.lock``; shared by the
+    trainers of one process) until ``close`` or its collection: another process's trainer on it
+    is refused with the holder's PID.
 
     Beside the loop: ``loader`` (the data position: ``data.loader.RunLoader``, or
     ``data.resident.ResidentLoader`` by ``data.placement``), ``guard``
@@ -137,113 +124,51 @@ class Trainer:
         overwrite: bool = False,
         allow_changes: bool = False,
     ):
-        cfg = self.config = TrainConfig.coerce(config)  # validated before any data is read
+        parts = assemble(config, run_dir, train_data, test_data, resume, overwrite)
         self.callbacks = list(callbacks)
-        self.dist = distributed.setup(cfg.device, cfg.distributed.backend)
-        self.device = self.dist.device
-        world, accum = self.dist.world_size, cfg.optim.accumulate
-        if cfg.batch_size % (world * accum):
-            raise ConfigError(
-                f"batch_size: the global batch {cfg.batch_size} must divide into {world} "
-                f"processes x {accum} accumulation steps"
-            )
-        self.micro_batch = cfg.batch_size // (world * accum)
-        self.run_dir = Path(run_dir or cfg.out_dir or Path("runs") / cfg.name)
-        self.checkpoints = RunCheckpoints(self.run_dir, cfg.checkpoint.keep)
+        self.config, self.dist, self.device = parts.config, parts.dist, parts.dist.device
+        self.run_dir, self.checkpoints = parts.run_dir, parts.checkpoints
+        self.micro_batch, self.amp_dtype = parts.micro_batch, parts.amp_dtype
+        self.model, self.parallel, self.train_model = parts.model, parts.parallel, parts.train_model
+        self.transfer_report, self.lora_report = parts.transfer_report, parts.lora_report
+        self.train_data, self.test_data = parts.train_data, parts.test_data
+        self.source_names: list[str] = list(getattr(self.train_data, "source_names", []))
+        self.loader, self.optimizer, self.schedule = parts.loader, parts.optimizer, parts.schedule
+        self.ema, self.guard = parts.ema, parts.guard
+        self._eval_copy = parts.eval_copy
+        lock = parts.lock  # released by close(), or when this trainer is collected
+        self._unlock = weakref.finalize(self, lock.release) if lock is not None else None
+
+        self.step, self.best = 0, math.inf
         self.saved_step: int | None = None  # the step of the newest checkpoint of this run
         self.checkpoint_error: str | None = None  # why the last checkpoint was not written
         self._aside: Path | None = None  # the earlier run that overwrite set aside
-        lock = RunLock(self.run_dir) if self.dist.is_main else None
-        # released by close(), or when this trainer is collected
-        self._unlock = weakref.finalize(self, lock.release) if lock is not None else None
-        try:  # everything is built and checked before anything in the run directory changes
-            self._setup(train_data, test_data, resume, overwrite, allow_changes)
+        self.last_eval: dict[str, dict[str, float]] = {}
+        self.history: list[dict] = []
+        self._batches: Iterator[dict] | None = None
+        self._pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, [loss, norm])
+        try:  # nothing in the run directory changes before the state is in place
+            if parts.resume_state is not None:
+                self._load_state(parts.resume_state, allow_changes)
+            self.guard.take_snapshot(self.step)
         except BaseException:
             self.close(remove_dir=True)
             raise
         if self.dist.is_main:
-            if overwrite and not resume:
-                self._aside = set_aside(self.run_dir)
-                if self._aside is not None:
-                    log.warning("the earlier run in %s is set aside in %s until this run writes "
-                                "its first checkpoint", self.run_dir, self._aside)  # fmt: skip
-            self.config.to_yaml(self.run_dir / "config.yaml")  # the sizes from the data filled
-            trim_metrics(self.run_dir / "metrics.jsonl", self.step)
-            self._report_init()
+            self._open_run_dir(set_aside_first=overwrite and not resume)
 
-    def _setup(
-        self,
-        train_data: Dataset | None,
-        test_data: dict[str, Dataset] | None,
-        resume: bool,
-        overwrite: bool,
-        allow_changes: bool,
-    ) -> None:
-        """Build the model, data, optimizer and state (from ``last.pt`` on ``resume``), checking
-        the data whole; nothing is written."""
-        cfg = self.config
-        if not (resume or overwrite) and self.checkpoints.step_files():
-            raise FileExistsError(
-                f"{self.run_dir} holds checkpoints of an earlier run: resume it (resume=True, "
-                "--resume), overwrite it (overwrite=True, --overwrite) or choose another run "
-                "directory"
-            )
-        resume_state = self._read_resume() if resume else None
-        use_bf16 = cfg.precision == "bf16" or (
-            cfg.precision == "auto" and self.device.type == "cuda"
-        )
-        self.amp_dtype = torch.bfloat16 if use_bf16 else None
-        torch.manual_seed(cfg.seed)
-
-        opened = open_checkpoint(cfg.init_from) if cfg.init_from else None  # read once
-        cfg = self.config = with_data_sizes(
-            cfg, opened and opened.config, self.dist.is_main, given=train_data
-        )
-        self.model, self.transfer_report, self.lora_report = self._build_model(opened)
-        self.model.to(self.device)
-        if cfg.distributed.activation_checkpointing:
-            distributed.enable_activation_checkpointing(self.model)
-        # DDP wraps the model; FSDP shards it in place, so the optimizer comes after
-        strategy = cfg.distributed.strategy
-        self.parallel = distributed.parallelize(self.model, self.dist, strategy, self.amp_dtype)
-        # FSDP then gathers the blocks' weights in bf16: evaluation runs on a float32 copy
-        self._eval_copy = self.dist.distributed and strategy == "fsdp" and use_bf16
-        if train_data is None or test_data is None:
-            data = run_data(cfg, self.dist.is_main)
-            train_data = data.train if train_data is None else train_data
-            test_data = data.test if test_data is None else test_data
-        self.train_data, self.test_data = train_data, test_data
-        progress = cfg.log.progress and self.dist.is_main
-        for ds in (train_data, *test_data.values()):  # a bad frame fails now, not hours in
-            if isinstance(ds, Mixture):
-                ds.validate(progress)
-        self.source_names: list[str] = list(getattr(train_data, "source_names", []))
-        gb = cfg.data.resident_gb
-        self.loader = run_loader(
-            train_data, self.micro_batch, cfg.data.placement, self.device,
-            None if gb is None else int(gb * 2**30), distributed=self.dist.distributed,
-            seed=cfg.seed, progress=progress, num_workers=cfg.data.num_workers,
-            pin_memory=self.device.type == "cuda",
-        )  # fmt: skip
-        self.optimizer = self._build_optimizer()
-        o = cfg.optim
-        self.schedule = LRSchedule(
-            self.optimizer, cfg.steps, o.schedule, o.warmup, o.div_factor, o.final_div_factor
-        )
-        self.ema = EMA(self.model, cfg.ema) if cfg.ema else None
-        self.guard = DivergenceGuard(
-            self.model, self.optimizer, self.schedule, cfg.safety, self.ema
-        )
-
-        self.step, self.best = 0, math.inf
-        self.last_eval: dict[str, dict[str, float]] = {}
-        self.history: list[dict] = []
-        if resume_state is not None:
-            self._load_state(resume_state, allow_changes)
-        self.guard.take_snapshot(self.step)
-        self.train_model = torch.compile(self.parallel) if cfg.compile else self.parallel
-        self._batches: Iterator[dict] | None = None
-        self._pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, [loss, norm])
+    def _open_run_dir(self, set_aside_first: bool) -> None:
+        """Set an earlier run aside (``overwrite``), write the resolved ``config.yaml``, cut
+        ``metrics.jsonl`` back to this run's step and report what ``init_from`` and
+        ``optim.lora`` did (main rank)."""
+        if set_aside_first:
+            self._aside = set_aside(self.run_dir)
+            if self._aside is not None:
+                log.warning("the earlier run in %s is set aside in %s until this run writes "
+                            "its first checkpoint", self.run_dir, self._aside)  # fmt: skip
+        self.config.to_yaml(self.run_dir / "config.yaml")  # the sizes from the data filled
+        trim_metrics(self.run_dir / "metrics.jsonl", self.step)
+        self._report_init()
 
     def close(self, remove_dir: bool = False) -> None:
         """Release the run directory's lock (``remove_dir``: and the folder, when this trainer
@@ -253,55 +178,6 @@ class Trainer:
         if held is not None:
             _, release, _, _ = held
             release(remove_dir)
-
-    def _read_resume(self) -> dict:
-        """The checkpoint to resume from (``RunCheckpoints.read_last``), the error naming an
-        earlier run that ``overwrite`` set aside when there is none."""
-        try:
-            return self.checkpoints.read_last()
-        except FileNotFoundError as err:
-            aside = set_aside_runs(self.run_dir)
-            if not aside:
-                raise
-            raise FileNotFoundError(
-                f"{err}; the earlier run set aside by --overwrite is in {aside[-1]}"
-            ) from None
-
-    # ------------------------------------------------------------------ building
-    def _build_model(
-        self, opened: Opened | None
-    ) -> tuple[DPOT, TransferReport | None, LoRAReport | None]:
-        """The run's model: the preset or the architecture of ``opened`` (``init_from``), filled
-        from its weights, with LoRA adapters when ``optim.lora`` asks."""
-        cfg = self.config
-        if cfg.model.preset is None and opened.config is None:
-            raise ConfigError(
-                f"{cfg._source}: model.preset: null takes the architecture of init_from, but "
-                f"{opened.description} does not tell it: name a preset"
-            )
-        model = build_model(cfg.model_config(opened.config if opened is not None else None))
-        transfer = (
-            transfer_weights(model, opened, allow_partial=cfg.init_allow_partial)
-            if opened is not None
-            else None
-        )
-        lora = apply_lora_config(model, cfg.optim.lora, transfer) if cfg.optim.lora else None
-        return model, transfer, lora
-
-    def _build_optimizer(self) -> torch.optim.Optimizer:
-        o = self.config.optim
-        if o.lora is not None:
-            groups = [{"params": trainable_parameters(self.model), "lr": o.lr}]
-        elif o.part_lrs or o.freeze:
-            groups = param_groups(self.model, o.lr, o.part_lrs, o.freeze, o.weight_decay)
-        else:
-            groups = [{"params": list(self.model.parameters()), "lr": o.lr}]
-        cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-        kwargs = dict(lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-        try:  # the fused kernel (CUDA, and CPU in recent torch) is several times faster
-            return cls(groups, fused=True, **kwargs)
-        except (RuntimeError, TypeError):
-            return cls(groups, **kwargs)
 
     def _report_init(self) -> None:
         """Log what ``init_from`` and ``optim.lora`` did (main rank; ``transfer.txt``)."""

@@ -111,6 +111,8 @@ def test_persistence_repeats_the_last_input_frame():
     assert base.u.dims == truth.u.dims
     full = metrics.persistence(truth, t_in=5)  # steps=None: to the end
     assert full.sizes["time"] == 7
+    swapped = truth.astype(truth.u.dtype.newbyteorder(">"))  # a big-endian file's arrays
+    np.testing.assert_array_equal(metrics.persistence(swapped, t_in=5, steps=4).u.values, manual)
 
 
 def test_a_sample_subset_is_scored_against_its_own_truth():

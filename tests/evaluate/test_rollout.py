@@ -12,6 +12,7 @@ from torch import nn
 import dpot_lab as dl
 from dpot_lab.evaluate import autoregress, rollout
 from dpot_lab.evaluate.metrics import persistence
+from dpot_lab.evaluate.rollout import persist
 from dpot_lab.evaluate.score import score_model, score_rollout
 
 
@@ -184,7 +185,7 @@ def test_a_sample_subset_of_an_opened_file_is_scored_as_that_subset(tmp_path):
     plain = _dataset(n=4).drop_vars("sample").assign_attrs(source_format="native")
     for f in ("u", "v"):  # each sample still in time: the k-th frame is off by 1 - 0.9**k
         plain[f][:] = plain[f].values[:, :1]
-    path = dl.data.native.save(plain, tmp_path / "four.h5")
+    path = dl.data.save(plain, tmp_path / "four.h5")
     ds = dl.open_dataset(path)
     np.testing.assert_array_equal(ds.sample, [0, 1, 2, 3])  # labels where the file has none
     model = Repeat(_config(), scale=0.9)
@@ -244,3 +245,11 @@ def test_the_models_grid_does_not_warn():
 def test_an_array_where_a_dataset_is_expected_says_what_to_pass(call, match):
     with pytest.raises(TypeError, match=match):
         call(_dataset(), Repeat(_config()))
+
+
+def test_persist_repeats_the_last_input_frame_without_copying():
+    x = torch.randn(2, 5, 6, 3, 4)  # (B, X, Y, T_in, C)
+    still = persist(x, 7)
+    assert still.shape == (2, 5, 6, 7, 4)
+    assert torch.equal(still, x[..., 2:3, :].repeat(1, 1, 1, 7, 1))
+    assert still.data_ptr() == x[..., 2:, :].data_ptr()  # a view of the window

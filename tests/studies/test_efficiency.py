@@ -10,7 +10,7 @@ import xarray as xr
 
 import dpot_lab as dl
 from dpot_lab.evaluate.score import score_model
-from dpot_lab.train.data_efficiency import data_efficiency, trajectories_to_match
+from dpot_lab.studies.efficiency import data_efficiency, trajectories_to_match
 
 
 def _table(scratch, finetuned):

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from dpot_lab.evaluate.curves import log_interp
+from dpot_lab.studies.curves import log_interp
 
 
 def test_log_log_between_two_points():

@@ -2,10 +2,10 @@
 architecture trained from scratch, on a growing number of trajectories of one new PDE.
 
     import dpot_lab as dl
-    table = dl.train.data_efficiency("dpot_lab/assets/pretrained.pt", "kolmogorov.h5",
+    table = dl.studies.data_efficiency("dpot_lab/assets/pretrained.pt", "kolmogorov.h5",
                                         counts=[2, 4, 8, 16, 32], steps=600)
-    print(dl.train.format_study(table))
-    dl.train.trajectories_to_match(table, 8)   # how many scratch needs to match fine-tuning on 8
+    print(dl.studies.format_study(table))
+    dl.studies.trajectories_to_match(table, 8)   # how many scratch needs to match fine-tuning on 8
 
 The last ``n_test`` trajectories of the dataset are the test set of every run; the first ``n`` of
 the others train. Both runs of a count see the same trajectories, steps, batch and recipe (the
@@ -31,10 +31,10 @@ from dpot_lab.configfile import merge
 from dpot_lab.data import native
 from dpot_lab.data.open import open_dataset
 from dpot_lab.data.schema import field_names, require_dataset
-from dpot_lab.evaluate.curves import log_interp
 from dpot_lab.evaluate.rollout import source_name
 from dpot_lab.models.checkpoint import open_checkpoint
 from dpot_lab.models.dpot import DPOTConfig, adapt_model_config
+from dpot_lab.studies.curves import log_interp
 from dpot_lab.train.trainer import Trainer
 
 # The recipe of both runs; any key of a run config may be changed through ``recipe``.
@@ -83,6 +83,52 @@ def data_efficiency(
     the data's channels as they are); attrs name the inputs.
     ``callback`` gets a dict per finished run: {"run", "n_train", "l2re"}.
     """
+    counts = _checked_counts(counts, runs, steps, n_test, horizon)
+    ds, where, name = _study_data(dataset)
+    arch = open_checkpoint(checkpoint).config
+    _check_size(ds, where, n_test + counts[-1], arch.in_timesteps + horizon, n_test, horizon)
+    n_samples = ds.sizes["sample"]
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        folder = Path(tmp)
+        test_file = native.save(ds.isel(sample=slice(n_samples - n_test, n_samples)),
+                                folder / f"{name}_test.h5")  # fmt: skip
+        channels = max(arch.in_channels, len(field_names(ds)))
+        base = _base_config(recipe, arch, channels, steps, horizon, seed, test_file)
+        jobs = [(n, run) for n in counts for run in runs]
+        scores, reference = {run: np.full(len(counts), np.nan) for run in RUNS}, None
+        for n, run in tqdm(jobs, desc=f"data efficiency {name}", disable=not progress):
+            train_file = folder / f"{name}_{n}.h5"
+            if not train_file.exists():
+                native.save(ds.isel(sample=slice(0, n)), train_file)
+            cfg = _run_config(base, run, arch, checkpoint, lr, scratch_lr, train_file, n)
+            trainer = Trainer(cfg, run_dir=folder / f"{run}_{n}", overwrite=True)
+            zero_shot = reference is None and "finetuned" in runs
+            result, first = _train_and_score(trainer, zero_shot)
+            scores[run][counts.index(n)] = result["l2re"]
+            reference = reference or first
+            if callback is not None:
+                callback({"run": run, "n_train": n, "l2re": result["l2re"]})
+
+    out = xr.Dataset(
+        {run: ("n_train", scores[run]) for run in runs},
+        coords={"n_train": counts},
+        attrs=dict(
+            checkpoint=str(checkpoint), dataset=where, source=name, steps=steps, n_test=n_test,
+            horizon=horizon, t_in=arch.in_timesteps, batch_size=base["batch_size"],
+            channels=channels,
+        ),
+    )  # fmt: skip
+    out["persistence"] = float(reference["persistence"])
+    if "finetuned" in runs and channels == arch.in_channels:  # else no model as loaded to score
+        out["zero_shot"] = float(reference["l2re"])
+    return out
+
+
+def _checked_counts(
+    counts: Sequence[int], runs: Sequence[str], steps: int, n_test: int, horizon: int
+) -> list[int]:
+    """The training-set sizes, sorted and unique; ValueError on an unknown run or a size,
+    ``steps``, ``n_test`` or ``horizon`` below 1."""
     counts = sorted({int(n) for n in counts})
     unknown = sorted(set(runs) - set(RUNS))
     if unknown or not runs:
@@ -93,64 +139,41 @@ def data_efficiency(
         raise ValueError(
             f"steps, n_test and horizon must be >= 1 (got {steps}, {n_test}, {horizon})"
         )
+    return counts
+
+
+def _study_data(dataset: str | os.PathLike | xr.Dataset) -> tuple[xr.Dataset, str, str]:
+    """The study's trajectories, where they come from (for messages) and the source's name."""
     if not isinstance(dataset, str | os.PathLike):
         require_dataset(dataset, "data_efficiency: dataset")
-    where = str(dataset) if not isinstance(dataset, xr.Dataset) else "dataset"
-    ds = dataset if isinstance(dataset, xr.Dataset) else open_dataset(dataset)
-    name = source_name(ds) if isinstance(dataset, xr.Dataset) else Path(dataset).stem
-    opened = open_checkpoint(checkpoint)
-    arch = opened.config
-    t_in = arch.in_timesteps
+        return dataset, "dataset", source_name(dataset)
+    return open_dataset(dataset), str(dataset), Path(dataset).stem
+
+
+def _check_size(
+    ds: xr.Dataset, where: str, samples: int, frames: int, n_test: int, horizon: int
+) -> None:
+    """ValueError naming ``where`` unless ``ds`` holds ``samples`` trajectories of ``frames``."""
     n_samples, n_frames = ds.sizes["sample"], ds.sizes["time"]
-    if n_samples < n_test + counts[-1]:
+    if n_samples < samples:
         raise ValueError(
             f"{where}: sample: {n_samples} trajectories; the study needs n_test={n_test} + "
-            f"max(counts)={counts[-1]}"
+            f"max(counts)={samples - n_test}"
         )
-    if n_frames < t_in + horizon:
+    if n_frames < frames:
         raise ValueError(
-            f"{where}: time: {n_frames} frames; the checkpoint's t_in={t_in} + horizon={horizon} "
-            "are needed"
+            f"{where}: time: {n_frames} frames; the checkpoint's t_in={frames - horizon} + "
+            f"horizon={horizon} are needed"
         )
 
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        folder = Path(tmp)
-        test_file = native.save(ds.isel(sample=slice(n_samples - n_test, n_samples)),
-                                folder / f"{name}_test.h5")  # fmt: skip
-        channels = max(arch.in_channels, len(field_names(ds)))
-        base = _base_config(recipe, arch, channels, steps, horizon, seed, test_file)
-        scores = {run: np.full(len(counts), np.nan) for run in RUNS}
-        reference = None
-        jobs = [(n, run) for n in counts for run in runs]
-        for n, run in tqdm(jobs, desc=f"data efficiency {name}", disable=not progress):
-            train_file = folder / f"{name}_{n}.h5"
-            if not train_file.exists():
-                native.save(ds.isel(sample=slice(0, n)), train_file)
-            cfg = _run_config(base, run, arch, checkpoint, lr, scratch_lr, train_file, n)
-            trainer = Trainer(cfg, run_dir=folder / f"{run}_{n}", overwrite=True)
-            if reference is None and "finetuned" in runs:  # zero-shot: the checkpoint as loaded
-                reference = trainer.evaluate()[_test_name(trainer)]
-            trainer.fit()
-            result = trainer.last_eval or trainer.evaluate()
-            l2re = result[_test_name(trainer)]["l2re"]
-            scores[run][counts.index(n)] = l2re
-            if reference is None:
-                reference = result[_test_name(trainer)]
-            if callback is not None:
-                callback({"run": run, "n_train": n, "l2re": l2re})
 
-    out = xr.Dataset(
-        {run: ("n_train", scores[run]) for run in runs},
-        coords={"n_train": counts},
-        attrs=dict(
-            checkpoint=str(checkpoint), dataset=where, source=name, steps=steps, n_test=n_test,
-            horizon=horizon, t_in=t_in, batch_size=base["batch_size"], channels=channels,
-        ),
-    )  # fmt: skip
-    out["persistence"] = float(reference["persistence"])
-    if "finetuned" in runs and channels == arch.in_channels:  # else no model as loaded to score
-        out["zero_shot"] = float(reference["l2re"])
-    return out
+def _train_and_score(trainer: Trainer, zero_shot: bool) -> tuple[dict, dict]:
+    """Train one run and score its final weights on the test set -> (its score, the first score
+    it took: the weights as loaded when ``zero_shot``, else the final ones)."""
+    first = trainer.evaluate()[_test_name(trainer)] if zero_shot else None
+    trainer.fit()
+    result = (trainer.last_eval or trainer.evaluate())[_test_name(trainer)]
+    return result, first or result
 
 
 def trajectories_to_match(table: xr.Dataset, n_train: int = 8) -> float:
