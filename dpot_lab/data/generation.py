@@ -141,12 +141,21 @@ def _registry() -> dict[str, Generator]:
             8,
             "2D Swift–Hohenberg, stripes and spots 8 cells wide at 64², r and g per trajectory",
         ),
+        Generator(
+            "gray_scott",
+            "dpot_lab.data.generators_patterns:make_gray_scott",
+            64,
+            8,
+            "2D Gray–Scott, spots and stripes about 5 cells wide at 64², u and v, F and k per "
+            "trajectory",
+        ),
     ]
     registry = {g.name: g for g in entries}
     registry["dr"] = registry["diffusion_reaction"]
     registry["swe"] = registry["shallow_water"]
     registry["ks2d"] = registry["kuramoto_sivashinsky"]
     registry["sh2d"] = registry["swift_hohenberg"]
+    registry["gs2d"] = registry["gray_scott"]
     return registry
 
 
