@@ -12,6 +12,10 @@ mean over fields, then samples), and times each (``time.perf_counter``, seconds 
 
     table = cost_curve({"generate": "ns2d", "n_samples": 4, "seed": 1001, "n_frames": 30}, model)
     speedup_at_equal_error(table)  # solver seconds at the model's L2RE / model seconds, or None
+    solve_count(cost_to_make, table)  # solves after which making the model has paid back
+
+The cost of making a model is charged to a family by ``corpus_shares`` (the sampling weights of
+its pre-training sources over all) of the pre-training (``training_seconds`` of its run).
 
 Start of the coarse solve, per family: "ns2d" and "diffusion_reaction" store their whole state
 (vorticity; u and v), so the solver starts from frame t_in−1, the last frame the model sees;
@@ -30,11 +34,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
+import yaml
 from torch import nn
 
 from dpot_lab.data.generation import GENERATORS, generate_cached
@@ -325,15 +331,82 @@ def speedup_at_equal_error(table: xr.Dataset) -> float | None:
     return log_interp(target, err[i - 1], err[i], sec[i - 1], sec[i]) / model_seconds
 
 
+def corpus_shares(
+    sources: Sequence[dict[str, Any]], weights: Sequence[float] | None
+) -> dict[str, float]:
+    """The share of a pre-training corpus charged to each family: the sampling weights of its
+    sources (generator specs; aliases resolved to the generator's name) over the sum of all
+    weights (equal weights where ``weights`` is None). Shares sum to 1."""
+    weights = [1.0] * len(sources) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(sources) or not sum(weights) > 0 or min(weights) < 0:
+        raise ValueError(
+            f"corpus_shares: weights: expected {len(sources)} weights >= 0 with a positive sum, "
+            f"got {weights}"
+        )
+    shares: dict[str, float] = {}
+    for spec, w in zip(sources, weights, strict=True):
+        name = str(spec.get("generate"))
+        name = GENERATORS[name].name if name in GENERATORS else name
+        shares[name] = shares.get(name, 0.0) + w / sum(weights)
+    return shares
+
+
+def training_seconds(run_dir: str | Path) -> float:
+    """Wall seconds of a run's training steps from its ``metrics.jsonl`` and ``config.yaml``:
+    the sum over the train records of (steps since the previous record) · batch_size /
+    samples_per_s, the trainer's own meter (evaluations and checkpoints excluded)."""
+    run_dir = Path(run_dir)
+    metrics, config = run_dir / "metrics.jsonl", run_dir / "config.yaml"
+    for path in (metrics, config):
+        if not path.is_file():
+            raise FileNotFoundError(f"training_seconds: {path}: no such file (a run directory?)")
+    batch_size = yaml.safe_load(config.read_text()).get("batch_size")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"{config}: batch_size: expected an integer >= 1, got {batch_size!r}")
+    seconds, last = 0.0, 0
+    for number, line in enumerate(metrics.read_text().splitlines(), 1):
+        record = json.loads(line) if line.strip() else {}
+        if record.get("event") != "train" or "samples_per_s" not in record:
+            continue
+        rate, step = record["samples_per_s"], record.get("step")
+        if not (isinstance(step, int) and step > last and rate > 0):
+            raise ValueError(
+                f"{metrics}: line {number}: expected a step > {last} and samples_per_s > 0, "
+                f"got step {step!r}, samples_per_s {rate!r}"
+            )
+        seconds += (step - last) * batch_size / rate
+        last = step
+    if last == 0:
+        raise ValueError(f"{metrics}: no train record with samples_per_s")
+    return seconds
+
+
+def solve_count(cost_to_make: float, table: xr.Dataset) -> float | None:
+    """Trajectory solves after which a model that cost ``cost_to_make`` seconds to make has paid
+    it back, on a ``cost_curve`` table: cost_to_make / (solver seconds at the model's L2RE −
+    model seconds), per trajectory (the solver's time as in ``speedup_at_equal_error``). inf
+    where the model is not faster at equal error; None where there is no equal-error point (the
+    model is less accurate than every coarse solve)."""
+    speedup = speedup_at_equal_error(table)
+    if speedup is None:
+        return None
+    model_seconds = float(table["model_seconds_per_trajectory"])
+    saved = (speedup - 1.0) * model_seconds  # solver seconds at equal error − model seconds
+    return cost_to_make / saved if saved > 0 else math.inf
+
+
 __all__ = [
     "FAMILIES",
     "Family",
     "block_mean",
     "coarse_solve",
+    "corpus_shares",
     "cost_curve",
     "family_of",
     "fourier_resample",
+    "solve_count",
     "solver_curve",
     "speedup_at_equal_error",
     "timed_rollout",
+    "training_seconds",
 ]
