@@ -17,8 +17,9 @@ The cost of making the model, in CPU-seconds: the family's share of the pre-trai
 generation (per-trajectory time of each source, measured, times its count) and of the
 pre-training (``--pretrain-seconds``, or a run directory's metrics.jsonl times
 ``--pretrain-threads``), plus the fine-tuning set's generation and the fine-tuning, measured
-(process CPU time). The solve count: cost / (solver s/traj at the model's L2RE − model s/traj),
-"never" where the model is not faster at equal error (``solve_count``).
+(process CPU time; on the CPU the per-trajectory times too, so a busy machine does not inflate
+them). The solve count: cost / (solver s/traj at the model's L2RE − model s/traj), "never" where
+the model is not faster at equal error (``solve_count``).
 
     OMP_NUM_THREADS=1 python benchmarks/breakeven.py --pretrain-run runs/pretrain_cpu
     OMP_NUM_THREADS=1 python benchmarks/breakeven.py --checkpoint X --pretrain-seconds 7440
@@ -110,9 +111,10 @@ def generation_seconds(spec: dict[str, Any], n: int) -> float:
     return (time.process_time() - tic) / n
 
 
-def fine_tune(checkpoint: str, spec: dict[str, Any], n: int, steps: int, folder: Path):
+def fine_tune(checkpoint: str, spec: dict[str, Any], n: int, steps: int, lr: float, folder: Path):
     """(the checkpoint fine-tuned on ``n`` fresh trajectories of ``spec``, CPU-seconds of making
-    them, CPU-seconds of the fine-tuning): data_efficiency's recipe, no evaluation."""
+    them, CPU-seconds of the fine-tuning): data_efficiency's recipe at peak learning rate ``lr``,
+    no evaluation."""
     tic = time.process_time()
     params = {k: v for k, v in spec.items() if k not in ("generate", "n_samples", "seed")}
     path = dl.generate(
@@ -120,7 +122,7 @@ def fine_tune(checkpoint: str, spec: dict[str, Any], n: int, steps: int, folder:
     )
     data_seconds = time.process_time() - tic
     cfg = dict(RECIPE, name="breakeven_finetune", steps=steps, init_from=checkpoint,
-               model={"preset": None})  # fmt: skip
+               model={"preset": None}, optim={**RECIPE["optim"], "lr": lr})  # fmt: skip
     cfg["data"] = {"sources": [str(path)], "n_test": 0, "weights": [max(1, -(-16 // n))]}
     tic = time.process_time()
     trainer = Trainer(cfg, run_dir=folder / "run", overwrite=True)
@@ -145,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     p.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT))
-    p.add_argument("--config", help="the pre-training config (default: the shipped model's)")
+    p.add_argument("--config", help="the pre-training config (default: --pretrain-run's, else "
+                   "the shipped model's)")  # fmt: skip
     p.add_argument("--pretrain-seconds", type=float, help="pre-training CPU-seconds")
     p.add_argument("--pretrain-run", help="the pre-training's run directory (metrics.jsonl)")
     p.add_argument("--pretrain-threads", type=int, default=2,
@@ -157,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-frames", type=int, default=None, help="frames (demo set's)")
     p.add_argument("--ft-trajectories", type=int, default=8)
     p.add_argument("--ft-steps", type=int, default=300)
+    p.add_argument("--ft-lr", type=float, default=1e-4,
+                   help="fine-tuning peak lr (gentle: the corpus had the family)")  # fmt: skip
     p.add_argument("--gen-trajectories", type=int, default=2,
                    help="trajectories timed per corpus source")  # fmt: skip
     p.add_argument("--corpus-data-seconds", type=float,
@@ -170,7 +175,8 @@ def main(argv: list[str] | None = None) -> None:
         p.set_defaults(**QUICK)
         args = p.parse_args(argv)
     info = yaml.safe_load(DEMO_DATA.read_text())
-    config = TrainConfig.from_yaml(args.config or DEMO_DATA.parent / info["config"])
+    run_config = Path(args.pretrain_run) / "config.yaml" if args.pretrain_run else None
+    config = TrainConfig.from_yaml(args.config or run_config or DEMO_DATA.parent / info["config"])
     sources = [s for s in config.data.sources if isinstance(s, dict)]
     if len(sources) != len(config.data.sources):
         raise SystemExit(f"{config._source}: data.sources: expected generator specs only")
@@ -197,9 +203,11 @@ def main(argv: list[str] | None = None) -> None:
         "sources over all weights) of both; plus its fine-tuning set's generation and the "
         "fine-tuning, measured. Solves to pay back = cost / (solver s/traj at the model's L2RE "
         "− model s/traj); 'at most' where the model beats every solve (the solver's time at "
-        "equal error is then a lower bound)",
+        "equal error is then a lower bound). Times per trajectory: "
+        + ("process CPU-seconds" if args.device == "cpu" else "wall seconds"),
     ]
     print("\n".join(header), flush=True)
+    clock = time.process_time if args.device == "cpu" else time.perf_counter
     tables = []
     for family in args.families:
         spec = dict(specs[family], progress=False)
@@ -213,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             ft_spec = {k: v for k, v in spec.items() if k != "progress"}
             model, ft_data, ft_train = fine_tune(
-                args.checkpoint, ft_spec, args.ft_trajectories, args.ft_steps, Path(tmp)
+                args.checkpoint, ft_spec, args.ft_trajectories, args.ft_steps, args.ft_lr, Path(tmp)
             )
         share = shares.get(family, 0.0)
         cost = share * (corpus_data + pretrain) + ft_data + ft_train
@@ -223,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
             f"cost of making: {cost:,.0f} CPU-s = corpus share {share:.3f} × ({corpus_data:,.0f} "
             f"data + {pretrain:,.0f} pre-training) + fine-tuning set {ft_data:,.0f} "
             f"({args.ft_trajectories} trajectories) + fine-tuning {ft_train:,.0f} "
-            f"({args.ft_steps} steps)",
+            f"({args.ft_steps} steps, peak lr {args.ft_lr:g})",
             "",
             "| grid | model L2RE | model s/traj | solver s/traj at equal error | solves to pay "
             "back |",
@@ -237,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             at_grid = copy.deepcopy(unwrap(model)).resize(grid)  # positional embedding interpolated
             table = cost_curve({**spec, "resolution": grid}, at_grid, device=args.device,
-                               repeats=args.repeats)  # fmt: skip
+                               repeats=args.repeats, clock=clock)  # fmt: skip
             previous = float(table["seconds_per_trajectory"].sel(resolution=grid))
             speedup = speedup_at_equal_error(table)
             model_s = float(table["model_seconds_per_trajectory"])

@@ -3,7 +3,8 @@
 For a family the built-in generators make, ``cost_curve`` scores three things on the same
 frames t_in … t_in+steps−1 of the generated trajectories (the reference: the solver at the data's
 resolution) with the paper's score (``score_rollout``: L2RE per field over the scored frames,
-mean over fields, then samples), and times each (``time.perf_counter``, seconds per trajectory):
+mean over fields, then samples), and times each (``clock``: ``time.perf_counter`` wall seconds by
+default, ``time.process_time`` for the process's CPU-seconds; per trajectory):
 
 - the solver curve: the same solver from the same state restricted to coarser grids, its frames
   brought back to the reference grid; the time step follows each grid's CFL/stability limit, so
@@ -55,6 +56,7 @@ from dpot_lab.models.util import unwrap
 from dpot_lab.solvers import diffusion_reaction_2d, navier_stokes_2d, shallow_water_2d
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+Clock = Callable[[], float]  # seconds: time.perf_counter (wall) or time.process_time (CPU)
 
 
 def fourier_resample(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -168,6 +170,7 @@ def coarse_solve(
     params: dict[str, Any] | None = None,
     batch_size: int | None = None,
     device: str = "cpu",
+    clock: Clock = time.perf_counter,
 ) -> tuple[xr.Dataset, float]:
     """The family's solver on a ``resolution``² grid from the reference's start frame (see the
     module docstring), its frames t_in … t_in+steps−1 brought back to the reference grid.
@@ -198,11 +201,11 @@ def coarse_solve(
     )  # (N, C, n, n)
     n = coarse.shape[0]
     batch_size = batch_size or n
-    tic = time.perf_counter()
+    tic = clock()
     frames = np.concatenate(
         [fam.solve(coarse[i : i + batch_size], times, p) for i in range(0, n, batch_size)]
     )  # (N, T, C, n, n)
-    seconds = time.perf_counter() - tic
+    seconds = clock() - tic
     fine = fam.prolong(frames[:, t_in - start :], shape)  # (N, steps, C, X, Y)
     pred = prediction_like(
         reference, fields, np.arange(n), t[t_in : t_in + steps], np.moveaxis(fine, 2, -1)
@@ -220,6 +223,7 @@ def solver_curve(
     batch_size: int | None = None,
     device: str = "cpu",
     repeats: int = 1,
+    clock: Clock = time.perf_counter,
 ) -> xr.Dataset:
     """``coarse_solve`` at each resolution, scored against the reference on frames
     t_in … t_in+steps−1: ``l2re`` and ``seconds_per_trajectory`` (resolution,), the fastest of
@@ -228,7 +232,7 @@ def solver_curve(
     n = reference.sizes["sample"]
     args = (t_in, steps, params, batch_size, device)
     for r in resolutions:
-        runs = [coarse_solve(reference, family, int(r), *args) for _ in range(repeats)]
+        runs = [coarse_solve(reference, family, int(r), *args, clock) for _ in range(repeats)]
         errors.append(float(score_rollout(runs[0][0], reference)["mean"]))
         seconds.append(min(s for _, s in runs) / n)
     return xr.Dataset(
@@ -241,17 +245,22 @@ def solver_curve(
 
 
 def timed_rollout(
-    model: nn.Module, dataset: xr.Dataset, repeats: int = 1, **kw: Any
+    model: nn.Module,
+    dataset: xr.Dataset,
+    repeats: int = 1,
+    clock: Clock = time.perf_counter,
+    **kw: Any,
 ) -> tuple[xr.Dataset, float]:
-    """(``rollout(model, dataset, **kw)``, its wall time in seconds per trajectory): the fastest of
-    ``repeats`` runs, after an untimed one-step rollout of the first trajectory (warm-up)."""
+    """(``rollout(model, dataset, **kw)``, its time by ``clock`` in seconds per trajectory): the
+    fastest of ``repeats`` runs, after an untimed one-step rollout of the first trajectory
+    (warm-up)."""
     first = dataset.isel(sample=[0]) if kw.get("samples") is None else dataset
     rollout(model, first, **{**kw, "steps": 1})
     seconds = math.inf
     for _ in range(repeats):
-        tic = time.perf_counter()
+        tic = clock()
         pred = rollout(model, dataset, **kw)
-        seconds = min(seconds, time.perf_counter() - tic)
+        seconds = min(seconds, clock() - tic)
     return pred, seconds / pred.sizes["sample"]
 
 
@@ -265,6 +274,7 @@ def cost_curve(
     device: str = "cpu",
     cache_dir: str | None = None,
     repeats: int = 1,
+    clock: Clock = time.perf_counter,
 ) -> xr.Dataset:
     """The model against the coarse-solver curve on the trajectories ``spec`` describes (a
     ``generate_cached`` spec of a family in ``FAMILIES``), on frames t_in … t_in+steps−1.
@@ -272,7 +282,8 @@ def cost_curve(
     resolutions: the solver's grids (None: the reference's N, N/2, N/4, N/8 down to 8; N itself
     is the reference's own cost, restarted); t_in: the model's input frames (None: its config);
     steps: scored frames (None: all after t_in); batch_size: trajectories per solver call and per
-    model batch (None: all). Both run on ``device``; each time is the fastest of ``repeats``.
+    model batch (None: all). Both run on ``device``; each time is the fastest of ``repeats``,
+    read on ``clock``.
     Returns ``l2re``, ``seconds_per_trajectory`` (resolution,), ``model_l2re``,
     ``model_seconds_per_trajectory`` (); attrs: family, spec, t_in, steps, start_frame, grid,
     batch_size, device, n_samples, reference_resolution."""
@@ -286,11 +297,11 @@ def cost_curve(
     n = reference.sizes["sample"]
     batch_size = batch_size or n
     params = {k: v for k, v in spec.items() if k in fam.defaults}
-    args = (t_in, steps, params, batch_size, device, repeats)
+    args = (t_in, steps, params, batch_size, device, repeats, clock)
     curve = solver_curve(reference, fam.name, resolutions, *args)
 
     run = dict(t_in=t_in, batch_size=batch_size, device=device, progress=False)
-    pred, model_seconds = timed_rollout(model, reference, repeats, steps=steps, **run)
+    pred, model_seconds = timed_rollout(model, reference, repeats, clock, steps=steps, **run)
     curve["model_l2re"] = float(score_rollout(pred, reference)["mean"])
     curve["model_seconds_per_trajectory"] = model_seconds
     curve.attrs = dict(
