@@ -1,7 +1,7 @@
 """Trajectory sets of pattern-forming equations, as Datasets: features of a few grid cells,
 near the size of a model's patch. Swift–Hohenberg (stripes and hexagonal spots of wavelength
 2π, 8 cells at 64² on the default square of side 16π) and Gray–Scott (spots, stripes and mazes
-of Pearson's classes, spots about 5 cells across at 64² on the default square of side 1.25).
+of Pearson's classes, 3–5 cells across, wavelength 6–10 cells, at 64² on the square of side 1.25).
 
 Same contract as ``dpot_lab.data.generators``: ``make_x(n_samples, resolution, seed_seqs,
 **params)``, sample i drawn from ``numpy.random.default_rng(seed_seqs[i])`` alone (its initial
