@@ -141,12 +141,21 @@ _ENTRIES = [
         8,
         "2D Swift–Hohenberg, stripes and spots 8 cells wide at 64², r and g per trajectory",
     ),
+    Generator(
+        "gray_scott",
+        "dpot_lab.data.generators_patterns:make_gray_scott",
+        64,
+        8,
+        "2D Gray–Scott, spots and stripes 3–5 cells wide at 64², u and v, F and k per "
+        "trajectory",
+    ),
 ]
 _ALIASES = {
     "dr": "diffusion_reaction",
     "swe": "shallow_water",
     "ks2d": "kuramoto_sivashinsky",
     "sh2d": "swift_hohenberg",
+    "gs2d": "gray_scott",
 }
 
 GENERATORS: dict[str, Generator] = {g.name: g for g in _ENTRIES}

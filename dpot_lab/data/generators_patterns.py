@@ -1,6 +1,7 @@
 """Trajectory sets of pattern-forming equations, as Datasets: features of a few grid cells,
 near the size of a model's patch. Swift–Hohenberg (stripes and hexagonal spots of wavelength
-2π, 8 cells at 64² on the default square of side 16π).
+2π, 8 cells at 64² on the default square of side 16π) and Gray–Scott (spots, stripes and mazes
+of Pearson's classes, 3–5 cells across, wavelength 6–10 cells, at 64² on the square of side 1.25).
 
 Same contract as ``dpot_lab.data.generators``: ``make_x(n_samples, resolution, seed_seqs,
 **params)``, sample i drawn from ``numpy.random.default_rng(seed_seqs[i])`` alone (its initial
@@ -18,7 +19,8 @@ import torch
 import xarray as xr
 
 from dpot_lab.data.generators import SOURCE_FORMAT, _check_counts, _coords, _dtype
-from dpot_lab.solvers.grid import Resolution, grid_shape
+from dpot_lab.solvers.gray_scott import gray_scott_2d
+from dpot_lab.solvers.grid import Resolution, cell_centres, grid_shape
 from dpot_lab.solvers.stepping import check_number
 from dpot_lab.solvers.swift_hohenberg import swift_hohenberg_2d
 
@@ -91,6 +93,108 @@ def make_swift_hohenberg(
             dt_save=dt_save,
             dt=dt,
             scheme="pseudo-spectral, ETDRK4, nonlinear term on |m| < n/4",
+            boundary="periodic",
+        ),
+    )
+
+
+def make_gray_scott(
+    n_samples: int,
+    resolution: Resolution,
+    seed_seqs: Sequence[np.random.SeedSequence],
+    *,
+    f_min: float = 0.035,
+    f_max: float = 0.055,
+    k_min: float = 0.0605,
+    k_max: float = 0.0625,
+    du: float = 2e-5,
+    dv: float = 1e-5,
+    length: float = 1.25,
+    n_seeds_min: int = 4,
+    n_seeds_max: int = 10,
+    seed_size: float = 0.06,
+    noise_std: float = 0.02,
+    burn_in: float = 300.0,
+    n_frames: int = 20,
+    dt_save: float = 100.0,
+    dt: float = 2.0,
+    dtype: str = "float64",
+    device: str = "cpu",
+) -> xr.Dataset:
+    """2D Gray–Scott on the periodic square [0, length)²: ``u``, ``v`` (sample, time, x, y) at
+    burn_in + dt_save·0, …, burn_in + dt_save·(n_frames − 1). The initial state is Pearson's:
+    (u, v) = (1, 0) but for n_seeds (uniform in [n_seeds_min, n_seeds_max]) squares of side
+    ``seed_size`` at uniform positions where (u, v) = (1/2, 1/4), plus white noise of std
+    ``noise_std`` per cell on both fields. ``f``, ``k`` (sample,) uniform in [f_min, f_max] and
+    [k_min, k_max]: with the defaults, spots that split and stripes or mazes that keep moving,
+    so that after the burn-in a frame differs from the previous one by ~10–40 %."""
+    _check_counts(n_samples, seed_seqs, n_frames)
+    f_max = check_number(f_max, "f_max", check_number(f_min, "f_min", 0.0))
+    k_max = check_number(k_max, "k_max", check_number(k_min, "k_min", 0.0))
+    length = check_number(length, "length", 0.0, open_low=True)
+    seed_size = check_number(seed_size, "seed_size", 0.0, length, open_low=True)
+    noise_std = check_number(noise_std, "noise_std", 0.0)
+    burn_in = check_number(burn_in, "burn_in", 0.0)
+    dt_save = check_number(dt_save, "dt_save", 0.0, open_low=True)
+    if not (isinstance(n_seeds_min, int | np.integer) and 1 <= n_seeds_min <= n_seeds_max):
+        raise ValueError(
+            f"n_seeds_min, n_seeds_max: expected integers with 1 <= n_seeds_min <= n_seeds_max, "
+            f"got {n_seeds_min!r}, {n_seeds_max!r}"
+        )
+    shape = grid_shape(resolution, 2)
+    centres = [cell_centres(n, 0.0, length) for n in shape]  # (X,), (Y,)
+    fs, ks, u0, v0 = [], [], [], []
+    for s in seed_seqs:
+        rng = np.random.default_rng(s)
+        fs.append(rng.uniform(f_min, f_max))
+        ks.append(rng.uniform(k_min, k_max))
+        seeded = np.zeros(shape, dtype=bool)  # (X, Y)
+        for corner in rng.uniform(0.0, length, (rng.integers(n_seeds_min, n_seeds_max + 1), 2)):
+            inside = [(c - c0) % length < seed_size for c, c0 in zip(centres, corner, strict=True)]
+            seeded |= inside[0][:, None] & inside[1][None, :]
+        u0.append(np.where(seeded, 0.5, 1.0) + noise_std * rng.standard_normal(shape))
+        v0.append(np.where(seeded, 0.25, 0.0) + noise_std * rng.standard_normal(shape))
+    times = burn_in + dt_save * np.arange(n_frames)
+    uv = gray_scott_2d(
+        torch.as_tensor(np.stack(u0), dtype=_dtype(dtype), device=device),
+        torch.as_tensor(np.stack(v0), dtype=_dtype(dtype), device=device),
+        times,
+        f=fs,
+        k=ks,
+        du=du,
+        dv=dv,
+        length=length,
+        dt=dt,
+    ).astype(np.float32)  # (B, T, 2, X, Y)
+    return xr.Dataset(
+        {
+            "u": (FIELD_DIMS, uv[:, :, 0]),
+            "v": (FIELD_DIMS, uv[:, :, 1]),
+            "f": (("sample",), np.array(fs)),
+            "k": (("sample",), np.array(ks)),
+        },
+        coords=_coords(times, resolution, 2, (0.0, length)),
+        attrs=dict(
+            pde="gray_scott_2d",
+            equation="u_t = du lap u - u v^2 + f (1 - u), v_t = dv lap v + u v^2 - (f + k) v",
+            source_format=SOURCE_FORMAT,
+            f_distribution="uniform in [f_min, f_max]",
+            k_distribution="uniform in [k_min, k_max]",
+            f_min=f_min,
+            f_max=f_max,
+            k_min=k_min,
+            k_max=k_max,
+            du=du,
+            dv=dv,
+            length=length,
+            n_seeds_min=n_seeds_min,
+            n_seeds_max=n_seeds_max,
+            seed_size=seed_size,
+            noise_std=noise_std,
+            burn_in=burn_in,
+            dt_save=dt_save,
+            dt=dt,
+            scheme="pseudo-spectral, ETDRK4, 2/3 rule",
             boundary="periodic",
         ),
     )

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 CONTOUR_POINTS = 32  # points on the circle of radius 1 around each h·L (Kassam & Trefethen)
 
-Rate = Callable[[torch.Tensor], torch.Tensor]  # N(û): (B, X, Yh) -> (B, X, Yh)
+Rate = Callable[[torch.Tensor], torch.Tensor]  # N(û): (B, ...) -> (B, ...)
 
 
 def etdrk4_coefficients(
@@ -21,7 +21,9 @@ def etdrk4_coefficients(
     """e^{hL}, e^{hL/2} and the ETDRK4 weights Q, f1, f2, f3 of a step h, each like ``linear``
     (real), in the real dtype of ``dtype``."""
     z0 = (h * linear.to(torch.float64))[..., None]  # (..., 1)
-    roots = torch.exp(2j * math.pi * (torch.arange(CONTOUR_POINTS) + 0.5) / CONTOUR_POINTS)
+    roots = torch.exp(
+        2j * math.pi * (torch.arange(CONTOUR_POINTS, dtype=torch.float64) + 0.5) / CONTOUR_POINTS
+    )  # (M,) complex128
     z = z0 + roots.to(z0.device)  # (..., M) complex128
     ez = torch.exp(z)
     q = h * ((torch.exp(z / 2) - 1) / z).mean(dim=-1).real
@@ -34,7 +36,7 @@ def etdrk4_coefficients(
 
 
 def etdrk4_step(u_hat: torch.Tensor, rate: Rate, e, e2, q, f1, f2, f3) -> torch.Tensor:
-    """One ETDRK4 step of û (B, X, Yh) with the coefficients of ``etdrk4_coefficients``."""
+    """One ETDRK4 step of û (B, ...) with the coefficients of ``etdrk4_coefficients``."""
     n_u = rate(u_hat)
     a = e2 * u_hat + q * n_u
     n_a = rate(a)
@@ -54,7 +56,7 @@ def etdrk4_frames(
     name: str,
     progress: bool = False,
 ) -> torch.Tensor:
-    """û (B, X, Yh) at each of ``times`` (non-decreasing, from t = 0), (B, T, X, Yh): fixed
+    """û (B, ...) at each of ``times`` (non-decreasing, from t = 0), (B, T, ...): fixed
     steps of at most ``dt``, shrunk per interval so that each save time is hit. FloatingPointError
     naming ``name`` when the state blows up."""
     coefficients: dict[float, tuple[torch.Tensor, ...]] = {}

@@ -46,3 +46,8 @@ def test_timed_rollout_is_the_rollout_and_its_seconds_per_trajectory(tmp_path):
     elapsed = time.perf_counter() - tic
     xr.testing.assert_identical(pred, dl.rollout(model, ds, **run))
     assert 0 < seconds * 2 < elapsed / 2  # per trajectory (2), the faster of two timed runs
+    # another clock: its readings, not the wall's (a clock that ticks 1 s per reading: each timed
+    # run reads it twice, so 1 s for the 2 trajectories)
+    readings = iter(range(100))
+    _, ticks = timed_rollout(model, ds, repeats=2, clock=lambda: float(next(readings)), **run)
+    assert ticks == 0.5

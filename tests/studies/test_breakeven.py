@@ -2,6 +2,7 @@
 second order on a smooth state, the equal-error speed-up on hand-computed tables, and the table
 ``cost_curve`` returns."""
 
+import json
 import math
 
 import numpy as np
@@ -12,7 +13,14 @@ import dpot_lab as dl
 from dpot_lab.data.generation import generate_cached
 from dpot_lab.solvers import diffusion_reaction_2d
 from dpot_lab.solvers.grid import cell_centres
-from dpot_lab.studies.breakeven import cost_curve, solver_curve, speedup_at_equal_error
+from dpot_lab.studies.breakeven import (
+    corpus_shares,
+    cost_curve,
+    solve_count,
+    solver_curve,
+    speedup_at_equal_error,
+    training_seconds,
+)
 
 TINY = {
     "ns2d": {"n_frames": 6},
@@ -78,6 +86,49 @@ def test_speedup_at_equal_error_by_hand():
     assert speedup_at_equal_error(_table(0.5)) is None
     # more accurate than every solve: the most accurate one's time, a lower bound
     assert speedup_at_equal_error(_table(0.01)) == pytest.approx(80.0)
+
+
+def test_solve_count_by_hand():
+    # at L2RE 0.05 the solver takes 0.08 s a trajectory (above), the model 0.002 s: each solve
+    # saves 0.078 s, so a model that cost 780 s to make pays back after 10,000 solves
+    assert solve_count(780.0, _table(0.05)) == pytest.approx(10_000.0)
+    # a slower model: 0.1 s against the solver's 0.08 s at equal error: never
+    assert solve_count(780.0, _table(0.05, model_seconds=0.1)) == math.inf
+    assert solve_count(780.0, _table(0.05, model_seconds=0.08)) == math.inf
+    # no equal-error point: no count
+    assert solve_count(780.0, _table(0.5)) is None
+    # more accurate than every solve: the most accurate solve's 0.16 s (a lower bound)
+    assert solve_count(15.8, _table(0.01)) == pytest.approx(100.0)
+
+
+def test_corpus_shares_follow_the_sampling_weights():
+    sources = [
+        {"generate": "ns2d", "nu": 1e-3},
+        {"generate": "ns2d", "nu": 1e-5},
+        {"generate": "dr"},
+        {"generate": "swe"},
+    ]
+    shares = corpus_shares(sources, [1, 1, 2, 4])
+    assert shares == pytest.approx({"ns2d": 0.25, "diffusion_reaction": 0.25, "shallow_water": 0.5})
+    assert corpus_shares(sources, None)["ns2d"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="weights: expected 4 weights"):
+        corpus_shares(sources, [1, 1])
+
+
+def test_training_seconds_from_the_run_directory(tmp_path):
+    (tmp_path / "config.yaml").write_text("batch_size: 8\nsteps: 300\n")
+    records = [
+        {"event": "train", "step": 100, "samples_per_s": 40.0},  # 800 samples: 20 s
+        {"event": "eval", "step": 100, "l2re": 0.1},
+        {"event": "train", "step": 300, "samples_per_s": 80.0},  # 1600 samples: 20 s
+    ]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    assert training_seconds(tmp_path) == pytest.approx(40.0)
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({**records[0], "samples_per_s": 0}))
+    with pytest.raises(ValueError, match="metrics.jsonl: line 1: .*samples_per_s"):
+        training_seconds(tmp_path)
+    with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
+        training_seconds(tmp_path / "nothing")
 
 
 def test_cost_curve_table(tmp_path):
