@@ -17,9 +17,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from dpot_lab.solvers.navier_stokes_2d import per_sample
 from dpot_lab.solvers.spectral import wavenumbers
-from dpot_lab.solvers.stepping import as_batched, check_number, check_save_times, integrate
+from dpot_lab.solvers.stepping import (
+    as_batched,
+    check_number,
+    check_save_times,
+    integrate,
+    per_sample,
+)
 
 ArrayLike = np.ndarray | torch.Tensor
 

@@ -19,9 +19,14 @@ import numpy as np
 import torch
 
 from dpot_lab.solvers.etdrk4 import etdrk4_frames
-from dpot_lab.solvers.navier_stokes_2d import per_sample
 from dpot_lab.solvers.spectral import wavenumbers
-from dpot_lab.solvers.stepping import as_batched, as_batched_like, check_number, check_save_times
+from dpot_lab.solvers.stepping import (
+    as_batched,
+    as_batched_like,
+    check_number,
+    check_save_times,
+    per_sample,
+)
 
 ArrayLike = np.ndarray | torch.Tensor
 

@@ -20,13 +20,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from dpot_lab.solvers.spectral import wavenumbers
+from dpot_lab.solvers.spectral import SpectralOps
 from dpot_lab.solvers.stepping import (
     as_batched,
     as_batched_like,
     check_number,
     check_save_times,
     integrate,
+    per_sample,
 )
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -96,58 +97,6 @@ def navier_stokes_2d(
     )  # (B, T, X, Y//2+1)
     out = torch.fft.irfft2(frames, s=ops.shape).cpu().numpy()  # (B, T, X, Y)
     return out if batched else out[0]
-
-
-class SpectralOps:
-    """Wavenumbers of the periodic unit square on X × Y points, for rfft2 spectra (X, Y//2+1),
-    and what the vorticity solvers compute from them: velocity and gradients from the modes
-    inside the 2/3 rule, the dealiased spectrum of a product, the CFL rate."""
-
-    def __init__(self, n_x: int, n_y: int, dtype: torch.dtype, device: torch.device) -> None:
-        self.shape = (n_x, n_y)
-        kx, dx_k, keep_x = (a.to(device)[:, None] for a in wavenumbers(n_x, dtype))  # (X, 1)
-        ky, dy_k, keep_y = (a.to(device)[None, :] for a in wavenumbers(n_y, dtype, half=True))
-        self.k2 = kx**2 + ky**2  # (X, Y//2+1)
-        inv_k2 = torch.where(self.k2 > 0, 1 / self.k2.clamp(min=1e-30), torch.zeros_like(self.k2))
-        self.keep = keep_x & keep_y
-        # ŵ -> (û, v̂) of the kept modes, û = i ky ψ̂, v̂ = −i kx ψ̂, ψ̂ = ŵ/|k|²; ĉ -> ∂x ĉ, ∂y ĉ
-        self.to_velocity = 1j * torch.stack([dy_k * inv_k2, -dx_k * inv_k2]) * self.keep
-        self.to_gradient = 1j * torch.stack([dx_k.expand_as(self.k2), dy_k.expand_as(self.k2)])
-        self.to_gradient = self.to_gradient * self.keep  # (2, X, Y//2+1)
-
-    def fields(self, w_hat: torch.Tensor, *c_hats: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """u, v from ŵ (B, X, Y//2+1) and ∂x c, ∂y c of each ĉ: real (B, X, Y) each."""
-        spectra = [w_hat[:, None] * self.to_velocity]
-        spectra += [c_hat[:, None] * self.to_gradient for c_hat in c_hats]
-        return torch.fft.irfft2(torch.cat(spectra, dim=1), s=self.shape).unbind(dim=1)
-
-    def dealiased(self, product: torch.Tensor) -> torch.Tensor:
-        """rfft2 of a product (B, X, Y), kept on the modes inside the 2/3 rule."""
-        return torch.fft.rfft2(product) * self.keep
-
-    def speed(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """max|u|/dx + max|v|/dy per sample, (B,)."""
-        n_x, n_y = self.shape
-        return u.abs().amax(dim=(-2, -1)) * n_x + v.abs().amax(dim=(-2, -1)) * n_y
-
-
-def per_sample(value: float | ArrayLike, name: str, like: torch.Tensor) -> torch.Tensor:
-    """A coefficient >= 0, one number or one per sample of ``like`` (B, ...), as (B, 1, ..., 1)
-    in the real dtype of ``like`` on its device; ValueError naming ``name`` otherwise."""
-    batch, ones = like.shape[0], (1,) * (like.dim() - 1)
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    if np.ndim(value) == 0:
-        values = [check_number(value, name, 0.0)] * batch
-    else:
-        arr = np.asarray(value)
-        if arr.shape != (batch,):
-            raise ValueError(
-                f"{name}: expected one number or one per sample, shape ({batch},), "
-                f"got shape {arr.shape}"
-            )
-        values = [check_number(x, name, 0.0) for x in arr.tolist()]
-    return torch.tensor(values, dtype=like.real.dtype, device=like.device).reshape(batch, *ones)
 
 
 def forcing_hat(forcing: str | ArrayLike | None, w: torch.Tensor) -> torch.Tensor | None:

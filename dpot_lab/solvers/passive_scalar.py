@@ -17,13 +17,15 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from dpot_lab.solvers.navier_stokes_2d import ArrayLike, SpectralOps, forcing_hat, per_sample
+from dpot_lab.solvers.navier_stokes_2d import ArrayLike, forcing_hat
+from dpot_lab.solvers.spectral import SpectralOps
 from dpot_lab.solvers.stepping import (
     as_batched,
     as_batched_like,
     check_number,
     check_save_times,
     integrate,
+    per_sample,
 )
 
 

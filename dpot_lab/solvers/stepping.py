@@ -89,6 +89,28 @@ def check_number(
     return x
 
 
+def per_sample(
+    value: float | np.ndarray | torch.Tensor, name: str, like: torch.Tensor, low: float = 0.0
+) -> torch.Tensor:
+    """A coefficient >= ``low`` (−inf: any finite number), one number or one per sample of
+    ``like`` (B, ...), as (B, 1, ..., 1) in the real dtype of ``like`` on its device; ValueError
+    naming ``name`` otherwise."""
+    batch, ones = like.shape[0], (1,) * (like.dim() - 1)
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if np.ndim(value) == 0:
+        values = [check_number(value, name, low)] * batch
+    else:
+        arr = np.asarray(value)
+        if arr.shape != (batch,):
+            raise ValueError(
+                f"{name}: expected one number or one per sample, shape ({batch},), "
+                f"got shape {arr.shape}"
+            )
+        values = [check_number(x, name, low) for x in arr.tolist()]
+    return torch.tensor(values, dtype=like.real.dtype, device=like.device).reshape(batch, *ones)
+
+
 def check_save_times(t_save: Sequence[float] | torch.Tensor, name: str = "t_save") -> list[float]:
     """Validated save times: a non-empty, non-decreasing 1-D sequence of finite times >= 0."""
     try:

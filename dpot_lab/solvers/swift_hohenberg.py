@@ -19,7 +19,7 @@ import torch
 
 from dpot_lab.solvers.etdrk4 import etdrk4_frames
 from dpot_lab.solvers.spectral import wavenumbers
-from dpot_lab.solvers.stepping import as_batched, check_number, check_save_times
+from dpot_lab.solvers.stepping import as_batched, check_number, check_save_times, per_sample
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -49,8 +49,8 @@ def swift_hohenberg_2d(
     dt = check_number(dt, "dt", 0.0, open_low=True)
     times = check_save_times(t_save)
     u, batched = as_batched(u0, "u0", 2, dtype, device)  # (B, X, Y)
-    n_b, n_x, n_y = u.shape
-    r_b, g_b = (_per_sample(v, name, n_b, u) for v, name in ((r, "r"), (g, "g")))  # (B, 1, 1)
+    n_x, n_y = u.shape[-2:]
+    r_b, g_b = (per_sample(v, name, u, -math.inf) for v, name in ((r, "r"), (g, "g")))  # (B,1,1)
     kx = wavenumbers(n_x, u.dtype)[0].to(u.device)[:, None] / length  # (X, 1)
     ky = wavenumbers(n_y, u.dtype, half=True)[0].to(u.device)[None, :] / length  # (1, Yh)
     linear = r_b - (1 - (kx**2 + ky**2)) ** 2  # (B, X, Yh), real
@@ -81,14 +81,3 @@ def free_energy(u: ArrayLike, r: float, g: float, length: float = 16 * math.pi) 
     lin = torch.fft.ifft2((1 - (kx**2 + ky**2)) * torch.fft.fft2(v)).real  # (1 + Δ)u
     density = -r * v**2 / 2 + lin**2 / 2 - g * v**3 / 3 + v**4 / 4
     return (density.mean(dim=(-2, -1)) * length**2).numpy()
-
-
-def _per_sample(value, name: str, n_b: int, like: torch.Tensor) -> torch.Tensor:
-    """One value per sample as (B, 1, 1) in ``like``'s dtype and device; ValueError naming
-    ``name`` for a wrong count or a non-finite value."""
-    v = torch.as_tensor(np.asarray(value, dtype=np.float64)).reshape(-1)
-    if v.numel() == 1:
-        v = v.expand(n_b)
-    if v.numel() != n_b or not bool(torch.isfinite(v).all()):
-        raise ValueError(f"{name}: expected a finite number or {n_b} of them, got {value!r}")
-    return v.to(device=like.device, dtype=like.dtype)[:, None, None]

@@ -102,7 +102,7 @@ def test_per_sample_parameters_match_single_runs():
 
 
 def test_bad_inputs_name_the_argument():
-    with pytest.raises(ValueError, match="r: expected a finite number or 2"):
+    with pytest.raises(ValueError, match=r"r: expected one number or one per sample, shape \(2,\)"):
         swift_hohenberg_2d(np.zeros((2, 8, 8)), [1.0], r=[0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="g: expected"):
         swift_hohenberg_2d(np.zeros((8, 8)), [1.0], g=float("nan"))
