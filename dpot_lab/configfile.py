@@ -1,16 +1,10 @@
-"""Config files: YAML with ``base:`` inheritance, validated by pydantic models, one-line errors.
+"""Config files: YAML with ``base:`` inheritance, checked by pydantic schemas, one-line errors.
 
-Nothing here knows what a config means (``dpot_lab.train.config`` holds the run schema,
-``DPOTConfig`` the model's). A schema is a pydantic dataclass whose fields carry their types and
-bounds (``Annotated[Int, Field(ge=1)]``); ``config_error`` turns pydantic's report into one line
-naming the file, the key path, what was expected and what was got::
-
-    configs/x.yaml: optim.lr: expected float, got str 'fast'
-    configs/x.yaml: unknown key 'optim.lrr' (known keys: accumulate, betas, ...)
-
-A file may start from another: ``base: other.yaml`` (a path relative to the file) takes every key
-of ``other.yaml`` and then the file's own keys over them; mappings merge key by key, any other
-value (a list, a number, null) replaces the base's. A base may have a base.
+A schema (``dpot_lab.train.config``, ``DPOTConfig``) is a pydantic dataclass whose fields carry
+their types and bounds (``Annotated[Int, Field(ge=1)]``); ``config_error`` turns pydantic's
+report into one line: ``configs/x.yaml: optim.lr: expected float, got str 'fast'``.
+``base: other.yaml`` (relative to the file) takes ``other.yaml``'s keys and puts the file's own
+over them: mappings merge key by key, any other value replaces the base's.
 """
 
 from __future__ import annotations
@@ -36,21 +30,22 @@ class ConfigError(ValueError):
 
 def _whole(value: Any) -> Any:
     """A whole float (``steps: 1e5``) or a numpy integer as an int; anything else unchanged."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return int(value) if hasattr(value, "__index__") and not isinstance(value, bool) else value
+    if isinstance(value, float) and value.is_integer() or hasattr(value, "__index__"):
+        return value if isinstance(value, bool) else int(value)
+    return value
+
+
+def integer(**bounds: int) -> Any:
+    """An int with ``Field`` bounds (``ge=1``); a whole float is taken, a bool is not."""
+    return Annotated[int, Strict(), Field(**bounds), BeforeValidator(_whole)]
 
 
 # Scalars as YAML gives them: no bool for a number, no number for a str, no inf or nan.
-Int = Annotated[int, BeforeValidator(_whole), Strict()]
+Int, Count, Cardinal = integer(), integer(ge=1), integer(ge=0)  # any, >= 1, >= 0
 Float = Annotated[float, Strict(), AllowInfNan(False)]
+Positive = Annotated[Float, Field(gt=0)]
 Str = Annotated[str, Strict()]
 Bool = Annotated[bool, Strict()]
-
-
-Count = Annotated[Int, Field(ge=1)]  # a size or count
-Cardinal = Annotated[Int, Field(ge=0)]  # a count that may be 0
-Positive = Annotated[Float, Field(gt=0)]
 
 
 def rule(ok: Callable[[Any], bool], expected: str) -> AfterValidator:
@@ -164,8 +159,7 @@ def _locate(hint: Any, loc: Sequence) -> tuple[str, Any, str | None]:
 
 def _fits(hint: Any, loc: Sequence) -> bool:
     try:
-        _locate(hint, loc)
-        return True
+        return bool(_locate(hint, loc))
     except (KeyError, TypeError):
         return False
 
@@ -358,6 +352,6 @@ def set_dotted(d: dict, changes: dict[str, Any], source: str = "config") -> None
 
 __all__ = [
     "BASE_KEY", "Bool", "Cardinal", "ConfigError", "Count", "Float", "Int", "Positive", "Str",
-    "config_error", "merge", "one_line_errors", "one_of", "parse_setting", "read_yaml", "rule",
-    "set_dotted",
+    "config_error", "integer", "merge", "one_line_errors", "one_of", "parse_setting", "read_yaml",
+    "rule", "set_dotted",
 ]  # fmt: skip

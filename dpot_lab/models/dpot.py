@@ -26,7 +26,7 @@ from typing import Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
 from torch import nn
 
@@ -37,14 +37,16 @@ from dpot_lab.configfile import (
     Int,
     Positive,
     Str,
+    integer,
     one_line_errors,
     one_of,
     rule,
-)  # fmt: skip
+)
 from dpot_lab.models.afno import ACTIVATIONS, MODE_RULES, FourierMixing, activation
 from dpot_lab.sizes import size_tuple
 
 TIME_AGGREGATIONS = ("exp_mlp", "mlp")
+Width = integer(ge=8)  # a latent width: GroupNorm takes 8 groups
 
 
 @one_line_errors
@@ -62,7 +64,7 @@ class DPOTConfig:
     out_channels: Count | None = None  # None: same as in_channels
     in_timesteps: Count = 10
     out_timesteps: Count = 1
-    embed_dim: Annotated[Int, Field(ge=8)] = 512
+    embed_dim: Width = 512
     depth: Count = 4
     n_blocks: Count = 4
     mlp_ratio: Positive = 1.0
