@@ -68,7 +68,7 @@ def one_of(choices: Sequence) -> AfterValidator:
 def config_error(err: ValidationError, schema: type, source: str = "") -> ConfigError:
     """The first problem of ``err`` (from validating ``schema``) as one line, prefixed by
     ``source``; of a union's members, the one whose shape the value has speaks."""
-    found = [(e, *_locate(schema, e["loc"][: -1 if _unknown(e) else None])) for e in err.errors()]
+    found = [(e, *_where(schema, e)) for e in err.errors()]
     refused = [f[1] == f[3] and _is_type_error(f[0]) for f in found]  # a union member's type
     first = found[0]
     if refused[0]:  # the member whose shape the value has says more, if any
@@ -77,6 +77,14 @@ def config_error(err: ValidationError, schema: type, source: str = "") -> Config
         )
     text = _describe_error(*first[:3])
     return ConfigError(f"{source}: {text}" if source else text)
+
+
+def _where(schema: type, e: dict) -> tuple[str, Any, str | None]:
+    loc = e["loc"][:-1] if _unknown(e) else e["loc"]
+    try:
+        return _locate(schema, loc)
+    except (KeyError, TypeError):  # a location the schema's types do not spell out
+        return ".".join(str(part) for part in loc), Any, None
 
 
 def _unknown(e: dict) -> bool:

@@ -58,14 +58,16 @@ from dpot_lab.sizes import size_tuple
 # The run keys that give the model's data-derived fields (they must agree when also given).
 DERIVED_MODEL_KEYS = ("data.resolution", "data.channels", "data.t_in", "t_out")
 DERIVED_MODEL_FIELDS = dict(zip(DPOTConfig.DATA_FIELDS, DERIVED_MODEL_KEYS, strict=True))
-Fraction = Annotated[Float, Field(ge=0, lt=1)]
-Part = Annotated[Str, one_of(PARTS)]
-Counts = Annotated[Int | list[Int] | None, rule(lambda n: min(_listed(n)) >= 0, "counts >= 0")]
-Sizes = Annotated[Int | list[Int] | None, rule(lambda r: min(_listed(r)) >= 1, "sizes >= 1")]
 
 
 def _listed(value: Any) -> list:
     return (value or [0]) if isinstance(value, list) else [value]
+
+
+Fraction = Annotated[Float, Field(ge=0, lt=1)]
+Part = Annotated[Str, one_of(PARTS)]
+Counts = Annotated[Int | list[Int] | None, rule(lambda n: min(_listed(n)) >= 0, "counts >= 0")]
+Sizes = Annotated[Int | list[Int] | None, rule(lambda r: min(_listed(r)) >= 1, "sizes >= 1")]
 
 
 def _section(cls: type) -> type:
