@@ -147,7 +147,7 @@ def _locate(hint: Any, loc: Sequence) -> tuple[str, Any, str | None]:
             hint = members[0]
             continue
         if members:
-            union, rest = path, loc[i + 1 :]
+            union, rest = path if union is None else union, loc[i + 1 :]  # the outermost
             hint = next((m for m in members if rest and _fits(m, rest)), hint)
             i += 1
             continue

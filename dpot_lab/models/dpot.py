@@ -20,7 +20,6 @@ latent between blocks), and the output head after its transposed patch convoluti
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, fields
 from typing import Annotated, Any, ClassVar
 
@@ -58,7 +57,7 @@ class DPOTConfig:
     (a mistake raises a one-line ``ValueError`` naming the field); ``DATA_FIELDS`` are the sizes
     that follow from the data a model is trained on."""
 
-    img_size: Count | Sequence[Count] = 128
+    img_size: Count | list[Count] = 128  # a tuple is taken too
     patch_size: Count = 8
     in_channels: Count = 4
     out_channels: Count | None = None  # None: same as in_channels

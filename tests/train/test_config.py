@@ -53,6 +53,12 @@ def _write(tmp_path, d: dict) -> Path:
         ({"data": {"test_sources": [{"n": 1}]}}, "data.test_sources[0]", "'generate' key"),
         ({"data": {"sources": [{"generate": "nsxd"}]}}, "data.sources[0].generate", "one of"),
         ({"data": {"sources": [{"generate": "ns2d"}]}}, "data.sources[0].n_samples", ">= 1"),
+        (  # a union inside a union's member: the innermost problem speaks
+            {"data": {"sources": [{"generate": "ns2d", "n_samples": 2, "resolution": 0}]}},
+            "data.sources[0].resolution",
+            "expected an int >= 1, got 0",
+        ),
+        ({"model": {"img_size": "x"}}, "model.img_size", "expected int or a list of int, got str"),
         (
             {"data": {"sources": [{"generate": "ns2d", "n_samples": 2, "nuu": 1}]}},
             "data.sources[0]",
