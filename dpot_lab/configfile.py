@@ -1,37 +1,228 @@
-"""Typed YAML: nested dataclasses read from YAML files with strict checks, and ``base:``
-inheritance between files.
+"""Config files: YAML with ``base:`` inheritance, checked by pydantic schemas, one-line errors.
 
-Nothing here knows what the dataclasses mean (``dpot_lab.train.config`` holds the run schema).
-A mistake names the file, the key path and the expected type::
-
-    configs/x.yaml: optim.lr: expected float, got str 'fast'
-    configs/x.yaml: unknown key 'optim.lrr' (known keys: accumulate, betas, ...)
-
-A file may start from another: ``base: other.yaml`` (a path relative to the file) takes every key
-of ``other.yaml`` and then the file's own keys over them; mappings merge key by key, any other
-value (a list, a number, null) replaces the base's. A base may have a base.
+A schema (``dpot_lab.train.config``, ``DPOTConfig``) is a pydantic dataclass whose fields carry
+their types and bounds (``Annotated[Int, Field(ge=1)]``); ``config_error`` turns pydantic's
+report into one line: ``configs/x.yaml: optim.lr: expected float, got str 'fast'``.
+``base: other.yaml`` (relative to the file) takes ``other.yaml``'s keys and puts the file's own
+over them: mappings merge key by key, any other value replaces the base's.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
+import functools
 import os
 import re
 import types
 import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import AfterValidator, AllowInfNan, BeforeValidator, Field, Strict, ValidationError
 
 BASE_KEY = "base"
 
 
 class ConfigError(ValueError):
-    """A config that does not fit the schema; the message names the source, key path and type."""
+    """A config that does not fit its schema; the message names the source, key path and type."""
 
 
+def _whole(value: Any) -> Any:
+    """A whole float (``steps: 1e5``) or a numpy integer as an int; anything else unchanged."""
+    if isinstance(value, float) and value.is_integer() or hasattr(value, "__index__"):
+        return value if isinstance(value, bool) else int(value)
+    return value
+
+
+def integer(**bounds: int) -> Any:
+    """An int with ``Field`` bounds (``ge=1``); a whole float is taken, a bool is not."""
+    return Annotated[int, Strict(), Field(**bounds), BeforeValidator(_whole)]
+
+
+# Scalars as YAML gives them: no bool for a number, no number for a str, no inf or nan.
+Int, Count, Cardinal = integer(), integer(ge=1), integer(ge=0)  # any, >= 1, >= 0
+Float = Annotated[float, Strict(), AllowInfNan(False)]
+Positive = Annotated[Float, Field(gt=0)]
+Str = Annotated[str, Strict()]
+Bool = Annotated[bool, Strict()]
+
+
+def rule(ok: Callable[[Any], bool], expected: str) -> AfterValidator:
+    """A field check beyond type and bounds: ``ok(value)`` or "expected <expected>, got <value>"."""
+
+    def check(value: Any) -> Any:
+        if value is not None and not ok(value):
+            raise ValueError(f"expected {expected}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+def one_of(choices: Sequence) -> AfterValidator:
+    """A field that takes one of ``choices`` ("expected one of [...], got ...")."""
+    return rule(lambda v: v in choices, f"one of {list(choices)}")
+
+
+# ---------------------------------------------------------------------- errors
+def config_error(err: ValidationError, schema: type, source: str = "") -> ConfigError:
+    """The first problem of ``err`` (from validating ``schema``) as one line, prefixed by
+    ``source``; of a union's members, the one whose shape the value has speaks."""
+    found = [(e, *_where(schema, e)) for e in err.errors()]
+    refused = [f[1] == f[3] and _is_type_error(f[0]) for f in found]  # a union member's type
+    first = found[0]
+    if refused[0]:  # the member whose shape the value has says more, if any
+        first = next(
+            (f for f, r in zip(found, refused, strict=True) if f[3] == first[3] and not r), first
+        )
+    text = _describe_error(*first[:3])
+    return ConfigError(f"{source}: {text}" if source else text)
+
+
+def _where(schema: type, e: dict) -> tuple[str, Any, str | None]:
+    loc = e["loc"][:-1] if _unknown(e) else e["loc"]
+    try:
+        return _locate(schema, loc)
+    except (KeyError, TypeError):  # a location the schema's types do not spell out
+        return ".".join(str(part) for part in loc), Any, None
+
+
+def _unknown(e: dict) -> bool:
+    return e["type"] in ("extra_forbidden", "unexpected_keyword_argument")
+
+
+def _is_type_error(e: dict) -> bool:
+    return e["type"].endswith(("_type", "_parsing", "literal_error", "from_float", "_required"))
+
+
+def _describe_error(e: dict, path: str, hint: Any) -> str:
+    value, kind, ctx = e["input"], e["type"], e.get("ctx") or {}
+    if _unknown(e):
+        section = _bare((_members(hint) or [hint])[0])[0]
+        known = ", ".join(sorted(getattr(section, "__pydantic_fields__", {})))
+        return f"unknown key {_join(path, e['loc'][-1])!r} (known keys: {known})"
+    if kind == "missing":
+        return f"{path}: expected {_expected(hint, bounded=True)}, got no {e['loc'][-1]!r} key"
+    if kind in ("value_error", "assertion_error"):
+        return f"{path}: {ctx['error']}" if path else str(ctx["error"])
+    if kind == "finite_number":
+        return f"{path}: expected a finite float, got {value}"
+    if not _is_type_error(e):
+        return f"{path}: expected {_expected(hint, bounded=True, value=value)}, got {value!r}"
+    got = "null" if value is None else f"{type(value).__name__} {value!r}"
+    expected = _expected(hint)
+    if isinstance(value, bool) and "str" in expected.split():
+        got += " (YAML reads yes/no/on/off/true/false unquoted as booleans: quote it)"
+    return f"{path or '<top level>'}: expected {expected}, got {got}"
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
+
+
+def _bare(hint: Any) -> tuple[Any, list]:
+    """``hint`` without ``Annotated`` and its metadata (bounds, validators)."""
+    meta = []
+    while typing.get_origin(hint) is Annotated:
+        for m in hint.__metadata__:  # a Field(...) inside a type holds its bounds
+            meta += [m, *getattr(m, "metadata", [])]
+        hint = hint.__origin__
+    return hint, meta
+
+
+def _members(hint: Any) -> list | None:
+    hint = _bare(hint)[0]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return [a for a in typing.get_args(hint) if a is not type(None)]
+    return None
+
+
+def _locate(hint: Any, loc: Sequence) -> tuple[str, Any, str | None]:
+    """The key path of pydantic's ``loc`` in ``hint``, the type there and the path of the union
+    it passed through (pydantic names the member tried after a union: skipped)."""
+    path, union, i = "", None, 0
+    while i < len(loc):
+        members = _members(hint)
+        if members and len(members) == 1:  # an optional value: no member named
+            hint = members[0]
+            continue
+        if members:
+            union, rest = path if union is None else union, loc[i + 1 :]  # the outermost
+            hint = next((m for m in members if rest and _fits(m, rest)), hint)
+            i += 1
+            continue
+        base, part = _bare(hint)[0], loc[i]
+        fields = getattr(base, "__pydantic_fields__", None)
+        if fields is not None:
+            hint = fields[part].rebuild_annotation()
+        else:
+            args = typing.get_args(base)
+            if not args:
+                raise KeyError(part)
+            key = loc[i + 1 : i + 2] == ("[key]",)  # a mapping's key, not its value, was refused
+            hint, i = args[0] if key else args[-1], i + key
+        path, i = _join(path, part), i + 1
+    return path, hint, union
+
+
+def _fits(hint: Any, loc: Sequence) -> bool:
+    try:
+        return bool(_locate(hint, loc))
+    except (KeyError, TypeError):
+        return False
+
+
+def _expected(hint: Any, bounded: bool = False, value: Any = None) -> str:
+    """What ``hint`` takes in words; ``bounded``: with its bounds (of the member of ``value``'s
+    type in a union)."""
+    base, meta = _bare(hint)
+    members = _members(hint)
+    if bounded and members:
+        kind = next((m for m in members if _bare(m)[0] is type(value)), members[0])
+        return _expected(kind, bounded)
+    bounds = {op: getattr(m, op) for m in meta for op in ("ge", "gt", "le", "lt") if hasattr(m, op)}
+    if bounded and bounds:
+        what = "an int" if base is int else "a float"
+        if len(bounds) == 2:
+            lo, hi = ("[" if "ge" in bounds else "(", "]" if "le" in bounds else ")")
+            what = "a fraction" if base is float else what
+            return f"{what} in {lo}{', '.join(str(v) for v in bounds.values())}{hi}"
+        sign = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+        return " and ".join(f"{what} {sign[op]} {v}" for op, v in bounds.items())
+    origin, args = typing.get_origin(base), typing.get_args(base)
+    if base is type(None):
+        return "null"
+    if base is Any:
+        return "any value"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(a) for a in args)
+    if origin in (list, Sequence):
+        return f"a list of {_expected(args[0])}"
+    if origin is dict:
+        return f"a mapping of {_expected(args[0])} to {_expected(args[1])}"
+    if hasattr(base, "__pydantic_fields__"):
+        return "a mapping"
+    return getattr(base, "__name__", str(base))
+
+
+def one_line_errors(cls: type) -> type:
+    """Decorator of a pydantic dataclass: constructing it raises ``config_error``'s one line."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except ValidationError as err:
+            raise config_error(err, cls) from None
+
+    cls.__init__ = __init__
+    return cls
+
+
+# ---------------------------------------------------------------------- YAML
 def read_yaml(path: str | os.PathLike) -> dict:
     """The mapping in a YAML file with its ``base:`` chain resolved (no ``base`` key left).
 
@@ -138,8 +329,7 @@ def set_dotted(d: dict, changes: dict[str, Any], source: str = "config") -> None
         parts = key.replace("__", ".").split(".")
         node: Any = d
         for depth, part in enumerate(parts):
-            here = ".".join(parts[:depth]) or "<top level>"
-            last = depth == len(parts) - 1
+            here, last = ".".join(parts[:depth]) or "<top level>", depth == len(parts) - 1
             if isinstance(node, dict):
                 if last:
                     node[part] = value
@@ -168,123 +358,8 @@ def set_dotted(d: dict, changes: dict[str, Any], source: str = "config") -> None
                 )
 
 
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _type_name(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is type(None):
-        return "null"
-    if hint is Any:
-        return "any value"
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in args)
-    if origin is list:
-        return f"a list of {_type_name(args[0])}"
-    if origin is dict:
-        return f"a mapping of {_type_name(args[0])} to {_type_name(args[1])}"
-    if dataclasses.is_dataclass(hint):
-        return "a mapping"
-    return getattr(hint, "__name__", str(hint))
-
-
-def _mismatch(value: Any, hint: Any, path: str, source: str) -> ConfigError:
-    got = "null" if value is None else f"{type(value).__name__} {value!r}"
-    expected = _type_name(hint)
-    if isinstance(value, bool) and "str" in expected.split():
-        got += " (YAML reads yes/no/on/off/true/false unquoted as booleans: quote it)"
-    return ConfigError(f"{source}: {path}: expected {expected}, got {got}")
-
-
-def _kind_matches(value: Any, hint: Any) -> bool:
-    """Whether ``value`` has the shape of ``hint``, so that its error inside ``hint`` says more
-    than a union's list of types."""
-    origin = typing.get_origin(hint) or hint
-    if origin is list:
-        return isinstance(value, (list, tuple))
-    if origin is dict or dataclasses.is_dataclass(hint):
-        return isinstance(value, dict)
-    return origin is float and isinstance(value, float)
-
-
-def convert(value: Any, hint: Any, path: str, source: str) -> Any:
-    """``value`` checked against the type ``hint`` (an int accepted for a float, a whole float
-    for an int); raises ConfigError."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
-    if dataclasses.is_dataclass(hint):  # a section left empty takes its defaults
-        return build(hint, {} if value is None else value, path, source)
-    if origin in (typing.Union, types.UnionType):
-        inner = None
-        for arg in args:
-            try:
-                return convert(value, arg, path, source)
-            except ConfigError as err:
-                inner = inner or (err if _kind_matches(value, arg) else None)
-        raise inner or _mismatch(value, hint, path, source)
-    if origin is Literal:
-        if value in args:
-            return value
-        raise _mismatch(value, hint, path, source)
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise _mismatch(value, hint, path, source)
-        return [convert(v, args[0], f"{path}[{i}]", source) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise _mismatch(value, hint, path, source)
-        return {
-            convert(k, args[0], path, source): convert(v, args[1], f"{path}.{k}", source)
-            for k, v in value.items()
-        }
-    if hint is type(None):
-        if value is None:
-            return None
-        raise _mismatch(value, hint, path, source)
-    if hint is float:
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{source}: {path}: expected a finite float, got {value}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise _mismatch(value, hint, path, source)
-    if hint is int:
-        if is_int(value):
-            return value
-        if isinstance(value, float) and value.is_integer():  # ``steps: 1e5``
-            return int(value)
-        raise _mismatch(value, hint, path, source)
-    if hint in (str, bool):
-        if isinstance(value, hint):
-            return value
-        raise _mismatch(value, hint, path, source)
-    raise TypeError(f"config schema uses an unsupported type {hint!r} at {path}")
-
-
-def build(cls: type, d: Any, path: str, source: str) -> Any:
-    """Dataclass ``cls`` from mapping ``d``, every key checked against its fields and their types;
-    a dataclass with a ``from_mapping(d, path, source)`` classmethod builds itself."""
-    if not isinstance(d, dict):
-        raise _mismatch(d, cls, path or "<top level>", source)
-    if hasattr(cls, "from_mapping"):  # a section with its own schema
-        return cls.from_mapping(d, path, source)
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in d.items():
-        key_path = f"{path}.{key}" if path else str(key)
-        if key not in names:
-            raise ConfigError(
-                f"{source}: unknown key {key_path!r} (known keys: {', '.join(sorted(names))})"
-            )
-        kwargs[key] = convert(value, hints[key], key_path, source)
-    return cls(**kwargs)
-
-
 __all__ = [
-    "BASE_KEY", "ConfigError", "build", "convert", "is_int", "merge", "parse_setting",
-    "read_yaml", "set_dotted",
+    "BASE_KEY", "Bool", "Cardinal", "ConfigError", "Count", "Float", "Int", "Positive", "Str",
+    "config_error", "integer", "merge", "one_line_errors", "one_of", "parse_setting", "read_yaml",
+    "rule", "set_dotted",
 ]  # fmt: skip

@@ -20,100 +20,76 @@ latent between blocks), and the output head after its transposed patch convoluti
 from __future__ import annotations
 
 import math
-import typing
-from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar
+from dataclasses import asdict, fields
+from typing import Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass
 from torch import nn
 
+from dpot_lab.configfile import (
+    Bool,
+    Cardinal,
+    Count,
+    Int,
+    Positive,
+    Str,
+    integer,
+    one_line_errors,
+    one_of,
+    rule,
+)
 from dpot_lab.models.afno import ACTIVATIONS, MODE_RULES, FourierMixing, activation
 from dpot_lab.sizes import size_tuple
 
 TIME_AGGREGATIONS = ("exp_mlp", "mlp")
+Width = integer(ge=8)  # a latent width: GroupNorm takes 8 groups
 
 
-@dataclass
+@one_line_errors
+@dataclass(config=ConfigDict(extra="forbid"))
 class DPOTConfig:
     """Sizes and options of a DPOT model. ``img_size`` is the grid; an int means square (cube).
 
-    The rules of the fields live here, for the model and for every run config that sets one:
-    ``MINIMA`` (smallest value of the integer fields), ``CHOICES`` (the named ones), and
-    ``DATA_FIELDS``, the sizes that follow from the data a model is trained on."""
+    Each field carries its type and bounds, for the model and for every run config that sets one
+    (a mistake raises a one-line ``ValueError`` naming the field); ``DATA_FIELDS`` are the sizes
+    that follow from the data a model is trained on."""
 
-    img_size: int | tuple[int, ...] = 128
-    patch_size: int = 8
-    in_channels: int = 4
-    out_channels: int | None = None  # None: same as in_channels
-    in_timesteps: int = 10
-    out_timesteps: int = 1
-    embed_dim: int = 512
-    depth: int = 4
-    n_blocks: int = 4
-    mlp_ratio: float = 1.0
-    modes: int = 32
-    modes_z: int = 8  # 3D only: modes kept on the last (rfft) axis, the release's temporal_modes
-    out_layer_dim: int = 32
-    head_conv: int = 0  # kernel of a depthwise conv across patch edges in the head; 0: none
-    n_cls: int = 0  # dataset-classification head width; 0 = no head
-    normalize: bool = False
-    act: str = "gelu"
-    time_agg: str = "exp_mlp"
-    mode_rule: str = "symmetric"
-    embed_hidden: int | None = None  # None: C·p + n_grid, the release's width
-    n_spatial: int = 2
+    img_size: Count | list[Count] = 128  # a tuple is taken too
+    patch_size: Count = 8
+    in_channels: Count = 4
+    out_channels: Count | None = None  # None: same as in_channels
+    in_timesteps: Count = 10
+    out_timesteps: Count = 1
+    embed_dim: Width = 512
+    depth: Count = 4
+    n_blocks: Count = 4
+    mlp_ratio: Positive = 1.0
+    modes: Count = 32
+    modes_z: Count = 8  # 3D only: modes kept on the last (rfft) axis, the release's temporal_modes
+    out_layer_dim: Count = 32
+    # kernel of a depthwise conv across patch edges in the head; 0: none
+    head_conv: Annotated[Cardinal, rule(lambda k: k % 2 or not k, "0 or an odd kernel size")] = 0
+    n_cls: Cardinal = 0  # dataset-classification head width; 0 = no head
+    normalize: Bool = False
+    act: Annotated[Str, one_of(sorted(ACTIVATIONS))] = "gelu"
+    time_agg: Annotated[Str, one_of(TIME_AGGREGATIONS)] = "exp_mlp"
+    mode_rule: Annotated[Str, one_of(MODE_RULES)] = "symmetric"
+    embed_hidden: Count | None = None  # None: C·p + n_grid, the release's width
+    n_spatial: Annotated[Int, one_of((2, 3))] = 2
 
-    MINIMA: ClassVar[dict[str, int]] = {
-        "img_size": 1, "patch_size": 1, "in_channels": 1, "out_channels": 1, "in_timesteps": 1,
-        "out_timesteps": 1, "embed_dim": 8, "depth": 1, "n_blocks": 1, "modes": 1, "modes_z": 1,
-        "out_layer_dim": 1, "head_conv": 0, "n_cls": 0, "embed_hidden": 1,
-    }  # fmt: skip
-    CHOICES: ClassVar[dict[str, list]] = {
-        "act": sorted(ACTIVATIONS), "time_agg": list(TIME_AGGREGATIONS),
-        "mode_rule": list(MODE_RULES), "n_spatial": [2, 3],
-    }  # fmt: skip
     DATA_FIELDS: ClassVar[tuple[str, ...]] = (
         "img_size", "in_channels", "in_timesteps", "out_timesteps",
     )  # fmt: skip
 
-    @classmethod
-    def field_problem(cls, name: str, value: Any) -> str | None:
-        """What field ``name`` expects when ``value`` breaks its range or choices, else None
-        (None values and types are not checked here)."""
-        if value is None:
-            return None
-        if name in cls.MINIMA:
-            low = cls.MINIMA[name]
-            sizes = value if isinstance(value, (list, tuple)) else [value]
-            if min(sizes, default=low) < low:
-                return f"{'sizes' if len(sizes) > 1 else 'an int'} >= {low}, got {value}"
-        if name == "mlp_ratio" and not value > 0:
-            return f"a float > 0, got {value}"
-        if name in cls.CHOICES and value not in cls.CHOICES[name]:
-            return f"one of {cls.CHOICES[name]}, got {value!r}"
-        return None
-
-    @classmethod
-    def field_types(cls) -> dict[str, Any]:
-        """Each field's type in plain data (a list for ``img_size``, as ``to_dict`` writes it)."""
-        hints = typing.get_type_hints(cls)
-        hints = {f.name: hints[f.name] for f in fields(cls)}
-        hints["img_size"] = int | list[int]
-        return hints
-
     def __post_init__(self):
-        for f in fields(self):
-            problem = self.field_problem(f.name, getattr(self, f.name))
-            if problem:
-                raise ValueError(f"{f.name}: expected {problem}")
         size = self.img_size = size_tuple(self.img_size, self.n_spatial, "img_size")
         if self.out_channels is None:
             self.out_channels = self.in_channels
         if any(s % self.patch_size for s in size):
             raise ValueError(f"img_size {size} is not divisible by patch_size {self.patch_size}")
-        if self.head_conv % 2 == 0 and self.head_conv:
-            raise ValueError(f"head_conv: expected 0 or an odd kernel size, got {self.head_conv}")
         if self.embed_dim % 8:
             raise ValueError(
                 f"embed_dim: expected a multiple of 8 (GroupNorm groups), got {self.embed_dim}"

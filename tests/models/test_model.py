@@ -338,16 +338,16 @@ def test_torch_compile_matches_eager():
     ],
 )
 def test_config_field_rules_are_its_own(overrides, message):
-    """DPOTConfig checks its fields; run configs ask the same rules (DPOTConfig.field_problem)."""
+    """DPOTConfig checks its fields; a run config's model section says the same, field rules and
+    rules between fields alike (one validation path)."""
+    from dpot_lab.train.config import TrainConfig
+
     base = dict(img_size=16, patch_size=4, embed_dim=16, n_blocks=2)
     with pytest.raises(ValueError, match=re.escape(message)):
         DPOTConfig(**{**base, **overrides})
-    key, value = next(iter(overrides.items()))
-    if key not in (
-        "n_blocks",
-        "head_conv",
-    ):  # a rule between fields: checked on the whole config only
-        assert DPOTConfig.field_problem(key, value).startswith(message.split(": expected ")[1])
+    model = {k: v for k, v in {**base, **overrides}.items() if k != "img_size"}  # from the data
+    with pytest.raises(ValueError, match=re.escape(f"config: model.{message}")):
+        TrainConfig.from_dict({"model": model, "data": {"resolution": 16}})
 
 
 @pytest.mark.parametrize("n_spatial", [2, 3])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dpot_lab.models.dpot import DPOTConfig
 from dpot_lab.train import TrainConfig, Trainer
 from dpot_lab.train.config import ConfigError, EvalConfig
 
@@ -52,6 +53,12 @@ def _write(tmp_path, d: dict) -> Path:
         ({"data": {"test_sources": [{"n": 1}]}}, "data.test_sources[0]", "'generate' key"),
         ({"data": {"sources": [{"generate": "nsxd"}]}}, "data.sources[0].generate", "one of"),
         ({"data": {"sources": [{"generate": "ns2d"}]}}, "data.sources[0].n_samples", ">= 1"),
+        (  # a union inside a union's member: the innermost problem speaks
+            {"data": {"sources": [{"generate": "ns2d", "n_samples": 2, "resolution": 0}]}},
+            "data.sources[0].resolution",
+            "expected an int >= 1, got 0",
+        ),
+        ({"model": {"img_size": "x"}}, "model.img_size", "expected int or a list of int, got str"),
         (
             {"data": {"sources": [{"generate": "ns2d", "n_samples": 2, "nuu": 1}]}},
             "data.sources[0]",
@@ -306,3 +313,41 @@ def test_paper_presets_resolve_as_before_they_shared_a_base(size, tmp_path):
 def test_gpu_configs_gather_windows_on_the_device(path):
     cfg = TrainConfig.from_yaml(Path(__file__).parents[2] / "configs" / path)
     assert cfg.data.placement == "auto" and cfg.data.resident_gb is None  # a quarter of the card
+
+
+def test_json_schema_names_the_bounds():
+    """The JSON schema comes from the declarations that validate: bounds, defaults, choices and
+    the refusal of unknown keys, for the run's sections and for DPOTConfig's fields in model:."""
+    schema = TrainConfig.json_schema()
+    defs = schema["$defs"]
+    assert schema["properties"]["steps"]["minimum"] == 1
+    assert schema["properties"]["steps"]["default"] == 1000
+    lr = defs["OptimConfig"]["properties"]["lr"]
+    assert lr["exclusiveMinimum"] == 0 and lr["default"] == 1e-3
+    fraction = defs["DataConfig"]["properties"]["test_fraction"]
+    assert (fraction["minimum"], fraction["exclusiveMaximum"]) == (0, 1)
+    assert defs["NoiseConfig"]["properties"]["kind"]["enum"] == ["rms", "norm"]
+    assert defs["model"]["properties"]["depth"]["minimum"] == 1  # DPOTConfig's own bound
+    assert defs["model"]["properties"]["embed_dim"]["minimum"] == 8
+    for section in ("OptimConfig", "DataConfig", "LoRAConfig", "model"):
+        assert defs[section]["additionalProperties"] is False, section
+
+
+def test_a_config_changed_in_python_is_checked_again():
+    cfg = TrainConfig()
+    cfg.optim.lr = -1.0
+    with pytest.raises(ConfigError, match=r"^config: optim\.lr: expected a float > 0, got -1\.0$"):
+        TrainConfig.coerce(cfg)
+    with pytest.raises(ConfigError, match=r"^steps: expected int, got bool True$"):
+        TrainConfig(steps=True)
+
+
+def test_model_fields_take_whole_numbers_but_no_bools():
+    np = pytest.importorskip("numpy")
+    cfg = DPOTConfig(img_size=[32, 32], depth=np.int64(2), modes=4.0, mlp_ratio=2)
+    assert (cfg.img_size, cfg.depth, cfg.modes, cfg.mlp_ratio) == ((32, 32), 2, 4, 2.0)
+    assert type(cfg.depth) is int and type(cfg.mlp_ratio) is float
+    with pytest.raises(ValueError, match=r"^depth: expected int, got bool True$"):
+        DPOTConfig(depth=True)
+    with pytest.raises(ValueError, match=r"^modes: expected int, got float 4\.5$"):
+        DPOTConfig(modes=4.5)
