@@ -142,18 +142,15 @@ def make_gray_scott(
             f"got {n_seeds_min!r}, {n_seeds_max!r}"
         )
     shape = grid_shape(resolution, 2)
-    centres = [cell_centres(n, 0.0, length) for n in shape]  # (X,), (Y,)
+    seeds = dict(n_min=n_seeds_min, n_max=n_seeds_max, size=seed_size, noise_std=noise_std)
     fs, ks, u0, v0 = [], [], [], []
     for s in seed_seqs:
         rng = np.random.default_rng(s)
         fs.append(rng.uniform(f_min, f_max))
         ks.append(rng.uniform(k_min, k_max))
-        seeded = np.zeros(shape, dtype=bool)  # (X, Y)
-        for corner in rng.uniform(0.0, length, (rng.integers(n_seeds_min, n_seeds_max + 1), 2)):
-            inside = [(c - c0) % length < seed_size for c, c0 in zip(centres, corner, strict=True)]
-            seeded |= inside[0][:, None] & inside[1][None, :]
-        u0.append(np.where(seeded, 0.5, 1.0) + noise_std * rng.standard_normal(shape))
-        v0.append(np.where(seeded, 0.25, 0.0) + noise_std * rng.standard_normal(shape))
+        u, v = _pearson_state(rng, shape, length, **seeds)
+        u0.append(u)
+        v0.append(v)
     times = burn_in + dt_save * np.arange(n_frames)
     uv = gray_scott_2d(
         torch.as_tensor(np.stack(u0), dtype=_dtype(dtype), device=device),
@@ -180,21 +177,33 @@ def make_gray_scott(
             source_format=SOURCE_FORMAT,
             f_distribution="uniform in [f_min, f_max]",
             k_distribution="uniform in [k_min, k_max]",
-            f_min=f_min,
-            f_max=f_max,
-            k_min=k_min,
-            k_max=k_max,
-            du=du,
-            dv=dv,
-            length=length,
-            n_seeds_min=n_seeds_min,
-            n_seeds_max=n_seeds_max,
-            seed_size=seed_size,
-            noise_std=noise_std,
-            burn_in=burn_in,
-            dt_save=dt_save,
-            dt=dt,
+            **dict(f_min=f_min, f_max=f_max, k_min=k_min, k_max=k_max, du=du, dv=dv),
+            **dict(length=length, n_seeds_min=n_seeds_min, n_seeds_max=n_seeds_max),
+            **dict(seed_size=seed_size, noise_std=noise_std, burn_in=burn_in),
+            **dict(dt_save=dt_save, dt=dt),
             scheme="pseudo-spectral, ETDRK4, 2/3 rule",
             boundary="periodic",
         ),
     )
+
+
+def _pearson_state(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    length: float,
+    n_min: int,
+    n_max: int,
+    size: float,
+    noise_std: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson's initial state on the periodic square of side ``length``: (u, v) = (1, 0) but
+    for n (uniform in [n_min, n_max]) squares of side ``size`` at uniform positions where
+    (u, v) = (1/2, 1/4), plus white noise of std ``noise_std`` on both; (X, Y) each."""
+    centres = [cell_centres(n, 0.0, length) for n in shape]  # (X,), (Y,)
+    seeded = np.zeros(shape, dtype=bool)  # (X, Y)
+    for corner in rng.uniform(0.0, length, (rng.integers(n_min, n_max + 1), 2)):
+        inside = [(c - c0) % length < size for c, c0 in zip(centres, corner, strict=True)]
+        seeded |= inside[0][:, None] & inside[1][None, :]
+    u = np.where(seeded, 0.5, 1.0) + noise_std * rng.standard_normal(shape)
+    v = np.where(seeded, 0.25, 0.0) + noise_std * rng.standard_normal(shape)
+    return u, v
