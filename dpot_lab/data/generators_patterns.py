@@ -121,48 +121,30 @@ def make_gray_scott(
     dtype: str = "float64",
     device: str = "cpu",
 ) -> xr.Dataset:
-    """2D Gray–Scott on the periodic square [0, length)²: ``u``, ``v`` (sample, time, x, y) at
-    burn_in + dt_save·0, …, burn_in + dt_save·(n_frames − 1). The initial state is Pearson's:
-    (u, v) = (1, 0) but for n_seeds (uniform in [n_seeds_min, n_seeds_max]) squares of side
-    ``seed_size`` at uniform positions where (u, v) = (1/2, 1/4), plus white noise of std
-    ``noise_std`` per cell on both fields. ``f``, ``k`` (sample,) uniform in [f_min, f_max] and
-    [k_min, k_max]: with the defaults, spots that split and stripes or mazes that keep moving,
-    so that after the burn-in a frame differs from the previous one by ~10–40 %."""
+    """2D Gray–Scott on [0, length)², periodic: ``u``, ``v`` (sample, time, x, y) at burn_in +
+    dt_save·i from Pearson's seeded state (``_pearson_state``); ``f``, ``k`` (sample,) uniform in
+    [f_min, f_max], [k_min, k_max]: spots that split, stripes or mazes that keep moving."""
     _check_counts(n_samples, seed_seqs, n_frames)
     f_max = check_number(f_max, "f_max", check_number(f_min, "f_min", 0.0))
     k_max = check_number(k_max, "k_max", check_number(k_min, "k_min", 0.0))
     length = check_number(length, "length", 0.0, open_low=True)
-    seed_size = check_number(seed_size, "seed_size", 0.0, length, open_low=True)
-    noise_std = check_number(noise_std, "noise_std", 0.0)
     burn_in = check_number(burn_in, "burn_in", 0.0)
     dt_save = check_number(dt_save, "dt_save", 0.0, open_low=True)
-    if not (isinstance(n_seeds_min, int | np.integer) and 1 <= n_seeds_min <= n_seeds_max):
-        raise ValueError(
-            f"n_seeds_min, n_seeds_max: expected integers with 1 <= n_seeds_min <= n_seeds_max, "
-            f"got {n_seeds_min!r}, {n_seeds_max!r}"
-        )
     shape = grid_shape(resolution, 2)
     seeds = dict(n_min=n_seeds_min, n_max=n_seeds_max, size=seed_size, noise_std=noise_std)
-    fs, ks, u0, v0 = [], [], [], []
+    fs, ks, states = [], [], []
     for s in seed_seqs:
         rng = np.random.default_rng(s)
         fs.append(rng.uniform(f_min, f_max))
         ks.append(rng.uniform(k_min, k_max))
-        u, v = _pearson_state(rng, shape, length, **seeds)
-        u0.append(u)
-        v0.append(v)
+        states.append(_pearson_state(rng, shape, length, **seeds))  # (u0, v0), (X, Y) each
     times = burn_in + dt_save * np.arange(n_frames)
-    uv = gray_scott_2d(
-        torch.as_tensor(np.stack(u0), dtype=_dtype(dtype), device=device),
-        torch.as_tensor(np.stack(v0), dtype=_dtype(dtype), device=device),
-        times,
-        f=fs,
-        k=ks,
-        du=du,
-        dv=dv,
-        length=length,
-        dt=dt,
-    ).astype(np.float32)  # (B, T, 2, X, Y)
+    u0, v0 = (
+        torch.as_tensor(np.stack(a), dtype=_dtype(dtype), device=device)
+        for a in zip(*states, strict=True)
+    )
+    kw = dict(f=fs, k=ks, du=du, dv=dv, length=length, dt=dt)
+    uv = gray_scott_2d(u0, v0, times, **kw).astype(np.float32)  # (B, T, 2, X, Y)
     return xr.Dataset(
         {
             "u": (FIELD_DIMS, uv[:, :, 0]),
@@ -199,6 +181,13 @@ def _pearson_state(
     """Pearson's initial state on the periodic square of side ``length``: (u, v) = (1, 0) but
     for n (uniform in [n_min, n_max]) squares of side ``size`` at uniform positions where
     (u, v) = (1/2, 1/4), plus white noise of std ``noise_std`` on both; (X, Y) each."""
+    size = check_number(size, "seed_size", 0.0, length, open_low=True)
+    noise_std = check_number(noise_std, "noise_std", 0.0)
+    if not (isinstance(n_min, int | np.integer) and 1 <= n_min <= n_max):
+        raise ValueError(
+            f"n_seeds_min, n_seeds_max: expected integers with 1 <= n_seeds_min <= n_seeds_max, "
+            f"got {n_min!r}, {n_max!r}"
+        )
     centres = [cell_centres(n, 0.0, length) for n in shape]  # (X,), (Y,)
     seeded = np.zeros(shape, dtype=bool)  # (X, Y)
     for corner in rng.uniform(0.0, length, (rng.integers(n_min, n_max + 1), 2)):
