@@ -34,7 +34,6 @@ import math
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,6 @@ import numpy as np
 import yaml
 
 import dpot_lab as dl
-from dpot_lab.atomic import atomic_path
 from dpot_lab.data.generation import GENERATORS
 from dpot_lab.models.util import unwrap
 from dpot_lab.studies.breakeven import (
@@ -58,7 +56,7 @@ from dpot_lab.train.trainer import Trainer
 from dpot_lab.viz import DEMO_CHECKPOINT, DEMO_DATA, demo_sources
 
 sys.path.insert(0, str(Path(__file__).parent))
-from finescale import machine  # noqa: E402
+from report import provenance, write_report  # noqa: E402
 
 FAMILIES = ("ns2d", "diffusion_reaction", "shallow_water")
 RESULTS = Path(__file__).parent / "results" / "breakeven.md"
@@ -193,9 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     header = [
         "## Breakeven: the solve count at which the surrogate pays for its making",
         "",
-        f"- machine: {machine()}, device {args.device}",
-        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- command: `python {' '.join(sys.argv if argv is None else [__file__, *argv])}`",
+        *provenance(args.device, argv),
         f"- checkpoint: {args.checkpoint}; corpus: {config._source}",
         f"- pre-training: {pretrain:.0f} CPU-s ({pretrain_from}); corpus data generation "
         f"{corpus_data:.0f} CPU-s ({data_from})",
@@ -257,10 +253,7 @@ def main(argv: list[str] | None = None) -> None:
             print(details[-1], flush=True)
         tables.append("\n".join(summary) + "\n\n" + "\n\n".join(details))
         print("\n".join(summary), "\n", flush=True)
-    out = Path(args.out)
-    with atomic_path(out) as tmp:
-        tmp.write_text("\n".join(header) + "\n\n" + "\n\n".join(tables) + "\n")
-    print(f"wrote {out}")
+    write_report(args.out, header, tables)
 
 
 if __name__ == "__main__":

@@ -22,23 +22,21 @@ Writes the tables with machine, date and command to benchmarks/results/finescale
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
 import dpot_lab as dl
-from dpot_lab.atomic import atomic_path
 from dpot_lab.data.generation import generate_cached
 from dpot_lab.evaluate.metrics import persistence
 from dpot_lab.viz import DEMO_CHECKPOINT
+
+sys.path.insert(0, str(Path(__file__).parent))
+from report import provenance, write_report  # noqa: E402
 
 T_IN = 10
 FAMILIES = {  # name: (title, spec without n_samples); 40 frames: t_in + 30 steps
@@ -126,18 +124,6 @@ def family_table(models: dict, family: str, args, bar) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    """CPU model, cores and threads, torch version."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                 if ln.startswith("model name")]  # fmt: skip
-        cpu = names[0] if names else cpu
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with "
-            f"{torch.get_num_threads()} threads")  # fmt: skip
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
@@ -163,9 +149,7 @@ def main() -> None:
     header = [
         "## Fine scales: the patch grid in the rollout error, and patch jittering at inference",
         "",
-        f"- machine: {machine()}, device {args.device}",
-        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- command: `{' '.join(['python', *sys.argv])}`",
+        *provenance(args.device),
         "- checkpoints: "
         + "; ".join(
             f"{label} = {paths[label]} (patch {m.config.patch_size}, head_conv "
@@ -183,10 +167,7 @@ def main() -> None:
         for family in args.families:
             tables.append(family_table(models, family, args, bar))
             print(tables[-1], "\n", flush=True)
-    out = Path(args.out)
-    with atomic_path(out) as tmp:
-        tmp.write_text("\n".join(header) + "\n\n" + "\n\n".join(tables) + "\n")
-    print(f"wrote {out}")
+    write_report(args.out, header, tables)
 
 
 if __name__ == "__main__":

@@ -26,14 +26,12 @@ import math
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 import yaml
 
 import dpot_lab as dl
-from dpot_lab.atomic import atomic_path
 from dpot_lab.data.generation import generate_cached
 from dpot_lab.evaluate.score import score_model
 from dpot_lab.studies.efficiency import data_efficiency, format_study, trajectories_to_match
@@ -41,7 +39,7 @@ from dpot_lab.train.config import TrainConfig
 from dpot_lab.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from finescale import machine  # noqa: E402
+from report import provenance, write_report  # noqa: E402
 
 ASSETS = Path(dl.__file__).parent / "assets"
 RESULTS = Path(__file__).parent / "results" / "transfer.md"
@@ -172,15 +170,10 @@ def main() -> None:
     header = [
         "## Transfer: the shipped model fine-tuned vs. from scratch on held-out families",
         "",
-        f"- machine: {machine()}",
-        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- command: `{' '.join(['python', *sys.argv])}`",
+        *provenance(),
         f"- checkpoint: {args.checkpoint}",
     ]
-    out = Path(args.out)
-    with atomic_path(out) as tmp:
-        tmp.write_text("\n".join(header) + "\n\n" + "\n\n".join(tables) + "\n")
-    print(f"wrote {out}")
+    write_report(args.out, header, tables)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dpot_lab.evaluate.cost import corpus_shares
+from dpot_lab.studies.breakeven import corpus_shares
 from dpot_lab.viz import DEMO_DATA
 
 ROOT = Path(__file__).resolve().parents[1]

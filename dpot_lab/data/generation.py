@@ -146,8 +146,7 @@ _ENTRIES = [
         "dpot_lab.data.generators_patterns:make_gray_scott",
         64,
         8,
-        "2D Gray–Scott, spots and stripes 3–5 cells wide at 64², u and v, F and k per "
-        "trajectory",
+        "2D Gray–Scott, spots and stripes 3–5 cells wide at 64², u and v, F and k per trajectory",
     ),
 ]
 _ALIASES = {

@@ -409,8 +409,9 @@ class DPOT(nn.Module):
             # Σ_t W_t (D, D); a broadcast product (einsum makes it D tiny matmuls, slow backward)
             w_sum = (emb.unsqueeze(-1) * w).sum(dim=0)
             shift = (self.pos_embed[0] + out.bias) @ w_sum  # (*S/p, D): Σ_t (pos + b_out) W_t
-        z = u.reshape(*u.shape[:-2], -1) @ fused.reshape(-1, fused.shape[-1])  # (B, *S/p, D)
-        return z.to(dtype) + shift
+            # the long contraction over time and hidden width: float32 at least
+            z = u.reshape(*u.shape[:-2], -1).to(fused.dtype) @ fused.reshape(-1, fused.shape[-1])
+        return z.to(dtype) + shift  # (B, *S/p, D)
 
     def forward(self, x: torch.Tensor, return_cls: bool = False):
         """(B, *S, T_in, C) -> (B, *S, T_out, C); with ``return_cls`` also logits (B, n_cls)."""
