@@ -12,14 +12,25 @@ from __future__ import annotations
 import functools
 import os
 import re
-import types
-import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import AfterValidator, AllowInfNan, BeforeValidator, Field, Strict, ValidationError
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import ArgsKwargs, PydanticCustomError
 
 BASE_KEY = "base"
 
@@ -35,15 +46,24 @@ def _whole(value: Any) -> Any:
     return value
 
 
+def _real(value: Any) -> Any:
+    """An int as a float (so a bound's error says "a float"); a bool unchanged (refused)."""
+    return float(value) if type(value) is int else value
+
+
 def integer(**bounds: int) -> Any:
     """An int with ``Field`` bounds (``ge=1``); a whole float is taken, a bool is not."""
     return Annotated[int, Strict(), Field(**bounds), BeforeValidator(_whole)]
 
 
+def real(**bounds: float) -> Any:
+    """A finite float with ``Field`` bounds (``gt=0``); an int is taken, a bool is not."""
+    return Annotated[float, Strict(), AllowInfNan(False), Field(**bounds), BeforeValidator(_real)]
+
+
 # Scalars as YAML gives them: no bool for a number, no number for a str, no inf or nan.
 Int, Count, Cardinal = integer(), integer(ge=1), integer(ge=0)  # any, >= 1, >= 0
-Float = Annotated[float, Strict(), AllowInfNan(False)]
-Positive = Annotated[Float, Field(gt=0)]
+Float, Positive = real(), real(gt=0)
 Str = Annotated[str, Strict()]
 Bool = Annotated[bool, Strict()]
 
@@ -64,147 +84,90 @@ def one_of(choices: Sequence) -> AfterValidator:
     return rule(lambda v: v in choices, f"one of {list(choices)}")
 
 
+def either(expected: str, **shapes: Any) -> Any:
+    """A value of one of ``shapes`` (``scalar``, ``list``, ``mapping``: its type), the one the
+    value's shape picks, so that an error is that type's own at the key's plain path; a value
+    that no shape takes: "expected <expected>"."""
+    members = {shape: TypeAdapter(kind) for shape, kind in shapes.items()}
+
+    def check(value: Any) -> Any:
+        shape = {list: "list", tuple: "list", dict: "mapping"}.get(type(value), "scalar")
+        try:
+            return members[shape].validate_python(value)
+        except (KeyError, ValidationError) as err:
+            first = err.errors()[0] if isinstance(err, ValidationError) else {"loc": ()}
+            if first["loc"] or not first.get("type", "_type").endswith(_TYPE_ERRORS):
+                raise
+            raise PydanticCustomError("either_type", expected) from None
+
+    return Annotated[Any, PlainValidator(check, json_schema_input_type=Union[*shapes.values()])]
+
+
+def int_or_list(item: Any) -> Any:
+    """``item`` (an int type) or a list of them: ``resolution: 64`` or ``[64, 32]``."""
+    return either("int or a list of int", scalar=item, list=list[item])
+
+
+def section(cls: type) -> type:
+    """A pydantic dataclass that refuses unknown keys (naming the known ones) and raises one-line
+    errors."""
+    cls._known_keys = model_validator(mode="before")(known_keys)
+    return one_line_errors(dataclass(config=ConfigDict(extra="forbid"))(cls))
+
+
+def known_keys(cls: type, data: Any) -> Any:
+    """A pydantic "before" model validator: ``data`` with no key that ``cls`` lacks."""
+    given = data.kwargs or {} if isinstance(data, ArgsKwargs) else data
+    fields = getattr(cls, "__pydantic_fields__", None) or cls.model_fields
+    if isinstance(given, dict) and (unknown := sorted(set(given) - set(fields), key=str)):
+        known = ", ".join(sorted(fields))
+        raise PydanticCustomError("unknown_key", "unknown key", {"key": unknown[0], "known": known})
+    return data
+
+
 # ---------------------------------------------------------------------- errors
-def config_error(err: ValidationError, schema: type, source: str = "") -> ConfigError:
-    """The first problem of ``err`` (from validating ``schema``) as one line, prefixed by
-    ``source``; of a union's members, the one whose shape the value has speaks."""
-    found = [(e, *_where(schema, e)) for e in err.errors()]
-    refused = [f[1] == f[3] and _is_type_error(f[0]) for f in found]  # a union member's type
-    first = found[0]
-    if refused[0]:  # the member whose shape the value has says more, if any
-        first = next(
-            (f for f, r in zip(found, refused, strict=True) if f[3] == first[3] and not r), first
-        )
-    text = _describe_error(*first[:3])
+_TYPE_ERRORS = ("_type", "_parsing", "_from_float")
+_TYPES = {"int": "int", "float": "float", "string": "str", "bool": "bool", "list": "a list"}
+_SIGNS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def config_error(err: ValidationError, source: str = "") -> ConfigError:
+    """The first problem of ``err`` as one line, prefixed by ``source``: the key path, what
+    was expected (pydantic's words, made short) and what was got."""
+    e = err.errors()[0]
+    kind, ctx, value, path = e["type"], e.get("ctx") or {}, e["input"], _path(e["loc"])
+    got = "null" if value is None else f"{type(value).__name__} {value!r}"
+    if kind == "unknown_key":
+        text = f"unknown key {_path([*e['loc'], ctx['key']])!r} (known keys: {ctx['known']})"
+    elif kind in ("value_error", "assertion_error"):
+        text = f"{path}: {ctx['error']}" if path else str(ctx["error"])
+    elif kind == "missing":
+        text = f"{path}: expected a value, got no {e['loc'][-1]!r} key"
+    elif kind.endswith(_TYPE_ERRORS):
+        expected = _TYPES.get(kind.split("_")[0], "a mapping")  # a model, dataclass, dict
+        expected = e["msg"] if kind == "either_type" else expected
+        if isinstance(value, bool) and kind == "string_type":
+            got += " (YAML reads yes/no/on/off/true/false unquoted as booleans: quote it)"
+        text = f"{path or '<top level>'}: expected {expected}, got {got}"
+    elif bound := next((f"{_SIGNS[k]} {v:g}" for k, v in ctx.items() if k in _SIGNS), None):
+        what = "an int" if type(value) is int else "a float"
+        text = f"{path}: expected {what} {bound}, got {value!r}"
+    else:  # pydantic's "Input should be ...", a literal's choices
+        expected = f"one of {ctx['expected']}" if kind == "literal_error" else e["msg"]
+        text = f"{path}: expected {expected.removeprefix('Input should be ')}, got {value!r}"
     return ConfigError(f"{source}: {text}" if source else text)
 
 
-def _where(schema: type, e: dict) -> tuple[str, Any, str | None]:
-    loc = e["loc"][:-1] if _unknown(e) else e["loc"]
-    try:
-        return _locate(schema, loc)
-    except (KeyError, TypeError):  # a location the schema's types do not spell out
-        return ".".join(str(part) for part in loc), Any, None
-
-
-def _unknown(e: dict) -> bool:
-    return e["type"] in ("extra_forbidden", "unexpected_keyword_argument")
-
-
-def _is_type_error(e: dict) -> bool:
-    return e["type"].endswith(("_type", "_parsing", "literal_error", "from_float", "_required"))
-
-
-def _describe_error(e: dict, path: str, hint: Any) -> str:
-    value, kind, ctx = e["input"], e["type"], e.get("ctx") or {}
-    if _unknown(e):
-        section = _bare((_members(hint) or [hint])[0])[0]
-        known = ", ".join(sorted(getattr(section, "__pydantic_fields__", {})))
-        return f"unknown key {_join(path, e['loc'][-1])!r} (known keys: {known})"
-    if kind == "missing":
-        return f"{path}: expected {_expected(hint, bounded=True)}, got no {e['loc'][-1]!r} key"
-    if kind in ("value_error", "assertion_error"):
-        return f"{path}: {ctx['error']}" if path else str(ctx["error"])
-    if kind == "finite_number":
-        return f"{path}: expected a finite float, got {value}"
-    if not _is_type_error(e):
-        return f"{path}: expected {_expected(hint, bounded=True, value=value)}, got {value!r}"
-    got = "null" if value is None else f"{type(value).__name__} {value!r}"
-    expected = _expected(hint)
-    if isinstance(value, bool) and "str" in expected.split():
-        got += " (YAML reads yes/no/on/off/true/false unquoted as booleans: quote it)"
-    return f"{path or '<top level>'}: expected {expected}, got {got}"
-
-
-def _join(path: str, key: Any) -> str:
-    return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
-
-
-def _bare(hint: Any) -> tuple[Any, list]:
-    """``hint`` without ``Annotated`` and its metadata (bounds, validators)."""
-    meta = []
-    while typing.get_origin(hint) is Annotated:
-        for m in hint.__metadata__:  # a Field(...) inside a type holds its bounds
-            meta += [m, *getattr(m, "metadata", [])]
-        hint = hint.__origin__
-    return hint, meta
-
-
-def _members(hint: Any) -> list | None:
-    hint = _bare(hint)[0]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return [a for a in typing.get_args(hint) if a is not type(None)]
-    return None
-
-
-def _locate(hint: Any, loc: Sequence) -> tuple[str, Any, str | None]:
-    """The key path of pydantic's ``loc`` in ``hint``, the type there and the path of the union
-    it passed through (pydantic names the member tried after a union: skipped)."""
-    path, union, i = "", None, 0
-    while i < len(loc):
-        members = _members(hint)
-        if members and len(members) == 1:  # an optional value: no member named
-            hint = members[0]
-            continue
-        if members:
-            union, rest = path if union is None else union, loc[i + 1 :]  # the outermost
-            hint = next((m for m in members if rest and _fits(m, rest)), hint)
-            i += 1
-            continue
-        base, part = _bare(hint)[0], loc[i]
-        fields = getattr(base, "__pydantic_fields__", None)
-        if fields is not None:
-            hint = fields[part].rebuild_annotation()
-        else:
-            args = typing.get_args(base)
-            if not args:
-                raise KeyError(part)
-            key = loc[i + 1 : i + 2] == ("[key]",)  # a mapping's key, not its value, was refused
-            hint, i = args[0] if key else args[-1], i + key
-        path, i = _join(path, part), i + 1
-    return path, hint, union
-
-
-def _fits(hint: Any, loc: Sequence) -> bool:
-    try:
-        return bool(_locate(hint, loc))
-    except (KeyError, TypeError):
-        return False
-
-
-def _expected(hint: Any, bounded: bool = False, value: Any = None) -> str:
-    """What ``hint`` takes in words; ``bounded``: with its bounds (of the member of ``value``'s
-    type in a union)."""
-    base, meta = _bare(hint)
-    members = _members(hint)
-    if bounded and members:
-        kind = next((m for m in members if _bare(m)[0] is type(value)), members[0])
-        return _expected(kind, bounded)
-    bounds = {op: getattr(m, op) for m in meta for op in ("ge", "gt", "le", "lt") if hasattr(m, op)}
-    if bounded and bounds:
-        what = "an int" if base is int else "a float"
-        if len(bounds) == 2:
-            lo, hi = ("[" if "ge" in bounds else "(", "]" if "le" in bounds else ")")
-            what = "a fraction" if base is float else what
-            return f"{what} in {lo}{', '.join(str(v) for v in bounds.values())}{hi}"
-        sign = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-        return " and ".join(f"{what} {sign[op]} {v}" for op, v in bounds.items())
-    origin, args = typing.get_origin(base), typing.get_args(base)
-    if base is type(None):
-        return "null"
-    if base is Any:
-        return "any value"
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_expected(a) for a in args)
-    if origin in (list, Sequence):
-        return f"a list of {_expected(args[0])}"
-    if origin is dict:
-        return f"a mapping of {_expected(args[0])} to {_expected(args[1])}"
-    if hasattr(base, "__pydantic_fields__"):
-        return "a mapping"
-    return getattr(base, "__name__", str(base))
+def _path(loc: Sequence) -> str:
+    """``data.sources[0].n_samples`` from pydantic's ``loc`` ("[key]": a refused mapping key,
+    which the path names already)."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "[key]":
+            path = f"{path}.{part}" if path else part
+    return path
 
 
 def one_line_errors(cls: type) -> type:
@@ -216,7 +179,7 @@ def one_line_errors(cls: type) -> type:
         try:
             init(self, *args, **kwargs)
         except ValidationError as err:
-            raise config_error(err, cls) from None
+            raise config_error(err) from None
 
     cls.__init__ = __init__
     return cls
@@ -360,6 +323,6 @@ def set_dotted(d: dict, changes: dict[str, Any], source: str = "config") -> None
 
 __all__ = [
     "BASE_KEY", "Bool", "Cardinal", "ConfigError", "Count", "Float", "Int", "Positive", "Str",
-    "config_error", "integer", "merge", "one_line_errors", "one_of", "parse_setting", "read_yaml",
-    "rule", "set_dotted",
+    "config_error", "either", "int_or_list", "integer", "known_keys", "merge", "one_line_errors",
+    "one_of", "parse_setting", "read_yaml", "real", "rule", "section", "set_dotted",
 ]  # fmt: skip
