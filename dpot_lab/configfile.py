@@ -186,29 +186,27 @@ def one_line_errors(cls: type) -> type:
 
 
 # ---------------------------------------------------------------------- YAML
-def read_yaml(path: str | os.PathLike) -> dict:
+def read_yaml(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict:
     """The mapping in a YAML file with its ``base:`` chain resolved (no ``base`` key left).
 
     ``1e-3`` is read as a float (plain YAML 1.1 wants ``1.0e-3``); an empty file, a repeated key,
     a missing base file and a cycle of bases are errors naming the file."""
-    return _read_with_bases(Path(path), ())
-
-
-def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict:
-    where = f"{chain[-1]}: {BASE_KEY}: " if chain else ""
+    path, where = Path(path), f"{_chain[-1]}: {BASE_KEY}: " if _chain else ""
     if not path.is_file():
         what = "is a folder, not a YAML file" if path.is_dir() else "does not exist"
-        if chain:
+        if _chain:
             raise ConfigError(f"{where}base file {path} {what}")
         raise FileNotFoundError(f"config file {path} {what}")
-    if path.resolve() in [p.resolve() for p in chain]:
-        cycle = " -> ".join(str(p) for p in (*chain, path))
+    if path.resolve() in [p.resolve() for p in _chain]:
+        cycle = " -> ".join(map(str, (*_chain, path)))
         raise ConfigError(f"{where}the bases form a cycle: {cycle}")
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.load(f, Loader=_Loader)
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
+        mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None) or err
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = " ".join(str(problem).split())  # on one line
+        raise ConfigError(f"{path}: not valid YAML: {at}{problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a YAML file (not UTF-8 text)") from None
     if raw is None:
@@ -218,7 +216,7 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict:
     base = raw.pop(BASE_KEY)
     if not isinstance(base, str) or not base.strip():
         raise ConfigError(f"{path}: {BASE_KEY}: expected the path of a YAML file, got {base!r}")
-    return merge(_read_with_bases(path.parent / base, (*chain, path)), raw)
+    return merge(read_yaml(path.parent / base, (*_chain, path)), raw)
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -226,10 +224,8 @@ def merge(base: dict, over: dict) -> dict:
     replaced. Neither input is changed."""
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge(out[key], value) if both else value
     return out
 
 
@@ -246,41 +242,24 @@ def parse_setting(text: str) -> tuple[str, Any]:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e-3`` and ``1E+4`` as floats (YAML 1.1 wants ``1.0e-3``) and
+    """SafeLoader that reads ``1e-3`` and ``1E4`` as floats (YAML 1.1 wants ``1.0e-3``) and
     refuses a key given twice in one mapping (YAML would keep the last silently)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
-                if key_node.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        problem=f"duplicate key {key_node.value!r}",
-                        problem_mark=key_node.start_mark,
-                    )
-                seen.add(key_node.value)
+        keys = [k for k, _ in node.value if isinstance(k, yaml.ScalarNode) and k.value != "<<"]
+        for i, k in enumerate(keys):
+            if k.value in (seen.value for seen in keys[:i]):
+                raise yaml.constructor.ConstructorError(
+                    problem=f"duplicate key {k.value!r}", problem_mark=k.start_mark
+                )
         return super().construct_mapping(node, deep)
 
 
-_Loader.add_implicit_resolver(
+_Loader.add_implicit_resolver(  # what YAML 1.1's float pattern lacks: no dot or no exponent sign
     "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
 )
-
-
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    """Where and what, on one line (PyYAML's own message spans several)."""
-    mark = getattr(err, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-    return where + " ".join(str(getattr(err, "problem", None) or err).split())
 
 
 def set_dotted(d: dict, changes: dict[str, Any], source: str = "config") -> None:
@@ -289,36 +268,26 @@ def set_dotted(d: dict, changes: dict[str, Any], source: str = "config") -> None
     of range or a path through a value that is neither a mapping nor a list is a ConfigError
     naming ``source`` and the key (a change is never dropped)."""
     for key, value in changes.items():
-        parts = key.replace("__", ".").split(".")
-        node: Any = d
+        parts, node = key.replace("__", ".").split("."), d
         for depth, part in enumerate(parts):
-            here, last = ".".join(parts[:depth]) or "<top level>", depth == len(parts) - 1
-            if isinstance(node, dict):
-                if last:
-                    node[part] = value
-                elif part not in node and parts[depth + 1].isdigit():
-                    raise ConfigError(
-                        f"{source}: cannot set {key}: {'.'.join(parts[: depth + 1])} is not "
-                        "given there, so there is no list to index; set the whole list"
-                    )
-                else:
-                    node = node.setdefault(part, {})
-            elif isinstance(node, list):
+            fail = f"{source}: cannot set {key}: {'.'.join(parts[:depth]) or '<top level>'}"
+            if isinstance(node, list):
                 if not re.fullmatch(r"\d+", part) or int(part) >= len(node):
                     span = f"0..{len(node) - 1}" if node else "none: the list is empty"
-                    raise ConfigError(
-                        f"{source}: cannot set {key}: {here} is a list of {len(node)} entries, "
-                        f"so {part!r} is no index of it (indices: {span})"
-                    )
-                if last:
-                    node[int(part)] = value
-                else:
-                    node = node[int(part)]
-            else:
+                    raise ConfigError(f"{fail} is a list of {len(node)} entries, so {part!r} is "
+                                      f"no index of it (indices: {span})")  # fmt: skip
+                part = int(part)
+            elif not isinstance(node, dict):
                 got = "null" if node is None else f"{type(node).__name__} {node!r}"
-                raise ConfigError(
-                    f"{source}: cannot set {key}: {here} is {got}, not a mapping or a list"
-                )
+                raise ConfigError(f"{fail} is {got}, not a mapping or a list")
+            elif depth + 1 < len(parts) and part not in node and parts[depth + 1].isdigit():
+                raise ConfigError(f"{source}: cannot set {key}: {'.'.join(parts[: depth + 1])} is "
+                                  "not given there, so there is no list to index; set the whole "
+                                  "list")  # fmt: skip
+            if depth + 1 == len(parts):
+                node[part] = value
+            else:
+                node = node.setdefault(part, {}) if isinstance(node, dict) else node[part]
 
 
 __all__ = [
