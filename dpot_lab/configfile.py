@@ -1,10 +1,9 @@
 """Config files: YAML with ``base:`` inheritance, checked by pydantic schemas, one-line errors.
 
-A schema (``dpot_lab.train.config``, ``DPOTConfig``) is a pydantic dataclass whose fields carry
-their types and bounds (``Annotated[Int, Field(ge=1)]``); ``config_error`` turns pydantic's
-report into one line: ``configs/x.yaml: optim.lr: expected float, got str 'fast'``.
-``base: other.yaml`` (relative to the file) takes ``other.yaml``'s keys and puts the file's own
-over them: mappings merge key by key, any other value replaces the base's.
+A schema (``dpot_lab.train.config``, ``DPOTConfig``) is a ``section``: a pydantic dataclass whose
+fields carry their types and bounds; a mistake is one line naming the source, key path, expected
+and got: ``configs/x.yaml: optim.lr: expected float, got str 'fast'``. ``base: other.yaml``
+(relative to the file) takes that file's keys and puts the file's own over them (``merge``).
 """
 
 from __future__ import annotations
@@ -16,19 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Union
 
+import pydantic as pd
 import yaml
-from pydantic import (
-    AfterValidator,
-    AllowInfNan,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    Strict,
-    TypeAdapter,
-    ValidationError,
-    model_validator,
-)
 from pydantic.dataclasses import dataclass
 from pydantic_core import ArgsKwargs, PydanticCustomError
 
@@ -53,22 +41,23 @@ def _real(value: Any) -> Any:
 
 def integer(**bounds: int) -> Any:
     """An int with ``Field`` bounds (``ge=1``); a whole float is taken, a bool is not."""
-    return Annotated[int, Strict(), Field(**bounds), BeforeValidator(_whole)]
+    return Annotated[int, pd.Strict(), pd.Field(**bounds), pd.BeforeValidator(_whole)]
 
 
 def real(**bounds: float) -> Any:
     """A finite float with ``Field`` bounds (``gt=0``); an int is taken, a bool is not."""
-    return Annotated[float, Strict(), AllowInfNan(False), Field(**bounds), BeforeValidator(_real)]
+    finite = (pd.Strict(), pd.AllowInfNan(False))
+    return Annotated[float, *finite, pd.Field(**bounds), pd.BeforeValidator(_real)]
 
 
 # Scalars as YAML gives them: no bool for a number, no number for a str, no inf or nan.
 Int, Count, Cardinal = integer(), integer(ge=1), integer(ge=0)  # any, >= 1, >= 0
 Float, Positive = real(), real(gt=0)
-Str = Annotated[str, Strict()]
-Bool = Annotated[bool, Strict()]
+Str = Annotated[str, pd.Strict()]
+Bool = Annotated[bool, pd.Strict()]
 
 
-def rule(ok: Callable[[Any], bool], expected: str) -> AfterValidator:
+def rule(ok: Callable[[Any], bool], expected: str) -> pd.AfterValidator:
     """A field check beyond type and bounds: ``ok(value)`` or "expected <expected>, got <value>"."""
 
     def check(value: Any) -> Any:
@@ -76,10 +65,10 @@ def rule(ok: Callable[[Any], bool], expected: str) -> AfterValidator:
             raise ValueError(f"expected {expected}, got {value!r}")
         return value
 
-    return AfterValidator(check)
+    return pd.AfterValidator(check)
 
 
-def one_of(choices: Sequence) -> AfterValidator:
+def one_of(choices: Sequence) -> pd.AfterValidator:
     """A field that takes one of ``choices`` ("expected one of [...], got ...")."""
     return rule(lambda v: v in choices, f"one of {list(choices)}")
 
@@ -88,19 +77,21 @@ def either(expected: str, **shapes: Any) -> Any:
     """A value of one of ``shapes`` (``scalar``, ``list``, ``mapping``: its type), the one the
     value's shape picks, so that an error is that type's own at the key's plain path; a value
     that no shape takes: "expected <expected>"."""
-    members = {shape: TypeAdapter(kind) for shape, kind in shapes.items()}
+    members = {shape: pd.TypeAdapter(kind) for shape, kind in shapes.items()}
 
     def check(value: Any) -> Any:
         shape = {list: "list", tuple: "list", dict: "mapping"}.get(type(value), "scalar")
-        try:
-            return members[shape].validate_python(value)
-        except (KeyError, ValidationError) as err:
-            first = err.errors()[0] if isinstance(err, ValidationError) else {"loc": ()}
-            if first["loc"] or not first.get("type", "_type").endswith(_TYPE_ERRORS):
-                raise
-            raise PydanticCustomError("either_type", expected) from None
+        if shape in members:
+            try:
+                return members[shape].validate_python(value)
+            except pd.ValidationError as err:
+                first = err.errors()[0]
+                if first["loc"] or not first["type"].endswith(_TYPE_ERRORS):
+                    raise  # a problem inside the member's value: its own error
+        raise PydanticCustomError("either_type", expected)
 
-    return Annotated[Any, PlainValidator(check, json_schema_input_type=Union[*shapes.values()])]
+    any_of = Union[*shapes.values()]
+    return Annotated[Any, pd.PlainValidator(check, json_schema_input_type=any_of)]
 
 
 def int_or_list(item: Any) -> Any:
@@ -111,8 +102,19 @@ def int_or_list(item: Any) -> Any:
 def section(cls: type) -> type:
     """A pydantic dataclass that refuses unknown keys (naming the known ones) and raises one-line
     errors."""
-    cls._known_keys = model_validator(mode="before")(known_keys)
-    return one_line_errors(dataclass(config=ConfigDict(extra="forbid"))(cls))
+    cls._known_keys = pd.model_validator(mode="before")(known_keys)
+    cls = dataclass(config=pd.ConfigDict(extra="forbid"))(cls)
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except pd.ValidationError as err:
+            raise config_error(err) from None
+
+    cls.__init__ = __init__
+    return cls
 
 
 def known_keys(cls: type, data: Any) -> Any:
@@ -131,7 +133,7 @@ _TYPES = {"int": "int", "float": "float", "string": "str", "bool": "bool", "list
 _SIGNS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 
-def config_error(err: ValidationError, source: str = "") -> ConfigError:
+def config_error(err: pd.ValidationError, source: str = "") -> ConfigError:
     """The first problem of ``err`` as one line, prefixed by ``source``: the key path, what
     was expected (pydantic's words, made short) and what was got."""
     e = err.errors()[0]
@@ -168,21 +170,6 @@ def _path(loc: Sequence) -> str:
         elif part != "[key]":
             path = f"{path}.{part}" if path else part
     return path
-
-
-def one_line_errors(cls: type) -> type:
-    """Decorator of a pydantic dataclass: constructing it raises ``config_error``'s one line."""
-    init = cls.__init__
-
-    @functools.wraps(init)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            init(self, *args, **kwargs)
-        except ValidationError as err:
-            raise config_error(err) from None
-
-    cls.__init__ = __init__
-    return cls
 
 
 # ---------------------------------------------------------------------- YAML
@@ -292,6 +279,6 @@ def set_dotted(d: dict, changes: dict[str, Any], source: str = "config") -> None
 
 __all__ = [
     "BASE_KEY", "Bool", "Cardinal", "ConfigError", "Count", "Float", "Int", "Positive", "Str",
-    "config_error", "either", "int_or_list", "integer", "known_keys", "merge", "one_line_errors",
-    "one_of", "parse_setting", "read_yaml", "real", "rule", "section", "set_dotted",
+    "config_error", "either", "int_or_list", "integer", "known_keys", "merge", "one_of",
+    "parse_setting", "read_yaml", "real", "rule", "section", "set_dotted",
 ]  # fmt: skip
