@@ -1,11 +1,7 @@
-"""Run configuration: a training run as pydantic dataclasses, each field with its type and bounds,
-and the rules between fields.
-
-``base:`` files and ``--set`` changes merge first; then the run is validated in one pass before
-any data is read, and a mistake names the file, the key path, the expected and the got (see
-``dpot_lab.configfile``). The model section is a preset plus any ``DPOTConfig`` field, checked by
-that field's own rules. ``from_yaml``, ``from_dict`` and ``to_dict`` round-trip (no ``base:``
-left); ``TrainConfig.json_schema()`` describes the whole run.
+"""Run configuration: a training run as ``configfile`` sections, each field with its type and
+bounds, and the rules between fields (``TrainConfig.__post_init__``), checked in one pass before
+any data is read. The model section is a preset plus any ``DPOTConfig`` field, checked by that
+field's own rules. ``from_yaml``, ``from_dict`` and ``to_dict`` round-trip (no ``base:`` left).
 """
 
 from __future__ import annotations
@@ -136,17 +132,10 @@ class LossConfig:
     score_padded: Bool = False
 
 
-def _lora_targets(targets: list[str]) -> list[str]:
-    """Kinds and parts are checked here; name globs against the model when applied."""
-    if not targets:
-        raise ValueError("expected at least one kind, part or name")
-    for entry in targets:
-        if entry not in (*LORA_KINDS, *PARTS) and not set(".*?[") & set(entry):
-            raise ValueError(
-                f"expected kinds {list(LORA_KINDS)}, parts {list(PARTS)} or parameter-name globs "
-                f"(blocks.*.mlp.*), got {entry!r}"
-            )
-    return targets
+LoRATarget = Annotated[Str, cf.rule(
+    lambda t: t in (*LORA_KINDS, *PARTS) or bool(set(".*?[") & set(t)),
+    f"a kind {list(LORA_KINDS)}, a part {list(PARTS)} or a parameter-name glob (blocks.*.mlp.*)",
+)]  # fmt: skip
 
 
 @cf.section
@@ -157,7 +146,7 @@ class LoRAConfig:
 
     rank: Count = 4
     alpha: Positive = 8.0
-    targets: Annotated[list[Str], pd.AfterValidator(_lora_targets)] = field(
+    targets: Annotated[list[LoRATarget], cf.rule(bool, "at least one kind, part or name")] = field(
         default_factory=lambda: ["linear", "conv", "fourier"]
     )
 
@@ -305,13 +294,11 @@ class TrainConfig:
     @classmethod
     def coerce(cls, config: TrainConfig | dict | str | os.PathLike) -> TrainConfig:
         """A validated config from a ``TrainConfig`` (checked again), a dict or a YAML path."""
-        if isinstance(config, TrainConfig):
-            return cls.from_dict(config.to_dict(), config._source)
-        if isinstance(config, dict):
-            return cls.from_dict(config)
         if isinstance(config, (str, os.PathLike)):
             return cls.from_yaml(config)
-        raise TypeError(f"config must be a TrainConfig, dict or YAML path, got {type(config)}")
+        if isinstance(config, TrainConfig):
+            return cls.from_dict(config.to_dict(), config._source)
+        return cls.from_dict(config)  # not a mapping: "expected a mapping, got ..."
 
     @classmethod
     def json_schema(cls) -> dict:
@@ -354,10 +341,10 @@ class TrainConfig:
             raise ValueError("model.preset: expected a preset name (null needs init_from)")
         # null preset: the checkpoint says 2D or 3D, so the data may give 2 or 3 sizes
         n_spatial = given.get("n_spatial", 2 if preset else None)
-        if isinstance(d.resolution, list) and len(d.resolution) not in ((n_spatial,) if n_spatial
-                                                                         else (2, 3)):  # fmt: skip
+        res = d.resolution
+        if isinstance(res, list) and len(res) not in (n_spatial or 2, n_spatial or 3):
             raise ValueError(f"data.resolution: expected an int or {n_spatial or '2 or 3'} ints "
-                             f"(model.n_spatial={n_spatial}), got {d.resolution}")  # fmt: skip
+                             f"(model.n_spatial={n_spatial}), got {res}")  # fmt: skip
         derived = self.derived_model_fields()
         for key, data_key in DERIVED_MODEL_FIELDS.items():
             mine, value = given.get(key), derived.get(key, "null (from the data)")
@@ -376,13 +363,9 @@ class TrainConfig:
     def derived_model_fields(self) -> dict[str, Any]:
         """The model fields that follow the data's keys (those given)."""
         res = self.data.resolution
-        fields = {
-            "img_size": tuple(res) if isinstance(res, list) else res,
-            "in_channels": self.data.channels,
-            "in_timesteps": self.data.t_in,
-            "out_timesteps": self.t_out,
-        }
-        return {k: v for k, v in fields.items() if v is not None}
+        sizes = (tuple(res) if isinstance(res, list) else res, self.data.channels, self.data.t_in,
+                 self.t_out)  # fmt: skip
+        return {k: v for k, v in zip(DPOTConfig.DATA_FIELDS, sizes, strict=True) if v is not None}
 
     def model_config(self, base: DPOTConfig | None = None, partial: bool = False) -> DPOTConfig:
         """The ``DPOTConfig`` of this run: the preset (or ``base``, the architecture of a
