@@ -17,7 +17,7 @@ import pydantic as pd
 import torch
 import yaml
 
-from dpot_lab import configfile as cf
+import dpot_lab.configfile as cf
 from dpot_lab.atomic import atomic_path
 from dpot_lab.configfile import Bool, Cardinal, ConfigError, Count, Float, Positive, Str
 from dpot_lab.data.generation import GENERATORS
