@@ -80,7 +80,7 @@ def either(expected: str, **shapes: Any) -> Any:
     members = {shape: pd.TypeAdapter(kind) for shape, kind in shapes.items()}
 
     def check(value: Any) -> Any:
-        shape = {list: "list", tuple: "list", dict: "mapping"}.get(type(value), "scalar")
+        shape = next((k for t, k in _SHAPES if isinstance(value, t)), "scalar")
         if shape in members:
             try:
                 return members[shape].validate_python(value)
@@ -129,6 +129,7 @@ def known_keys(cls: type, data: Any) -> Any:
 
 # ---------------------------------------------------------------------- errors
 _TYPE_ERRORS = ("_type", "_parsing", "_from_float")
+_SHAPES = (((list, tuple), "list"), (dict, "mapping"))
 _TYPES = {"int": "int", "float": "float", "string": "str", "bool": "bool", "list": "a list"}
 _SIGNS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 

@@ -27,8 +27,8 @@ from dpot_lab.models.presets import PRESETS
 from dpot_lab.sizes import size_tuple
 
 # The run keys that give the model's data-derived fields (they must agree when also given).
-_KEYS = ("data.resolution", "data.channels", "data.t_in", "t_out")
-DERIVED_MODEL_FIELDS = dict(zip(DPOTConfig.DATA_FIELDS, _KEYS, strict=True))
+DERIVED_MODEL_FIELDS = dict(zip(DPOTConfig.DATA_FIELDS, ("data.resolution", "data.channels",
+                                                          "data.t_in", "t_out"), strict=True))
 Fraction = cf.real(ge=0, lt=1)
 Part = Annotated[Str, cf.one_of(PARTS)]
 parse_setting = cf.parse_setting  # the CLI's ``--set key=value``
@@ -84,8 +84,8 @@ _ModelSection = pd.create_model(
 
 
 def _as_model_config(section: pd.BaseModel) -> ModelConfig:
-    given = [k for k in type(section).model_fields if k in section.model_fields_set]
-    return ModelConfig(section.preset, {k: getattr(section, k) for k in given if k != "preset"})
+    given = section.model_dump(exclude_unset=True, exclude={"preset"})
+    return ModelConfig(section.preset, given)
 
 
 @cf.section
