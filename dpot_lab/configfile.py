@@ -24,7 +24,7 @@ BASE_KEY = "base"
 
 
 class ConfigError(ValueError):
-    """A config that does not fit its schema; the message names the source, key path and type."""
+    """A config that does not fit its schema: one line with the source, key path, expected, got."""
 
 
 def _whole(value: Any) -> Any:
@@ -130,7 +130,8 @@ def known_keys(cls: type, data: Any) -> Any:
 # ---------------------------------------------------------------------- errors
 _TYPE_ERRORS = ("_type", "_parsing", "_from_float")
 _SHAPES = (((list, tuple), "list"), (dict, "mapping"))
-_TYPES = {"int": "int", "float": "float", "string": "str", "bool": "bool", "list": "a list"}
+_TYPES = {"int": "int", "float": "float", "string": "str", "bool": "bool", "list": "a list",
+          "dict": "a mapping", "model": "a mapping", "dataclass": "a mapping"}  # fmt: skip
 _SIGNS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 
@@ -147,8 +148,7 @@ def config_error(err: pd.ValidationError, source: str = "") -> ConfigError:
     elif kind == "missing":
         text = f"{path}: expected a value, got no {e['loc'][-1]!r} key"
     elif kind.endswith(_TYPE_ERRORS):
-        expected = _TYPES.get(kind.split("_")[0], "a mapping")  # a model, dataclass, dict
-        expected = e["msg"] if kind == "either_type" else expected
+        expected = _TYPES.get(kind.split("_")[0], e["msg"].removeprefix("Input should be "))
         if isinstance(value, bool) and kind == "string_type":
             got += " (YAML reads yes/no/on/off/true/false unquoted as booleans: quote it)"
         text = f"{path or '<top level>'}: expected {expected}, got {got}"
