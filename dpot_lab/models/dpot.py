@@ -25,8 +25,6 @@ from typing import Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import ConfigDict
-from pydantic.dataclasses import dataclass
 from torch import nn
 
 from dpot_lab.configfile import (
@@ -36,10 +34,11 @@ from dpot_lab.configfile import (
     Int,
     Positive,
     Str,
+    int_or_list,
     integer,
-    one_line_errors,
     one_of,
     rule,
+    section,
 )
 from dpot_lab.models.afno import ACTIVATIONS, MODE_RULES, FourierMixing, activation
 from dpot_lab.sizes import size_tuple
@@ -48,8 +47,7 @@ TIME_AGGREGATIONS = ("exp_mlp", "mlp")
 Width = integer(ge=8)  # a latent width: GroupNorm takes 8 groups
 
 
-@one_line_errors
-@dataclass(config=ConfigDict(extra="forbid"))
+@section
 class DPOTConfig:
     """Sizes and options of a DPOT model. ``img_size`` is the grid; an int means square (cube).
 
@@ -57,7 +55,7 @@ class DPOTConfig:
     (a mistake raises a one-line ``ValueError`` naming the field); ``DATA_FIELDS`` are the sizes
     that follow from the data a model is trained on."""
 
-    img_size: Count | list[Count] = 128  # a tuple is taken too
+    img_size: int_or_list(Count) = 128  # a tuple is taken too
     patch_size: Count = 8
     in_channels: Count = 4
     out_channels: Count | None = None  # None: same as in_channels

@@ -1,11 +1,7 @@
-"""Run configuration: a training run as pydantic dataclasses, each field with its type and bounds,
-and the rules between fields.
-
-``base:`` files and ``--set`` changes merge first; then the run is validated in one pass before
-any data is read, and a mistake names the file, the key path, the expected and the got (see
-``dpot_lab.configfile``). The model section is a preset plus any ``DPOTConfig`` field, checked by
-that field's own rules. ``from_yaml``, ``from_dict`` and ``to_dict`` round-trip (no ``base:``
-left); ``TrainConfig.json_schema()`` describes the whole run.
+"""Run configuration: a training run as ``configfile`` sections, each field with its type and
+bounds, and the rules between fields (``TrainConfig.__post_init__``), checked in one pass before
+any data is read. The model section is a preset plus any ``DPOTConfig`` field, checked by that
+field's own rules. ``from_yaml``, ``from_dict`` and ``to_dict`` round-trip (no ``base:`` left).
 """
 
 from __future__ import annotations
@@ -17,38 +13,13 @@ from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
+import pydantic as pd
 import torch
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    ValidationError,
-    create_model,
-    model_validator,
-)
-from pydantic.dataclasses import dataclass
 
+import dpot_lab.configfile as cf
 from dpot_lab.atomic import atomic_path
-from dpot_lab.configfile import (
-    Bool,
-    Cardinal,
-    ConfigError,
-    Count,
-    Float,
-    Int,
-    Positive,
-    Str,
-    config_error,
-    one_line_errors,
-    one_of,
-    parse_setting,
-    read_yaml,
-    rule,
-    set_dotted,
-)
+from dpot_lab.configfile import Bool, Cardinal, ConfigError, Count, Float, Positive, Str
 from dpot_lab.data.generation import GENERATORS
 from dpot_lab.models.dpot import DPOTConfig, adapt_model_config
 from dpot_lab.models.parts import LORA_KINDS, PARTS
@@ -56,37 +27,25 @@ from dpot_lab.models.presets import PRESETS
 from dpot_lab.sizes import size_tuple
 
 # The run keys that give the model's data-derived fields (they must agree when also given).
-DERIVED_MODEL_KEYS = ("data.resolution", "data.channels", "data.t_in", "t_out")
-DERIVED_MODEL_FIELDS = dict(zip(DPOTConfig.DATA_FIELDS, DERIVED_MODEL_KEYS, strict=True))
+DERIVED_MODEL_FIELDS = dict(zip(DPOTConfig.DATA_FIELDS, ("data.resolution", "data.channels",
+                                                          "data.t_in", "t_out"), strict=True))
+Fraction = cf.real(ge=0, lt=1)
+Part = Annotated[Str, cf.one_of(PARTS)]
+parse_setting = cf.parse_setting  # the CLI's ``--set key=value``
 
 
-def _listed(value: Any) -> list:
-    return (value or [0]) if isinstance(value, list) else [value]
-
-
-Fraction = Annotated[Float, Field(ge=0, lt=1)]
-Part = Annotated[Str, one_of(PARTS)]
-Counts = Annotated[Int | list[Int] | None, rule(lambda n: min(_listed(n)) >= 0, "counts >= 0")]
-Sizes = Annotated[Int | list[Int] | None, rule(lambda r: min(_listed(r)) >= 1, "sizes >= 1")]
-
-
-def _section(cls: type) -> type:
-    """A pydantic dataclass that refuses unknown keys and raises one-line errors."""
-    return one_line_errors(dataclass(config=ConfigDict(extra="forbid"))(cls))
-
-
-class GeneratorSpec(BaseModel):
+class GeneratorSpec(pd.BaseModel):
     """A source generated on first use (``generate_cached``): ``{generate: ns2d, n_samples: 64,
     <generator parameter>: ...}``, checked without running the generator."""
 
-    model_config = ConfigDict(extra="allow")  # the generator's own parameters
+    model_config = pd.ConfigDict(extra="allow")  # the generator's own parameters
 
     generate: Literal[tuple(sorted(GENERATORS))]
     n_samples: Count
-    resolution: Count | list[Count] | None = None
+    resolution: cf.int_or_list(Count) | None = None
     seed: Cardinal = 0
 
-    @model_validator(mode="after")
+    @pd.model_validator(mode="after")
     def _known_parameters(self) -> GeneratorSpec:
         params = inspect.signature(GENERATORS[self.generate].load()).parameters
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -98,9 +57,10 @@ class GeneratorSpec(BaseModel):
         return self
 
 
-Source = (
-    Annotated[Str, rule(str.strip, "a path")]
-    | Annotated[GeneratorSpec, AfterValidator(lambda s: s.model_dump(exclude_unset=True))]
+Source = cf.either(
+    "str or a mapping",
+    scalar=Annotated[Str, cf.rule(str.strip, "a path")],
+    mapping=Annotated[GeneratorSpec, pd.AfterValidator(lambda s: s.model_dump(exclude_unset=True))],
 )
 
 
@@ -114,20 +74,21 @@ class ModelConfig:
 
 
 # The model section as YAML gives it: ``preset`` and each DPOTConfig field with its own rules.
-_ModelSection = create_model(
+_ModelSection = pd.create_model(
     "model",
-    __config__=ConfigDict(extra="forbid"),
-    preset=(Annotated[Str, one_of(sorted(PRESETS))] | None, "nano"),
+    __config__=pd.ConfigDict(extra="forbid"),
+    __validators__={"known_keys": pd.model_validator(mode="before")(cf.known_keys)},
+    preset=(Annotated[Str, cf.one_of(sorted(PRESETS))] | None, "nano"),
     **{k: (f.rebuild_annotation(), None) for k, f in DPOTConfig.__pydantic_fields__.items()},
 )
 
 
-def _as_model_config(section: BaseModel) -> ModelConfig:
-    given = [k for k in type(section).model_fields if k in section.model_fields_set]
-    return ModelConfig(section.preset, {k: getattr(section, k) for k in given if k != "preset"})
+def _as_model_config(section: pd.BaseModel) -> ModelConfig:
+    given = section.model_dump(exclude_unset=True, exclude={"preset"})
+    return ModelConfig(section.preset, given)
 
 
-@_section
+@cf.section
 class DataConfig:
     """Training sources: file paths or generator specs. ``weights``: repeats per trajectory and
     epoch, one per source; ``test_sources`` null: the test split of ``sources`` (its last
@@ -137,57 +98,47 @@ class DataConfig:
     assembled: ``loader`` CPU workers, ``device`` from trajectories kept on the device (up to
     ``resident_gb``, null: a quarter; more streams in chunks), ``auto`` device unless that cannot
     hold two trajectories of each. ``check_finite``: NaN/Inf stops the run at its ``window`` or
-    ``skip``s the trajectories that hold any."""
+    ``skip``s the trajectories that hold any. ``cache_dir``: where generator specs are cached."""
 
     sources: list[Source] = field(default_factory=list)
-    weights: Annotated[
-        list[Int] | None,
-        rule(lambda w: min(w, default=1) >= 0 and any(w), "repeats >= 0, not all 0"),
-    ] = None
+    weights: Annotated[list[Cardinal] | None, cf.rule(any, "some repeats > 0")] = None
     test_sources: list[Source] | None = None
     test_fraction: Fraction = 0.1
-    n_test: Counts = None
-    resolution: Sizes = None
+    n_test: cf.int_or_list(Cardinal) | None = None
+    resolution: cf.int_or_list(Count) | None = None
     t_in: Count = 10
     channels: Count | None = None
     pad_value: Float = 1.0
     num_workers: Cardinal = 0
     placement: Literal["auto", "device", "loader"] = "loader"
     resident_gb: Positive | None = None
-    cache_dir: Str | None = None  # where generator specs are cached (null: the default)
+    cache_dir: Str | None = None
     check_finite: Literal["window", "skip"] = "window"
 
 
-@_section
+@cf.section
 class NoiseConfig:
     """Input noise on every auto-regressive step: ``x + s·σ·N(0, 1)`` with σ per sample and channel:
     ``rms`` of the window (s relative, resolution-free) or its L2 ``norm`` (the paper's)."""
 
     kind: Literal["rms", "norm"] = "rms"
-    scale: Annotated[Float, Field(ge=0)] = 0.1
+    scale: cf.real(ge=0) = 0.1
 
 
-@_section
+@cf.section
 class LossConfig:
     """Masked relative L2. ``score_padded``: score padded channels too (the release's training)."""
 
     score_padded: Bool = False
 
 
-def _lora_targets(targets: list[str]) -> list[str]:
-    """Kinds and parts are checked here; name globs against the model when applied."""
-    if not targets:
-        raise ValueError("expected at least one kind, part or name")
-    for entry in targets:
-        if entry not in (*LORA_KINDS, *PARTS) and not set(".*?[") & set(entry):
-            raise ValueError(
-                f"expected kinds {list(LORA_KINDS)}, parts {list(PARTS)} or parameter-name globs "
-                f"(blocks.*.mlp.*), got {entry!r}"
-            )
-    return targets
+LoRATarget = Annotated[Str, cf.rule(
+    lambda t: t in (*LORA_KINDS, *PARTS) or bool(set(".*?[") & set(t)),
+    f"a kind {list(LORA_KINDS)}, a part {list(PARTS)} or a parameter-name glob (blocks.*.mlp.*)",
+)]  # fmt: skip
 
 
-@_section
+@cf.section
 class LoRAConfig:
     """Low-rank adapters ``W + (alpha/rank)·B·A`` (``dpot_lab.train.lora``) on the weights of a
     listed kind (``linear``, ``conv``, ``fourier``, ``time_agg``; any if none) in a listed part
@@ -195,12 +146,12 @@ class LoRAConfig:
 
     rank: Count = 4
     alpha: Positive = 8.0
-    targets: Annotated[list[Str], AfterValidator(_lora_targets)] = field(
+    targets: Annotated[list[LoRATarget], cf.rule(bool, "at least one kind, part or name")] = field(
         default_factory=lambda: ["linear", "conv", "fourier"]
     )
 
 
-@_section
+@cf.section
 class OptimConfig:
     """Adam(W) with the paper's defaults and a per-iteration schedule: ``onecycle`` (cosine warm-up
     from lr/div_factor over ``warmup`` of the steps, cosine decay to
@@ -209,11 +160,10 @@ class OptimConfig:
 
     name: Literal["adam", "adamw"] = "adam"
     lr: Positive = 1e-3
-    betas: Annotated[
-        list[Float],
-        rule(lambda b: len(b) == 2 and all(0 <= x < 1 for x in b), "2 floats in [0, 1)"),
-    ] = field(default_factory=lambda: [0.9, 0.9])
-    weight_decay: Annotated[Float, Field(ge=0)] = 1e-6
+    betas: Annotated[list[Fraction], cf.rule(lambda b: len(b) == 2, "2 floats")] = field(
+        default_factory=lambda: [0.9, 0.9]
+    )
+    weight_decay: cf.real(ge=0) = 1e-6
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     warmup: Fraction = 0.2
     div_factor: Positive = 1e4
@@ -222,12 +172,12 @@ class OptimConfig:
     accumulate: Count = 1
     part_lrs: dict[Part, Positive] = field(default_factory=dict)
     freeze: Annotated[
-        list[Part], rule(lambda f: not set(PARTS) <= set(f), f"some of {list(PARTS)} left to train")
+        list[Part], cf.rule(lambda f: not set(PARTS) <= set(f), f"some of {[*PARTS]} left to train")
     ] = field(default_factory=list)
     lora: None | LoRAConfig = None  # null first: "lora: null" is off, "lora: {}" the defaults
 
 
-@_section
+@cf.section
 class EvalConfig:
     """Rollout L2RE per source on the test split (paper protocol) every ``every`` steps (0: at the
     end), over ``horizon`` steps (null: the whole rest), ``max_samples`` per source."""
@@ -238,7 +188,7 @@ class EvalConfig:
     max_samples: Count | None = None
 
 
-@_section
+@cf.section
 class CheckpointConfig:
     """``every`` steps a step checkpoint (0: only at the end); ``keep`` of them are retained."""
 
@@ -246,18 +196,18 @@ class CheckpointConfig:
     keep: Count = 3
 
 
-@_section
+@cf.section
 class SafetyConfig:
     """``max_bad_steps`` consecutive non-finite steps roll back to the last good snapshot (taken
     every ``snapshot_every`` steps) with the learning rate multiplied by ``lr_factor``."""
 
     max_bad_steps: Count = 3
-    lr_factor: Annotated[Float, Field(gt=0, le=1)] = 0.5
+    lr_factor: cf.real(gt=0, le=1) = 0.5
     snapshot_every: Count = 50
     max_rollbacks: Cardinal = 20
 
 
-@_section
+@cf.section
 class DistributedConfig:
     """Under torchrun: DDP or FSDP (weights, grads and Adam state sharded); gloo on CPU, NCCL on
     CUDA; activation checkpointing."""
@@ -267,7 +217,7 @@ class DistributedConfig:
     activation_checkpointing: Bool = False
 
 
-@_section
+@cf.section
 class LogConfig:
     every: Count = 10
     progress: Bool = True
@@ -280,7 +230,7 @@ def _is_device(name: str) -> bool:
         return False
 
 
-@_section
+@cf.section
 class TrainConfig:
     """One training run (pre-training or fine-tuning). ``batch_size`` is the global batch; ``t_ar``
     auto-regressive steps per sample (gradient through the rollout), ``t_out`` frames per model
@@ -289,22 +239,22 @@ class TrainConfig:
     hf://owner/repo/file or a released size Ti, S, M, L, H); ``init_allow_partial``: train even
     when under half of the model is init_from's."""
 
-    name: Annotated[Str, rule(str.strip, "a non-empty run name")] = "run"
+    name: Annotated[Str, cf.rule(str.strip, "a non-empty run name")] = "run"
     seed: Cardinal = 0
     steps: Count = 1000
     batch_size: Count = 20
     t_ar: Count = 1
     t_out: Count = 1
     device: Annotated[
-        Str, rule(_is_device, "'auto' or a torch device (cpu, cuda, cuda:1, mps)")
+        Str, cf.rule(_is_device, "'auto' or a torch device (cpu, cuda, cuda:1, mps)")
     ] = "auto"
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     compile: Bool = False
-    ema: Annotated[Float, Field(gt=0, lt=1)] | None = None
+    ema: cf.real(gt=0, lt=1) | None = None
     init_from: Str | None = None
     init_allow_partial: Bool = False
     out_dir: Str | None = None
-    model: Annotated[_ModelSection, AfterValidator(_as_model_config)] = field(
+    model: Annotated[_ModelSection, pd.AfterValidator(_as_model_config)] = field(
         default_factory=ModelConfig
     )
     data: DataConfig = field(default_factory=DataConfig)
@@ -323,9 +273,9 @@ class TrainConfig:
     def from_yaml(cls, path: str | os.PathLike, **changes: Any) -> TrainConfig:
         """Read and validate a YAML file (its ``base:`` chain resolved), ``changes`` applied
         first as in ``replace``."""
-        raw = read_yaml(path)
+        raw = cf.read_yaml(path)
         if isinstance(raw, dict):
-            set_dotted(raw, changes, str(path))
+            cf.set_dotted(raw, changes, str(path))
         return cls.from_dict(raw, source=str(path))
 
     @classmethod
@@ -335,29 +285,25 @@ class TrainConfig:
             sections = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
             d = {k: {} if v is None and k in sections else v for k, v in d.items()}
         try:
-            cfg = TypeAdapter(cls).validate_python(d)
-        except ValidationError as err:
-            raise config_error(err, cls, source) from None
+            cfg = pd.TypeAdapter(cls).validate_python(d)
+        except pd.ValidationError as err:
+            raise cf.config_error(err, source) from None
         cfg._source = source
         return cfg
 
     @classmethod
     def coerce(cls, config: TrainConfig | dict | str | os.PathLike) -> TrainConfig:
         """A validated config from a ``TrainConfig`` (checked again), a dict or a YAML path."""
-        if isinstance(config, TrainConfig):
-            return cls.from_dict(config.to_dict(), config._source)
-        if isinstance(config, dict):
-            return cls.from_dict(config)
         if isinstance(config, (str, os.PathLike)):
             return cls.from_yaml(config)
-        raise TypeError(
-            f"config must be a TrainConfig, dict or YAML path, got {type(config).__name__}"
-        )
+        if isinstance(config, TrainConfig):
+            return cls.from_dict(config.to_dict(), config._source)
+        return cls.from_dict(config)  # not a mapping: "expected a mapping, got ..."
 
     @classmethod
     def json_schema(cls) -> dict:
         """The JSON schema of a run config: types, bounds and defaults."""
-        return TypeAdapter(cls).json_schema()
+        return pd.TypeAdapter(cls).json_schema()
 
     def to_dict(self) -> dict:
         """Plain nested dict (the model section flattened), loadable with ``from_dict``."""
@@ -374,48 +320,37 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A validated copy with fields changed: top-level or dotted (``{"optim.lr": 1e-4}``)."""
         d = self.to_dict()
-        set_dotted(d, changes, self._source)
+        cf.set_dotted(d, changes, self._source)
         return TrainConfig.from_dict(d, source=self._source)
 
     def __post_init__(self) -> None:
         """The rules between fields (pydantic runs this once the fields are valid)."""
         o, d, given, preset = self.optim, self.data, self.model.overrides, self.model.preset
         if self.batch_size % o.accumulate:
-            raise ValueError(
-                f"batch_size: expected a multiple of optim.accumulate={o.accumulate}, got "
-                f"{self.batch_size}"
-            )
+            raise ValueError(f"batch_size: expected a multiple of optim.accumulate={o.accumulate}, "
+                             f"got {self.batch_size}")  # fmt: skip
         for key in ("freeze", "part_lrs"):
             if o.lora is not None and getattr(o, key):
-                raise ValueError(
-                    f"optim.{key}: expected nothing with optim.lora (LoRA freezes the base weights "
-                    f"itself), got {getattr(o, key)}"
-                )
+                raise ValueError(f"optim.{key}: expected nothing with optim.lora (LoRA freezes the "
+                                 f"base weights itself), got {getattr(o, key)}")  # fmt: skip
         for key, what in (("weights", "weight"), ("n_test", "count")):
             if isinstance(getattr(d, key), list) and len(getattr(d, key)) != len(d.sources):
-                raise ValueError(
-                    f"data.{key}: expected one {what} per source ({len(d.sources)}), got "
-                    f"{len(getattr(d, key))}"
-                )
+                raise ValueError(f"data.{key}: expected one {what} per source ({len(d.sources)}), "
+                                 f"got {len(getattr(d, key))}")  # fmt: skip
         if preset is None and self.init_from is None:
             raise ValueError("model.preset: expected a preset name (null needs init_from)")
         # null preset: the checkpoint says 2D or 3D, so the data may give 2 or 3 sizes
         n_spatial = given.get("n_spatial", 2 if preset else None)
-        if isinstance(d.resolution, list) and len(d.resolution) not in (
-            (n_spatial,) if n_spatial else (2, 3)
-        ):
-            raise ValueError(
-                f"data.resolution: expected an int or {n_spatial or '2 or 3'} ints "
-                f"(model.n_spatial={n_spatial}), got {d.resolution}"
-            )
+        res = d.resolution
+        if isinstance(res, list) and len(res) not in (n_spatial or 2, n_spatial or 3):
+            raise ValueError(f"data.resolution: expected an int or {n_spatial or '2 or 3'} ints "
+                             f"(model.n_spatial={n_spatial}), got {res}")  # fmt: skip
         derived = self.derived_model_fields()
         for key, data_key in DERIVED_MODEL_FIELDS.items():
             mine, value = given.get(key), derived.get(key, "null (from the data)")
             if mine is not None and not _same_size(mine, value, n_spatial):
-                raise ValueError(
-                    f"model.{key}: {mine} differs from {data_key}={value}; leave it out (it "
-                    "follows that key)"
-                )
+                raise ValueError(f"model.{key}: {mine} differs from {data_key}={value}; leave it "
+                                 "out (it follows that key)")  # fmt: skip
         if preset is not None:  # the sizes together: grid / patch, widths
             self._model_config(None, partial=True)
 
@@ -428,13 +363,9 @@ class TrainConfig:
     def derived_model_fields(self) -> dict[str, Any]:
         """The model fields that follow the data's keys (those given)."""
         res = self.data.resolution
-        fields = {
-            "img_size": tuple(res) if isinstance(res, list) else res,
-            "in_channels": self.data.channels,
-            "in_timesteps": self.data.t_in,
-            "out_timesteps": self.t_out,
-        }
-        return {k: v for k, v in fields.items() if v is not None}
+        sizes = (tuple(res) if isinstance(res, list) else res, self.data.channels, self.data.t_in,
+                 self.t_out)  # fmt: skip
+        return {k: v for k, v in zip(DPOTConfig.DATA_FIELDS, sizes, strict=True) if v is not None}
 
     def model_config(self, base: DPOTConfig | None = None, partial: bool = False) -> DPOTConfig:
         """The ``DPOTConfig`` of this run: the preset (or ``base``, the architecture of a
@@ -451,10 +382,8 @@ class TrainConfig:
             if self.model.preset is None and base is None:
                 raise ValueError("preset is null: pass the checkpoint's config as ``base``")
             if not (self.sizes_known or partial):
-                raise ValueError(
-                    "data.resolution or data.channels is null: fill them from the data first "
-                    "(dpot_lab.train.sources.with_data_sizes)"
-                )
+                raise ValueError("data.resolution or data.channels is null: fill them from the "
+                                 "data first (dpot_lab.train.sources.with_data_sizes)")  # fmt: skip
             if self.model.preset is not None:
                 return DPOTConfig(**{**PRESETS[self.model.preset], **changes})
             changes.setdefault("n_cls", 0)  # the class head takes no part in training

@@ -128,10 +128,10 @@ def test_export_merges_a_lora_run_into_a_plain_checkpoint(tmp_path):
         ({"rank": 0}, "optim.lora.rank: expected an int >= 1, got 0"),
         ({"alpha": 0}, "optim.lora.alpha: expected a float > 0"),
         ({"targets": []}, "optim.lora.targets: expected at least one"),
-        ({"targets": ["linaer"]}, "optim.lora.targets: expected kinds .* got 'linaer'"),
-        ({"targets": "linear"}, "optim.lora.targets: expected a list of str"),
+        ({"targets": ["linaer"]}, r"optim.lora.targets\[0\]: expected a kind .* got 'linaer'"),
+        ({"targets": "linear"}, "optim.lora.targets: expected a list, got str 'linear'"),
         ({"rnak": 2}, "unknown key 'optim.lora.rnak'"),
-        (3, "optim.lora: expected null or a mapping"),
+        (3, "optim.lora: expected a mapping, got int 3"),
     ],
 )
 def test_config_errors_name_the_key(lora, message):
