@@ -10,12 +10,11 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from train_helpers import check_rollback_restores, tiny_config
+from train_helpers import check_rollback_restores, run_rank_script, tiny_config, torchrun
 
 import dpot_lab as dl
 from dpot_lab.train import Trainer, distributed
@@ -41,8 +40,7 @@ def test_torchrun_two_processes_match_one(adv1, tmp_path, data):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["-m", "dpot_lab.cli", "-q", "pretrain", str(path), "--out"]
     subprocess.run([sys.executable, *args, str(tmp_path / "one")], check=True, env=env)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    subprocess.run([*torchrun, *args, str(tmp_path / "two")], check=True, env=env)
+    torchrun([*args, str(tmp_path / "two")])
     (one, eval_one), (two, eval_two) = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     assert len(one) == len(two) == 4
     assert one == pytest.approx(two, rel=1e-4)
@@ -61,12 +59,13 @@ def _pretrain(cfg_path, run_dir, ranks: int = 1, strategy: str = "ddp", resume: 
     cfg["distributed"] = {"strategy": strategy}
     path = run_dir.parent / f"{run_dir.name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    launch = [sys.executable]
-    if ranks > 1:
-        launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
     args = ["-m", "dpot_lab.cli", "-q", "pretrain", str(path), "--out", str(run_dir)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([*launch, *args, *(["--resume"] if resume else [])], check=True, env=env)
+    args += ["--resume"] if resume else []
+    if ranks > 1:
+        torchrun(args, ranks)
+    else:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        subprocess.run([sys.executable, *args], check=True, env=env)
 
 
 def _rewind(run_dir, to_dir, step: int) -> None:
@@ -134,12 +133,7 @@ assert Trainer(cfg, run_dir={out!r}, resume=True).step == 4
 def test_rollback_restores_the_snapshot_exactly(adv1, tmp_path):
     """One process, and each rank's shards under FSDP over 2 ranks."""
     check_rollback_restores(Trainer(tiny_config([adv1], ema=0.9), run_dir=tmp_path / "one"))
-    script = tmp_path / "rollback.py"
-    tests = str(Path(__file__).parent)
-    script.write_text(_ROLLBACK_SCRIPT.format(tests=tests, data=str(adv1), out=str(tmp_path / "x")))
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([*torchrun, str(script)], check=True, env=env)
+    run_rank_script(_ROLLBACK_SCRIPT, adv1, tmp_path)
 
 
 def test_activation_checkpointing_keeps_gradients_and_state_names(adv1, tmp_path):

@@ -3,13 +3,8 @@ FSDP the blocks' weights are gathered in bf16 while the islands and evaluation s
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import torch
-from train_helpers import tiny_config
+from train_helpers import run_rank_script, tiny_config
 
 from dpot_lab.train import Trainer
 
@@ -77,9 +72,4 @@ def test_fsdp_gathers_the_blocks_in_bf16_and_evaluates_in_float32(adv1, tmp_path
     """FSDP over 2 ranks with precision bf16: inside the step the blocks compute with bf16
     weights, the islands with float32 ones, sharded weights and gradients stay float32; every
     evaluation output equals a plain float32 model's on the same weights."""
-    script = tmp_path / "fsdp_bf16.py"
-    tests = str(Path(__file__).parent)
-    script.write_text(_FSDP_SCRIPT.format(tests=tests, data=str(adv1), out=str(tmp_path / "x")))
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([*torchrun, str(script)], check=True, env=env)
+    run_rank_script(_FSDP_SCRIPT, adv1, tmp_path)

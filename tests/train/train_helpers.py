@@ -1,9 +1,14 @@
-"""Builders the training tests share: smooth advected fields, a tiny run config and the rollback
-check (a module of its own, so that test files and torchrun scripts import it by a unique name)."""
+"""Builders the training tests share: smooth advected fields, a tiny run config, the rollback
+check and torchrun launches (a module of its own, so that test files and torchrun scripts import
+it by a unique name)."""
 
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -80,3 +85,18 @@ def check_rollback_restores(trainer) -> None:
         torch.testing.assert_close(part(now), part(snap), rtol=0, atol=0)
     lrs = [[g["lr"] for g in s["optimizer"]["param_groups"]] for s in (now, snap)]
     assert lrs[0] == lrs[1]
+
+
+def torchrun(args: list[str], ranks: int = 2) -> None:
+    """``python <args>`` under torchrun with ``ranks`` local processes of one thread each."""
+    launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, *launch, *args], check=True, env=env)
+
+
+def run_rank_script(template: str, data, tmp_path: Path, ranks: int = 2) -> None:
+    """``template`` (with ``{tests}``, ``{data}``, ``{out}`` fields) as a script under torchrun."""
+    script = tmp_path / "ranks.py"
+    tests = str(Path(__file__).parent)
+    script.write_text(template.format(tests=tests, data=str(data), out=str(tmp_path / "x")))
+    torchrun([str(script)], ranks)
