@@ -34,7 +34,9 @@ import yaml
 import dpot_lab as dl
 from dpot_lab.data.generation import generate_cached
 from dpot_lab.evaluate.score import score_model
-from dpot_lab.studies.efficiency import data_efficiency, format_study, trajectories_to_match
+from dpot_lab.studies.efficiency import (
+    RECIPE, RUNS, SCRATCH_LR, data_efficiency, format_study, trajectories_to_match,
+)
 from dpot_lab.train.config import TrainConfig
 from dpot_lab.train.trainer import Trainer
 
@@ -99,11 +101,11 @@ def part_transfer(args: argparse.Namespace, info: dict, emit) -> None:
         start = time.perf_counter()
         study = data_efficiency(
             args.checkpoint, path, args.counts, args.steps, n_test=args.n_test, horizon=10,
-            progress=True,
+            lr=args.lr, scratch_lr=args.scratch_lr, runs=args.runs, progress=True,
         )  # fmt: skip
         study.attrs["source"] = family
         lines = [format_study(study)]
-        if 8 in args.counts:
+        if 8 in args.counts and len(args.runs) == 2:
             need = trajectories_to_match(study, 8)
             text = f"more than {max(args.counts)}" if math.isinf(need) else f"{need:.1f}"
             lines.append(f"scratch needs {text} trajectories to match fine-tuning on 8 "
@@ -148,6 +150,9 @@ def main() -> None:
     p.add_argument("--counts", type=int, nargs="+", default=[2, 4, 8, 16, 32])
     p.add_argument("--steps", type=int, default=500, help="optimizer steps of every run")
     p.add_argument("--n-test", type=int, default=8, help="held-out trajectories per family")
+    p.add_argument("--lr", type=float, default=RECIPE["optim"]["lr"], help="fine-tuned run's lr")
+    p.add_argument("--scratch-lr", type=float, default=SCRATCH_LR, help="from-scratch run's lr")
+    p.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
     p.add_argument("--families", nargs="+", help="held-out families to run (default: all)")
     p.add_argument("--denoise-steps", type=int, default=None)
     p.add_argument("--out", default=str(RESULTS), help="where the tables are written (markdown)")
