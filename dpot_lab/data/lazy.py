@@ -17,6 +17,8 @@ import h5py
 import numpy as np
 import xarray as xr
 from xarray.backends import BackendArray
+
+# xarray's "How to add a new backend" guide prescribes LazilyIndexedArray, explicit_indexing_adapter
 from xarray.core import indexing
 
 _MAX_OPEN = 128  # open handles kept per process (least recently used are closed first)
@@ -270,13 +272,3 @@ def lazy_variable(dims: Sequence[str], array: H5Array, attrs: dict | None = None
     if len(dims) != array.ndim:
         raise ValueError(f"{array!r}: {len(dims)} dim names {tuple(dims)} for {array.ndim} axes")
     return xr.Variable(tuple(dims), indexing.LazilyIndexedArray(array), attrs)
-
-
-def backing_array(var: xr.Variable) -> H5Array | None:
-    """The ``H5Array`` that ``var`` presents as it is (not indexed, transposed or loaded since
-    ``lazy_variable`` made it), to read windows without xarray's indexing machinery; else None."""
-    data = getattr(var, "_data", None)
-    if not isinstance(data, indexing.LazilyIndexedArray) or not isinstance(data.array, H5Array):
-        return None
-    whole = all(k == slice(None) for k in data.key.tuple) and data.array.shape == var.shape
-    return data.array if whole else None

@@ -40,7 +40,6 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from dpot_lab.data import schema
-from dpot_lab.data.lazy import H5Array, backing_array
 from dpot_lab.data.transforms import pad_channels, resize
 from dpot_lab.sizes import size_tuple
 
@@ -62,7 +61,6 @@ class _Source:
     t_total: int
     samples: np.ndarray  # sample indices of this split, ascending
     weight: int
-    arrays: tuple[H5Array | None, ...]  # per variable: its HDF5 array, read directly when known
 
     @property
     def label(self) -> str:
@@ -266,8 +264,7 @@ class Mixture(Dataset):
             "test": np.arange(n_samples - n_test, n_samples),
             "all": np.arange(n_samples),
         }[self.split]
-        arrays = tuple(backing_array(ds[v].variable) for v in variables)
-        return _Source(name, path, ds, variables, native, t_total, samples, int(weight), arrays)
+        return _Source(name, path, ds, variables, native, t_total, samples, int(weight))
 
     def _fit(self, native: tuple[int, ...]) -> tuple[int, ...]:
         """The part of the model grid a native grid is resized to."""
@@ -300,13 +297,9 @@ class Mixture(Dataset):
         """Frames ``start:stop`` of one sample -> (*S, T, C) float32."""
         src = self._sources[k]
         data = np.empty((*src.native, stop - start, len(src.variables)), np.float32)
-        rest = (slice(None),) * len(src.native)
         try:
-            for c, (name, array) in enumerate(zip(src.variables, src.arrays, strict=True)):
-                if array is not None:  # a third of the time xarray's indexing would take
-                    frames = array.read((sample, slice(start, stop), *rest))  # (T, *S)
-                else:
-                    frames = src.dataset.variables[name][sample, start:stop].values
+            for c, name in enumerate(src.variables):
+                frames = src.dataset.variables[name][sample, start:stop].values  # (T, *S)
                 data[..., c] = np.moveaxis(frames, 0, -1)
         except (OSError, ValueError) as err:
             raise ValueError(
