@@ -29,7 +29,7 @@ import bisect
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +49,24 @@ SourceLike = str | os.PathLike | xr.Dataset
 _CHECKS = ("window", "skip", "off")
 
 
-@dataclass
-class _Source:
-    """What the mixture knows about one source; the data itself is read on demand."""
+@dataclass(frozen=True, eq=False)
+class Source:
+    """One source of a :class:`Mixture` (``Mixture.sources``): what the mixture knows about it;
+    the data is read from ``dataset`` on demand."""
 
     name: str
     path: Path | None  # None for an in-memory dataset
-    dataset: xr.Dataset
-    variables: tuple[str, ...]  # channel variables, in order
+    dataset: xr.Dataset = field(repr=False)
+    variables: tuple[str, ...]  # channel variables, in channel order
     native: tuple[int, ...]  # native grid (X, Y[, Z])
-    t_total: int
-    samples: np.ndarray  # sample indices of this split, ascending
-    weight: int
+    t_total: int  # frames per trajectory
+    samples: np.ndarray  # (N,) sample indices of this split, ascending; a read-only copy
+    weight: int  # repeats of each trajectory per epoch
+
+    def __post_init__(self) -> None:
+        samples = np.array(self.samples, dtype=np.int64)
+        samples.flags.writeable = False
+        object.__setattr__(self, "samples", samples)
 
     @property
     def label(self) -> str:
@@ -87,12 +93,12 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _drop_nonfinite(src: _Source) -> None:
-    """Remove from ``src``'s split every trajectory with a NaN/Inf in a channel variable."""
+def _drop_nonfinite(src: Source) -> Source:
+    """``src`` without the trajectories of its split that hold a NaN/Inf in a channel variable."""
     indexed = src.dataset[list(src.variables)]
     indexed = indexed.assign_coords(sample=np.arange(indexed.sizes["sample"]))
     kept = schema.check_finite(indexed, skip=True).sample.values
-    src.samples = np.intersect1d(src.samples, kept)
+    return replace(src, samples=np.intersect1d(src.samples, kept))
 
 
 def _per_source(value: Any, names: list[str], what: str, default: Any) -> list:
@@ -177,6 +183,8 @@ class Mixture(Dataset):
     Items are dicts of tensors: ``x``, ``y`` (window mode), ``channel_mask (C,)`` bool (True on
     real channels), ``grid_mask (X, Y[, Z])`` bool (True inside the native grid), ``source``,
     ``sample`` and ``start`` (window mode) or ``native_shape`` (trajectory mode), int64.
+    ``sources`` describes each source (name, file, variables, native grid, frames, the split's
+    samples, weight) as a frozen :class:`Source`, indexed like an item's ``source``.
     """
 
     def __init__(
@@ -208,7 +216,7 @@ class Mixture(Dataset):
         if any(int(w) != w or w < 0 for w in ws):
             raise ValueError(f"weights {ws}: expected non-negative integers (repeats per epoch)")
         tests = _per_source(n_test, names, "n_test", default=None)
-        self._sources = [self._inspect(*a) for a in zip(names, items, ws, tests, strict=True)]
+        self._sources = tuple(self._inspect(*a) for a in zip(names, items, ws, tests, strict=True))
         ranks = {len(s.native) for s in self._sources}
         if len(ranks) > 1:
             raise ValueError(
@@ -225,13 +233,12 @@ class Mixture(Dataset):
                 "trajectory once; pass weights=None"
             )
         if check_finite == "skip":
-            for src in self._sources:
-                _drop_nonfinite(src)
+            self._sources = tuple(_drop_nonfinite(s) for s in self._sources)
         self._offsets = self._item_offsets()
 
     # -- construction helpers -------------------------------------------------------------
 
-    def _inspect(self, name: str, item: SourceLike, weight: int, n_test: int | None) -> _Source:
+    def _inspect(self, name: str, item: SourceLike, weight: int, n_test: int | None) -> Source:
         """Open one source, check it against the mixture's settings and describe it."""
         path = None if isinstance(item, xr.Dataset) else Path(item)
         ds = schema.canonical(item if path is None else _open_file(path, name))
@@ -264,7 +271,7 @@ class Mixture(Dataset):
             "test": np.arange(n_samples - n_test, n_samples),
             "all": np.arange(n_samples),
         }[self.split]
-        return _Source(name, path, ds, variables, native, t_total, samples, int(weight))
+        return Source(name, path, ds, variables, native, t_total, samples, int(weight))
 
     def _fit(self, native: tuple[int, ...]) -> tuple[int, ...]:
         """The part of the model grid a native grid is resized to."""
@@ -275,7 +282,7 @@ class Mixture(Dataset):
             min(r, max(1, round(s * scale))) for r, s in zip(self.resolution, native, strict=True)
         )
 
-    def _count(self, src: _Source) -> int:
+    def _count(self, src: Source) -> int:
         return len(src.samples) * (src.weight if self.mode == "window" else 1)
 
     def _item_offsets(self) -> np.ndarray:
@@ -419,7 +426,7 @@ class Mixture(Dataset):
     def config(self) -> dict[str, Any]:
         """Everything that fixes the items besides (seed, epoch), as plain values."""
         return {
-            "sources": self.source_names,
+            "sources": [s.name for s in self._sources],
             "samples": [s.samples.tolist() for s in self._sources],
             "weights": [s.weight for s in self._sources],
             "resolution": list(self.resolution),
@@ -451,34 +458,9 @@ class Mixture(Dataset):
     # -- what a report needs --------------------------------------------------------------
 
     @property
-    def source_names(self) -> list[str]:
-        return [s.name for s in self._sources]
-
-    @property
-    def num_channels_per_source(self) -> list[int]:
-        return [len(s.variables) for s in self._sources]
-
-    @property
-    def variables_per_source(self) -> list[tuple[str, ...]]:
-        """Channel variable names of each source, in channel order."""
-        return [s.variables for s in self._sources]
-
-    @property
-    def t_total_per_source(self) -> list[int]:
-        return [s.t_total for s in self._sources]
-
-    @property
-    def native_shape_per_source(self) -> list[tuple[int, ...]]:
-        return [s.native for s in self._sources]
-
-    @property
-    def samples_per_source(self) -> list[np.ndarray]:
-        """Sample indices of this split, per source."""
-        return [s.samples.copy() for s in self._sources]
-
-    @property
-    def weights(self) -> list[int]:
-        return [s.weight for s in self._sources]
+    def sources(self) -> tuple[Source, ...]:
+        """One frozen record per source, in source-index order (the ``source`` of an item)."""
+        return self._sources
 
     def __repr__(self) -> str:
         rows = [

@@ -47,17 +47,7 @@ def resident_bytes(mixture: Mixture) -> dict[str, int]:
     """Bytes each used source (weight > 0) takes resident: its trajectories on the model grid
     ``(N, *resolution, T, channels)`` in float32."""
     frame = math.prod(mixture.resolution) * mixture.channels * 4
-    return {
-        name: len(samples) * t * frame
-        for name, samples, t, w in zip(
-            mixture.source_names,
-            mixture.samples_per_source,
-            mixture.t_total_per_source,
-            mixture.weights,
-            strict=True,
-        )  # fmt: skip
-        if w > 0
-    }
+    return {s.name: len(s.samples) * s.t_total * frame for s in mixture.sources if s.weight > 0}
 
 
 def default_budget(device: str | torch.device) -> int:
@@ -74,9 +64,10 @@ def chunk_plan(mixture: Mixture, budget: int) -> dict[int, int]:
     remaining ones can still stream two trajectories each; those share what is left, smallest
     first, each at most an even split of it, two chunks at a time."""
     frame = math.prod(mixture.resolution) * mixture.channels * 4
-    n = [len(s) for s in mixture.samples_per_source]
-    one = [t * frame for t in mixture.t_total_per_source]  # bytes per trajectory
-    order = sorted((k for k, w in enumerate(mixture.weights) if w > 0), key=lambda k: n[k] * one[k])
+    n = [len(s.samples) for s in mixture.sources]
+    one = [s.t_total * frame for s in mixture.sources]  # bytes per trajectory
+    used = [k for k, s in enumerate(mixture.sources) if s.weight > 0]
+    order = sorted(used, key=lambda k: n[k] * one[k])
     left = budget
     for j, k in enumerate(order):
         if n[k] * one[k] + sum(2 * one[o] for o in order[j + 1 :]) > left:
@@ -144,7 +135,7 @@ class ResidentLoader(RunLoader):
         self.device = torch.device(device)
         budget = default_budget(self.device) if max_bytes is None else int(max_bytes)
         plan = chunk_plan(mixture, budget)
-        short = [name for k, name in enumerate(mixture.source_names) if plan.get(k) == 0]
+        short = [s.name for k, s in enumerate(mixture.sources) if plan.get(k) == 0]
         if short:
             sizes = resident_bytes(mixture)
             listed = ", ".join(f"{n!r} {b / 2**30:.3g} GiB" for n, b in sizes.items())
@@ -154,43 +145,43 @@ class ResidentLoader(RunLoader):
                 f"hold two trajectories of {short} to stream them; raise it (data.resident_gb) "
                 "or read through the DataLoader (data.placement: loader)"
             )
-        self._samples = mixture.samples_per_source  # per source: sample ids, ascending
+        self._samples = [s.samples for s in mixture.sources]  # per source: sample ids, ascending
         self._row = [{int(i): r for r, i in enumerate(ids)} for ids in self._samples]  # id -> row
         self._points = math.prod(mixture.resolution)  # P
-        used = [k for k, w in enumerate(mixture.weights) if w > 0]
+        used = [k for k, s in enumerate(mixture.sources) if s.weight > 0]
         self._fields = {  # source -> (N, P, T·C), grid points then (frame, channel)
             k: self._upload(k, progress) for k in used if k not in plan
         }
         self._streams = {k: self._stream(k, m) for k, m in plan.items()}
-        real = torch.tensor(mixture.num_channels_per_source)[:, None]  # (K, 1)
+        real = torch.tensor([len(s.variables) for s in mixture.sources])[:, None]  # (K, 1)
         self._channel_masks = (torch.arange(mixture.channels) < real).to(self.device)  # (K, C)
-        grids = [mixture.grid_mask(k) for k in range(len(mixture.source_names))]
+        grids = [mixture.grid_mask(k) for k in range(len(mixture.sources))]
         self._grid_masks = torch.stack(grids).to(self.device)  # (K, *R)
         # CPU buffers of (x, y, grid mask) by batch size, with their references when idle
         self._ring: list[tuple[int, tuple[np.ndarray, ...], list[int]]] = []
 
     def _trajectory(self, k: int, sample: int) -> torch.Tensor:
         """One trajectory of source k on the model grid -> (P, T·C) on the CPU."""
-        field, _ = self.mixture.frames(k, sample, 0, self.mixture.t_total_per_source[k])
+        field, _ = self.mixture.frames(k, sample, 0, self.mixture.sources[k].t_total)
         return field.reshape(self._points, -1)  # from (*R, T, C)
 
     def _upload(self, k: int, progress: bool) -> torch.Tensor:
         """Source k's trajectories on the model grid -> (N, P, T·C) on the device."""
-        samples, t = self._samples[k], self.mixture.t_total_per_source[k]
+        samples, t = self._samples[k], self.mixture.sources[k].t_total
         out = torch.empty(
             (len(samples), self._points, t * self.mixture.channels), device=self.device
         )
-        desc = f"{self.mixture.source_names[k]} -> {self.device}"
+        desc = f"{self.mixture.sources[k].name} -> {self.device}"
         for i, sample in enumerate(tqdm(samples, desc=desc, disable=not progress)):
             out[i] = self._trajectory(k, int(sample))
         return out
 
     def _stream(self, k: int, chunk: int) -> ChunkStream:
         """Source k in chunks of ``chunk`` trajectories, read in the background."""
-        shape = (self._points, self.mixture.t_total_per_source[k] * self.mixture.channels)
+        shape = (self._points, self.mixture.sources[k].t_total * self.mixture.channels)
         return ChunkStream(
             partial(self._trajectory, k), self._samples[k], shape, chunk,
-            self.per_epoch, self.device, self.mixture.source_names[k],
+            self.per_epoch, self.device, self.mixture.sources[k].name,
         )  # fmt: skip
 
     @property

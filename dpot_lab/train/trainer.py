@@ -132,7 +132,7 @@ class Trainer:
         self.model, self.parallel, self.train_model = parts.model, parts.parallel, parts.train_model
         self.transfer_report, self.lora_report = parts.transfer_report, parts.lora_report
         self.train_data, self.test_data = parts.train_data, parts.test_data
-        self.source_names: list[str] = list(getattr(self.train_data, "source_names", []))
+        self.source_names = [s.name for s in getattr(self.train_data, "sources", ())]
         self.loader, self.optimizer, self.schedule = parts.loader, parts.optimizer, parts.schedule
         self.ema, self.guard = parts.ema, parts.guard
         self._eval_copy = parts.eval_copy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -55,7 +56,7 @@ def test_weights_set_how_often_each_source_and_trajectory_appears():
     a, b = make_ds(n=6, pde="a"), make_ds(n=4, pde="b", seed=1)
     m = Mixture({"a": a, "b": b}, weights={"a": 3, "b": 1}, resolution=16, split="all")
     assert len(m) == 3 * 6 + 1 * 4
-    assert m.source_names == ["a", "b"] and m.weights == [3, 1]
+    assert [(s.name, s.weight) for s in m.sources] == [("a", 3), ("b", 1)]
     per_traj = Counter(m.locate(i) for i in range(len(m)))
     assert per_traj == {**{(0, i): 3 for i in range(6)}, **{(1, i): 1 for i in range(4)}}
     # a full epoch through the loader, and through torch's DistributedSampler over 2 ranks
@@ -71,14 +72,27 @@ def test_weights_set_how_often_each_source_and_trajectory_appears():
     assert Counter(m2.locate(i)[0] for i in range(len(m2))) == {0: 6, 1: 20}
 
 
+def test_sources_are_read_only_records_and_the_repr_lists_them():
+    m = Mixture({"a": make_ds(n=10, channels=2)}, resolution=16, split="test", n_test=3)
+    (src,) = m.sources
+    assert (src.name, src.path, src.variables, src.native) == ("a", None, ("f0", "f1"), (16, 16))
+    assert (src.t_total, src.weight, src.samples.tolist()) == (14, 1, [7, 8, 9])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        src.weight = 2
+    with pytest.raises(ValueError, match="read-only"):
+        src.samples[0] = 0
+    assert m.config["samples"] == [[7, 8, 9]]
+    assert "a: 3 trajectories x1, grid (16, 16), T=14, channels ['f0', 'f1']" in repr(m)
+
+
 def test_channel_mask_marks_the_real_channels_and_windows_hold_the_data():
     sources = {f"c{c}": make_ds(n=3, channels=c, seed=c) for c in (1, 2, 3)}
     m = Mixture(sources, resolution=16, t_in=4, t_out=2, channels=4, split="all", pad_value=1.0)
-    assert m.num_channels_per_source == [1, 2, 3]
-    assert m.t_total_per_source == [14, 14, 14]
+    assert [s.variables for s in m.sources] == [("f0",), ("f0", "f1"), ("f0", "f1", "f2")]
+    assert [(s.t_total, s.native) for s in m.sources] == [(14, (16, 16))] * 3
     for i in range(len(m)):
         item = m[i]
-        k, c = int(item["source"]), m.num_channels_per_source[int(item["source"])]
+        k, c = int(item["source"]), len(m.sources[int(item["source"])].variables)
         assert item["channel_mask"].tolist() == [True] * c + [False] * (4 - c)
         assert item["x"].shape == (16, 16, 4, 4) and item["y"].shape == (16, 16, 2, 4)
         assert item["grid_mask"].all()
@@ -137,11 +151,11 @@ def test_split_is_by_trajectory():
         assert tr.isdisjoint(te) and tr | te == set(range(n))
         assert te == set(range(n - round(0.2 * n), n))  # the last samples are the test split
     fixed = Mixture(sources, resolution=16, split="test", n_test=3)
-    assert [s.tolist() for s in fixed.samples_per_source] == [[7, 8, 9], [4, 5, 6]]
+    assert [s.samples.tolist() for s in fixed.sources] == [[7, 8, 9], [4, 5, 6]]
     each = Mixture(sources, resolution=16, split="test", n_test=[2, 4])
-    assert [s.tolist() for s in each.samples_per_source] == [[8, 9], [3, 4, 5, 6]]
+    assert [s.samples.tolist() for s in each.sources] == [[8, 9], [3, 4, 5, 6]]
     by_name = Mixture(sources, resolution=16, split="train", n_test={"b": 1})  # a: 10%
-    assert [len(s) for s in by_name.samples_per_source] == [9, 6]
+    assert [len(s.samples) for s in by_name.sources] == [9, 6]
     with pytest.raises(ValueError, match=r"n_test has 1 entries for 2 sources"):
         Mixture(sources, resolution=16, n_test=[1])
     traj = Mixture(sources, resolution=8, split="test", mode="trajectory", test_fraction=0.2)
@@ -188,7 +202,7 @@ def test_loader_workers_read_files_like_the_main_process(tmp_path):
         native.save(make_ds(n=4, t=12, shape=(16, 16), channels=2, seed=2), tmp_path / "b.h5"),
     ]
     m = Mixture(paths, weights=[1, 2], resolution=32, split="all")
-    assert m.source_names == ["a", "b"]
+    assert [s.name for s in m.sources] == ["a", "b"]
     loader = make_loader(m, batch_size=3, num_workers=2, drop_last=False)
     for epoch in (0, 1):
         m.set_epoch(epoch)
@@ -235,7 +249,7 @@ def test_non_finite_values_are_reported_or_skipped():
         m[3]
     with pytest.warns(UserWarning, match="dropped 1 of 5 samples"):
         skipping = Mixture({"bad": ds}, resolution=16, split="all", check_finite="skip")
-    assert skipping.samples_per_source[0].tolist() == [0, 1, 2, 4]
+    assert skipping.sources[0].samples.tolist() == [0, 1, 2, 4]
     assert all(torch.isfinite(skipping[i]["x"]).all() for i in range(len(skipping)))
     unchecked = Mixture({"bad": ds}, resolution=16, split="all", check_finite="off")
     assert torch.isnan(unchecked[3]["x"]).any()

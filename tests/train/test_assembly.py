@@ -19,7 +19,7 @@ def test_assemble_builds_the_run_and_writes_nothing_but_the_lock(adv1, tmp_path)
         assert parts.micro_batch == 2  # the global batch 4 in 2 accumulation steps
         assert parts.config.data.channels == 2 and parts.resume_state is None
         assert parts.optimizer.param_groups[0]["params"][0] is next(parts.model.parameters())
-        assert list(parts.test_data) == parts.train_data.source_names
+        assert list(parts.test_data) == [s.name for s in parts.train_data.sources]
     finally:
         parts.lock.release(remove_dir=True)
     assert not run.exists()  # the folder it made goes with the lock

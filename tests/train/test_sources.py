@@ -11,9 +11,9 @@ from dpot_lab.train.sources import resolve_sources, run_data
 
 def test_without_test_sources_the_last_trajectories_are_held_out(adv1):
     data = run_data(TrainConfig.coerce(tiny_config([adv1])))  # 24 trajectories, n_test 4
-    assert data.train.samples_per_source[0].tolist() == list(range(20))
+    assert data.train.sources[0].samples.tolist() == list(range(20))
     assert list(data.test) == ["adv1"]
-    assert data.test["adv1"].samples_per_source[0].tolist() == [20, 21, 22, 23]
+    assert data.test["adv1"].sources[0].samples.tolist() == [20, 21, 22, 23]
     assert data.train.mode == "window" and data.test["adv1"].mode == "trajectory"
 
 
@@ -21,11 +21,11 @@ def test_with_test_sources_every_training_trajectory_trains(adv1, data_dir, tmp_
     other = dl.data.save(advected_fields(n_samples=5, seed=7), data_dir / "held_out.h5")
     cfg = tiny_config([adv1], **{"data.test_sources": [str(other)], "steps": 1})
     data = run_data(TrainConfig.coerce(cfg))
-    assert data.train.samples_per_source[0].tolist() == list(range(24))  # none held back
+    assert data.train.sources[0].samples.tolist() == list(range(24))  # none held back
     assert list(data.test) == ["held_out"]
-    assert data.test["held_out"].samples_per_source[0].tolist() == list(range(5))
+    assert data.test["held_out"].sources[0].samples.tolist() == list(range(5))
     trainer = Trainer(cfg, run_dir=tmp_path)  # the trainer uses the same call
-    assert trainer.train_data.samples_per_source[0].tolist() == list(range(24))
+    assert trainer.train_data.sources[0].samples.tolist() == list(range(24))
     assert trainer.evaluate()["held_out"]["samples"] == 5
 
 

@@ -232,7 +232,7 @@ def test_resident_data_trains_like_the_loader(adv1, tmp_path):
 def test_test_split_size_per_source(adv1, tmp_path):
     trainer = Trainer(tiny_config([adv1, adv1], **{"data.n_test": [2, 5]}), run_dir=tmp_path)
     assert {k: len(v) for k, v in trainer.test_data.items()} == {"adv1": 2, "adv1_2": 5}
-    assert [len(s) for s in trainer.train_data.samples_per_source] == [22, 19]
+    assert [len(s.samples) for s in trainer.train_data.sources] == [22, 19]
 
 
 def test_glob_of_per_sample_files_is_one_source_named_by_its_folder(tmp_path):
