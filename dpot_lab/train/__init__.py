@@ -17,7 +17,6 @@ _NAMES = {
     "lr_factor": "dpot_lab.train.schedule",
     "add_noise": "dpot_lab.train.noise",
     "masked_relative_l2": "dpot_lab.train.loss",
-    "relative_l2": "dpot_lab.train.loss",
     "transfer_weights": "dpot_lab.train.finetune",
     "param_groups": "dpot_lab.train.finetune",
     "TransferReport": "dpot_lab.train.finetune",

@@ -15,17 +15,6 @@ import torch
 from dpot_lab.evaluate.relative_error import sample_l2re
 
 
-def relative_l2(
-    pred: torch.Tensor,
-    target: torch.Tensor,
-    channel_mask: torch.Tensor | None = None,
-    grid_mask: torch.Tensor | None = None,
-    score_padded: bool = False,
-) -> torch.Tensor:
-    """Relative L2 per sample (B,), averaged over valid channels (all with ``score_padded``)."""
-    return sample_l2re(pred, target, None if score_padded else channel_mask, grid_mask)
-
-
 def masked_relative_l2(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -33,5 +22,6 @@ def masked_relative_l2(
     grid_mask: torch.Tensor | None = None,
     score_padded: bool = False,
 ) -> torch.Tensor:
-    """The training loss: ``relative_l2`` averaged over the batch (scalar)."""
-    return relative_l2(pred, target, channel_mask, grid_mask, score_padded).mean()
+    """The training loss (scalar) of ``pred`` against ``target`` (B, *S, T, C): the relative L2
+    of each sample over its valid channels (all with ``score_padded``), averaged over the batch."""
+    return sample_l2re(pred, target, None if score_padded else channel_mask, grid_mask).mean()
