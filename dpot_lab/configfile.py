@@ -28,15 +28,9 @@ class ConfigError(ValueError):
 
 
 def _whole(value: Any) -> Any:
-    """A whole float (``steps: 1e5``) or a numpy integer as an int; anything else unchanged."""
-    if isinstance(value, float) and value.is_integer() or hasattr(value, "__index__"):
-        return value if isinstance(value, bool) else int(value)
-    return value
-
-
-def _real(value: Any) -> Any:
-    """An int as a float (so a bound's error says "a float"); a bool unchanged (refused)."""
-    return float(value) if type(value) is int else value
+    """A whole float (``steps: 1e5``) or a numpy integer as an int; a bool unchanged (refused)."""
+    whole = isinstance(value, float) and value.is_integer() or hasattr(value, "__index__")
+    return int(value) if whole and not isinstance(value, bool) else value
 
 
 def integer(**bounds: int) -> Any:
@@ -46,8 +40,8 @@ def integer(**bounds: int) -> Any:
 
 def real(**bounds: float) -> Any:
     """A finite float with ``Field`` bounds (``gt=0``); an int is taken, a bool is not."""
-    finite = (pd.Strict(), pd.AllowInfNan(False))
-    return Annotated[float, *finite, pd.Field(**bounds), pd.BeforeValidator(_real)]
+    as_float = pd.BeforeValidator(lambda v: float(v) if type(v) is int else v)
+    return Annotated[float, pd.Strict(), pd.AllowInfNan(False), pd.Field(**bounds), as_float]
 
 
 # Scalars as YAML gives them: no bool for a number, no number for a str, no inf or nan.
@@ -75,23 +69,24 @@ def one_of(choices: Sequence) -> pd.AfterValidator:
 
 def either(expected: str, **shapes: Any) -> Any:
     """A value of one of ``shapes`` (``scalar``, ``list``, ``mapping``: its type), the one the
-    value's shape picks, so that an error is that type's own at the key's plain path; a value
-    that no shape takes: "expected <expected>"."""
+    value's shape picks, so that an error is that type's own at the key's path; a value no shape
+    takes: "expected <expected>"."""
     members = {shape: pd.TypeAdapter(kind) for shape, kind in shapes.items()}
 
     def check(value: Any) -> Any:
-        shape = next((k for t, k in _SHAPES if isinstance(value, t)), "scalar")
-        if shape in members:
-            try:
-                return members[shape].validate_python(value)
-            except pd.ValidationError as err:
-                first = err.errors()[0]
-                if first["loc"] or not first["type"].endswith(_TYPE_ERRORS):
-                    raise  # a problem inside the member's value: its own error
+        shape = "list" if isinstance(value, list | tuple) else "mapping"
+        shape = shape if isinstance(value, list | tuple | dict) else "scalar"
+        try:
+            return members[shape].validate_python(value)
+        except pd.ValidationError as err:
+            first = err.errors()[0]
+            if first["loc"] or not first["type"].endswith(_TYPE_ERRORS):
+                raise  # a problem inside the member's value: its own error
+        except KeyError:
+            pass
         raise PydanticCustomError("either_type", expected)
 
-    any_of = Union[*shapes.values()]
-    return Annotated[Any, pd.PlainValidator(check, json_schema_input_type=any_of)]
+    return Annotated[Any, pd.PlainValidator(check, json_schema_input_type=Union[*shapes.values()])]
 
 
 def int_or_list(item: Any) -> Any:
@@ -129,32 +124,32 @@ def known_keys(cls: type, data: Any) -> Any:
 
 # ---------------------------------------------------------------------- errors
 _TYPE_ERRORS = ("_type", "_parsing", "_from_float")
-_SHAPES = (((list, tuple), "list"), (dict, "mapping"))
 _TYPES = {"int": "int", "float": "float", "string": "str", "bool": "bool", "list": "a list",
           "dict": "a mapping", "model": "a mapping", "dataclass": "a mapping"}  # fmt: skip
 _SIGNS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 
 def config_error(err: pd.ValidationError, source: str = "") -> ConfigError:
-    """The first problem of ``err`` as one line, prefixed by ``source``: the key path, what
-    was expected (pydantic's words, made short) and what was got."""
+    """The first problem of ``err`` as one line, prefixed by ``source``: the key path, what was
+    expected (pydantic's words, made short) and what was got."""
     e = err.errors()[0]
-    kind, ctx, value, path = e["type"], e.get("ctx") or {}, e["input"], _path(e["loc"])
+    kind, ctx, value, loc = e["type"], e.get("ctx") or {}, e["input"], e["loc"]
+    path = _path(loc)
     got = "null" if value is None else f"{type(value).__name__} {value!r}"
     if kind == "unknown_key":
-        text = f"unknown key {_path([*e['loc'], ctx['key']])!r} (known keys: {ctx['known']})"
+        text = f"unknown key {_path([*loc, ctx['key']])!r} (known keys: {ctx['known']})"
     elif kind in ("value_error", "assertion_error"):
         text = f"{path}: {ctx['error']}" if path else str(ctx["error"])
     elif kind == "missing":
-        text = f"{path}: expected a value, got no {e['loc'][-1]!r} key"
+        text = f"{path}: expected a value, got no {loc[-1]!r} key"
     elif kind.endswith(_TYPE_ERRORS):
         expected = _TYPES.get(kind.split("_")[0], e["msg"].removeprefix("Input should be "))
         if isinstance(value, bool) and kind == "string_type":
             got += " (YAML reads yes/no/on/off/true/false unquoted as booleans: quote it)"
         text = f"{path or '<top level>'}: expected {expected}, got {got}"
     elif bound := next((f"{_SIGNS[k]} {v:g}" for k, v in ctx.items() if k in _SIGNS), None):
-        what = "an int" if type(value) is int else "a float"
-        text = f"{path}: expected {what} {bound}, got {value!r}"
+        text = f"{path}: expected {'an int' if type(value) is int else 'a float'} {bound}, "
+        text += f"got {value!r}"
     else:  # pydantic's "Input should be ...", a literal's choices
         expected = f"one of {ctx['expected']}" if kind == "literal_error" else e["msg"]
         text = f"{path}: expected {expected.removeprefix('Input should be ')}, got {value!r}"
@@ -162,15 +157,10 @@ def config_error(err: pd.ValidationError, source: str = "") -> ConfigError:
 
 
 def _path(loc: Sequence) -> str:
-    """``data.sources[0].n_samples`` from pydantic's ``loc`` ("[key]": a refused mapping key,
-    which the path names already)."""
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part != "[key]":
-            path = f"{path}.{part}" if path else part
-    return path
+    """``data.sources[0].n_samples`` from pydantic's ``loc`` (less "[key]", a mapping's key)."""
+    return "".join(
+        f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc if p != "[key]"
+    ).removeprefix(".")
 
 
 # ---------------------------------------------------------------------- YAML
@@ -186,15 +176,15 @@ def read_yaml(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict:
             raise ConfigError(f"{where}base file {path} {what}")
         raise FileNotFoundError(f"config file {path} {what}")
     if path.resolve() in [p.resolve() for p in _chain]:
-        cycle = " -> ".join(map(str, (*_chain, path)))
-        raise ConfigError(f"{where}the bases form a cycle: {cycle}")
+        raise ConfigError(
+            f"{where}the bases form a cycle: {' -> '.join(map(str, (*_chain, path)))}"
+        )
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except yaml.YAMLError as err:
         mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None) or err
         at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = " ".join(str(problem).split())  # on one line
-        raise ConfigError(f"{path}: not valid YAML: {at}{problem}") from None
+        raise ConfigError(f"{path}: not valid YAML: {at}{' '.join(str(problem).split())}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a YAML file (not UTF-8 text)") from None
     if raw is None:

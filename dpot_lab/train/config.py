@@ -1,8 +1,6 @@
-"""Run configuration: a training run as ``configfile`` sections, each field with its type and
-bounds, and the rules between fields (``TrainConfig.__post_init__``), checked in one pass before
-any data is read. The model section is a preset plus any ``DPOTConfig`` field, checked by that
-field's own rules. ``from_yaml``, ``from_dict`` and ``to_dict`` round-trip (no ``base:`` left).
-"""
+"""Run configuration: ``configfile`` sections (each field with its type and bounds) and the rules
+between fields (``TrainConfig.__post_init__``), checked in one pass before any data is read.
+``from_yaml``, ``from_dict`` and ``to_dict`` round-trip (no ``base:`` left)."""
 
 from __future__ import annotations
 
@@ -27,8 +25,13 @@ from dpot_lab.models.presets import PRESETS
 from dpot_lab.sizes import size_tuple
 
 # The run keys that give the model's data-derived fields (they must agree when also given).
-DERIVED_MODEL_FIELDS = dict(zip(DPOTConfig.DATA_FIELDS, ("data.resolution", "data.channels",
-                                                          "data.t_in", "t_out"), strict=True))
+DERIVED_MODEL_FIELDS = dict(
+    zip(
+        DPOTConfig.DATA_FIELDS,
+        ("data.resolution", "data.channels", "data.t_in", "t_out"),
+        strict=True,
+    )
+)
 Fraction = cf.real(ge=0, lt=1)
 Part = Annotated[Str, cf.one_of(PARTS)]
 parse_setting = cf.parse_setting  # the CLI's ``--set key=value``
@@ -39,7 +42,6 @@ class GeneratorSpec(pd.BaseModel):
     <generator parameter>: ...}``, checked without running the generator."""
 
     model_config = pd.ConfigDict(extra="allow")  # the generator's own parameters
-
     generate: Literal[tuple(sorted(GENERATORS))]
     n_samples: Count
     resolution: cf.int_or_list(Count) | None = None
@@ -64,41 +66,38 @@ Source = cf.either(
 )
 
 
-@dataclasses.dataclass
-class ModelConfig:
+class _Model(pd.BaseModel):
     """A preset plus ``DPOTConfig`` fields as overrides (``model: {preset: nano, depth: 1}``);
     ``preset: null`` with ``init_from``: that checkpoint's architecture (adapted to the data)."""
 
-    preset: str | None = "nano"
-    overrides: dict[str, Any] = field(default_factory=dict)
+    model_config = pd.ConfigDict(extra="forbid")
+    known_keys = pd.model_validator(mode="before")(cf.known_keys)
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The ``DPOTConfig`` fields given."""
+        return self.model_dump(exclude_unset=True, exclude={"preset"})
 
 
-# The model section as YAML gives it: ``preset`` and each DPOTConfig field with its own rules.
-_ModelSection = pd.create_model(
+ModelSection = pd.create_model(
     "model",
-    __config__=pd.ConfigDict(extra="forbid"),
-    __validators__={"known_keys": pd.model_validator(mode="before")(cf.known_keys)},
+    __base__=_Model,
     preset=(Annotated[Str, cf.one_of(sorted(PRESETS))] | None, "nano"),
     **{k: (f.rebuild_annotation(), None) for k, f in DPOTConfig.__pydantic_fields__.items()},
 )
 
 
-def _as_model_config(section: pd.BaseModel) -> ModelConfig:
-    given = section.model_dump(exclude_unset=True, exclude={"preset"})
-    return ModelConfig(section.preset, given)
-
-
 @cf.section
 class DataConfig:
-    """Training sources: file paths or generator specs. ``weights``: repeats per trajectory and
-    epoch, one per source; ``test_sources`` null: the test split of ``sources`` (its last
-    trajectories: ``n_test`` per source or one for all, else ``test_fraction``).
-    ``resolution``/``channels`` null: the data's (the largest grid per axis; the checkpoint's or
-    preset's channels, more where a source has more fields). ``placement``: where windows are
-    assembled: ``loader`` CPU workers, ``device`` from trajectories kept on the device (up to
+    """Training sources: file paths or generator specs (cached in ``cache_dir``). ``weights``:
+    repeats per trajectory and epoch, one per source; ``test_sources`` null: the test split of
+    ``sources`` (its last trajectories: ``n_test`` per source or one for all, else
+    ``test_fraction``). ``resolution``/``channels`` null: the data's (the largest grid per axis;
+    the model's channels, more where a source has more fields). ``placement``: windows assembled
+    by ``loader`` CPU workers, or on the ``device`` from trajectories kept there (up to
     ``resident_gb``, null: a quarter; more streams in chunks), ``auto`` device unless that cannot
     hold two trajectories of each. ``check_finite``: NaN/Inf stops the run at its ``window`` or
-    ``skip``s the trajectories that hold any. ``cache_dir``: where generator specs are cached."""
+    ``skip``s the trajectories that hold any."""
 
     sources: list[Source] = field(default_factory=list)
     weights: Annotated[list[Cardinal] | None, cf.rule(any, "some repeats > 0")] = None
@@ -141,8 +140,7 @@ LoRATarget = Annotated[Str, cf.rule(
 @cf.section
 class LoRAConfig:
     """Low-rank adapters ``W + (alpha/rank)·B·A`` (``dpot_lab.train.lora``) on the weights of a
-    listed kind (``linear``, ``conv``, ``fourier``, ``time_agg``; any if none) in a listed part
-    (``embed``, ``blocks``, ``head``) or name glob (``blocks.*.mlp.*``; anywhere if none)."""
+    listed kind (any if none) in a listed part or name glob (anywhere if none)."""
 
     rank: Count = 4
     alpha: Positive = 8.0
@@ -254,9 +252,7 @@ class TrainConfig:
     init_from: Str | None = None
     init_allow_partial: Bool = False
     out_dir: Str | None = None
-    model: Annotated[_ModelSection, pd.AfterValidator(_as_model_config)] = field(
-        default_factory=ModelConfig
-    )
+    model: ModelSection = field(default_factory=ModelSection)
     data: DataConfig = field(default_factory=DataConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -302,14 +298,13 @@ class TrainConfig:
 
     @classmethod
     def json_schema(cls) -> dict:
-        """The JSON schema of a run config: types, bounds and defaults."""
         return pd.TypeAdapter(cls).json_schema()
 
     def to_dict(self) -> dict:
-        """Plain nested dict (the model section flattened), loadable with ``from_dict``."""
-        d = dataclasses.asdict(self)
-        d["model"] = {"preset": self.model.preset, **d["model"]["overrides"]}
-        return d
+        """Plain nested dict (the model section: its preset and the fields given), loadable with
+        ``from_dict``."""
+        model = {"preset": self.model.preset, **self.model.overrides}
+        return {**dataclasses.asdict(self), "model": model}
 
     def to_yaml(self, path: str | os.PathLike) -> Path:
         """Write the config as YAML, atomically (a failed write keeps the file there)."""
@@ -341,10 +336,10 @@ class TrainConfig:
             raise ValueError("model.preset: expected a preset name (null needs init_from)")
         # null preset: the checkpoint says 2D or 3D, so the data may give 2 or 3 sizes
         n_spatial = given.get("n_spatial", 2 if preset else None)
-        res = d.resolution
-        if isinstance(res, list) and len(res) not in (n_spatial or 2, n_spatial or 3):
+        ranks = (n_spatial,) if n_spatial else (2, 3)
+        if isinstance(d.resolution, list) and len(d.resolution) not in ranks:
             raise ValueError(f"data.resolution: expected an int or {n_spatial or '2 or 3'} ints "
-                             f"(model.n_spatial={n_spatial}), got {res}")  # fmt: skip
+                             f"(model.n_spatial={n_spatial}), got {d.resolution}")  # fmt: skip
         derived = self.derived_model_fields()
         for key, data_key in DERIVED_MODEL_FIELDS.items():
             mine, value = given.get(key), derived.get(key, "null (from the data)")
@@ -407,6 +402,6 @@ def _same_size(a: Any, b: Any, n_spatial: int | None) -> bool:
 
 __all__ = [
     "CheckpointConfig", "ConfigError", "DataConfig", "DistributedConfig", "EvalConfig",
-    "GeneratorSpec", "LoRAConfig", "LogConfig", "LossConfig", "ModelConfig", "NoiseConfig",
+    "GeneratorSpec", "LoRAConfig", "LogConfig", "LossConfig", "ModelSection", "NoiseConfig",
     "OptimConfig", "SafetyConfig", "TrainConfig", "parse_setting",
 ]  # fmt: skip
