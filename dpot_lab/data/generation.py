@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "DPOT_LAB_CACHE"
-CACHE_VERSION = 5  # bump when a generator's output for the same spec changes
+CACHE_VERSION = 6  # bump when a generator's output for the same spec changes
 _POSITIONAL = ("n_samples", "resolution", "seed_seqs")
 
 

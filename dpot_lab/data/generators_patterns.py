@@ -12,7 +12,7 @@ parameter drawn per trajectory is a data variable with a sample axis; its range 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from dpot_lab.solvers.stepping import check_number
 from dpot_lab.solvers.swift_hohenberg import swift_hohenberg_2d
 
 FIELD_DIMS = ("sample", "time", "x", "y")
+GS_DRAWS = 10  # draws per Gray–Scott sample before a pattern that keeps dying is an error
 
 
 def make_swift_hohenberg(
@@ -123,7 +124,8 @@ def make_gray_scott(
 ) -> xr.Dataset:
     """2D Gray–Scott on [0, length)², periodic: ``u``, ``v`` (sample, time, x, y) at burn_in +
     dt_save·i from Pearson's seeded state (``_pearson_state``); ``f``, ``k`` (sample,) uniform in
-    [f_min, f_max], [k_min, k_max]: spots that split, stripes or mazes that keep moving."""
+    [f_min, f_max], [k_min, k_max]: spots that split, stripes or mazes that keep moving. A sample
+    whose pattern dies (v flat at a saved frame) is drawn again from its own generator."""
     _check_counts(n_samples, seed_seqs, n_frames)
     f_max = check_number(f_max, "f_max", check_number(f_min, "f_min", 0.0))
     k_max = check_number(k_max, "k_max", check_number(k_min, "k_min", 0.0))
@@ -132,25 +134,25 @@ def make_gray_scott(
     dt_save = check_number(dt_save, "dt_save", 0.0, open_low=True)
     shape = grid_shape(resolution, 2)
     seeds = dict(n_min=n_seeds_min, n_max=n_seeds_max, size=seed_size, noise_std=noise_std)
-    fs, ks, states = [], [], []
-    for s in seed_seqs:
-        rng = np.random.default_rng(s)
-        fs.append(rng.uniform(f_min, f_max))
-        ks.append(rng.uniform(k_min, k_max))
-        states.append(_pearson_state(rng, shape, length, **seeds))  # (u0, v0), (X, Y) each
     times = burn_in + dt_save * np.arange(n_frames)
-    u0, v0 = (
-        torch.as_tensor(np.stack(a), dtype=_dtype(dtype), device=device)
-        for a in zip(*states, strict=True)
+
+    def draw(rng: np.random.Generator) -> tuple:  # f, k, (u0, v0)
+        f, k = rng.uniform(f_min, f_max), rng.uniform(k_min, k_max)
+        return f, k, _pearson_state(rng, shape, length, **seeds)
+
+    drawn, uv = _draw_living(
+        [np.random.default_rng(s) for s in seed_seqs],
+        draw,
+        lambda d: _solve_gray_scott(d, times, _dtype(dtype), device, du, dv, length, dt),
+        f"f in [{f_min}, {f_max}], k in [{k_min}, {k_max}]",
     )
-    kw = dict(f=fs, k=ks, du=du, dv=dv, length=length, dt=dt)
-    uv = gray_scott_2d(u0, v0, times, **kw).astype(np.float32)  # (B, T, 2, X, Y)
+    fs, ks = (np.array([d[j] for d in drawn]) for j in (0, 1))
     return xr.Dataset(
         {
             "u": (FIELD_DIMS, uv[:, :, 0]),
             "v": (FIELD_DIMS, uv[:, :, 1]),
-            "f": (("sample",), np.array(fs)),
-            "k": (("sample",), np.array(ks)),
+            "f": (("sample",), fs),
+            "k": (("sample",), ks),
         },
         coords=_coords(times, resolution, 2, (0.0, length)),
         attrs=dict(
@@ -159,13 +161,46 @@ def make_gray_scott(
             source_format=SOURCE_FORMAT,
             f_distribution="uniform in [f_min, f_max]",
             k_distribution="uniform in [k_min, k_max]",
-            **dict(f_min=f_min, f_max=f_max, k_min=k_min, k_max=k_max, du=du, dv=dv),
+            redraw="a sample whose v is flat at a saved frame is drawn again (f, k, state)",
+            **dict(f_min=f_min, f_max=f_max, k_min=k_min, k_max=k_max, du=du, dv=dv, dt=dt),
             **dict(length=length, n_seeds_min=n_seeds_min, n_seeds_max=n_seeds_max),
-            **dict(seed_size=seed_size, noise_std=noise_std, burn_in=burn_in),
-            **dict(dt_save=dt_save, dt=dt),
+            **dict(seed_size=seed_size, noise_std=noise_std, burn_in=burn_in, dt_save=dt_save),
             scheme="pseudo-spectral, ETDRK4, 2/3 rule",
             boundary="periodic",
         ),
+    )
+
+
+def _solve_gray_scott(drawn: list[tuple], times: np.ndarray, dtype: torch.dtype, device: str,
+                      du: float, dv: float, length: float, dt: float) -> np.ndarray:  # fmt: skip
+    """Gray–Scott from each sample's (f, k, (u0, v0)) -> (B, T, 2, X, Y) float32."""
+    fs, ks, states = zip(*drawn, strict=True)
+    u0, v0 = (torch.as_tensor(np.stack(a), dtype=dtype, device=device)
+              for a in zip(*states, strict=True))  # fmt: skip
+    out = gray_scott_2d(u0, v0, times, f=list(fs), k=list(ks), du=du, dv=dv, length=length, dt=dt)
+    return out.astype(np.float32)
+
+
+def _draw_living(
+    rngs: list[np.random.Generator], draw: Callable, solve: Callable, ranges: str
+) -> tuple[list[tuple], np.ndarray]:
+    """Each sample's parameters ``draw(rng)`` from its own rng and the batch ``solve``d ->
+    (B, T, 2, X, Y); a sample whose v is flat at a saved frame (its pattern died) is drawn again
+    from its rng, up to ``GS_DRAWS`` times. Returns the parameters per sample and the fields."""
+    drawn, todo = [draw(rng) for rng in rngs], np.arange(len(rngs))
+    uv = solve(drawn)
+    for _ in range(GS_DRAWS - 1):
+        v = uv[todo, :, 1]  # (b, T, X, Y)
+        todo = todo[(v.max(axis=(2, 3)) - v.min(axis=(2, 3)) < 1e-6).any(axis=1)]
+        if not todo.size:
+            return drawn, uv
+        for i in todo:
+            drawn[i] = draw(rngs[i])
+        uv[todo] = solve([drawn[i] for i in todo])
+    raise ValueError(
+        f"Gray–Scott: the pattern of sample(s) {todo.tolist()} died (v flat) in each of "
+        f"{GS_DRAWS} draws of {ranges}; move the ranges into Pearson's pattern-forming region "
+        "or raise n_seeds_min"
     )
 
 

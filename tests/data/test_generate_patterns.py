@@ -1,6 +1,6 @@
 """dl.generate for Gray–Scott: files hold what the solver computes from each sample's own seed
 (Pearson's seeded initial state), whatever the batch size; F and k per trajectory are stored and in
-range; the frames keep changing after the burn-in."""
+range; the frames keep changing after the burn-in; a pattern that dies is drawn again."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import dpot_lab as dl
 from dpot_lab.data.generation import GENERATORS, generate
-from dpot_lab.data.generators_patterns import make_gray_scott
+from dpot_lab.data.generators_patterns import _pearson_state, make_gray_scott
 from dpot_lab.solvers.gray_scott import gray_scott_2d
 from dpot_lab.solvers.grid import cell_centres
 
@@ -94,3 +94,28 @@ def test_defaults_form_patterns_that_keep_changing():
 def test_bad_parameters_are_named(bad, match):
     with pytest.raises(ValueError, match=match):
         make_gray_scott(1, 8, np.random.SeedSequence(0).spawn(1), **bad)
+
+
+def test_a_sample_whose_pattern_dies_is_drawn_again_from_its_own_generator():
+    # sample 23 of seed 5000 (benchmarks/transfer.py's Gray–Scott set): its first draw
+    # (f 0.0533, k 0.0616, its seeds) decays to v = 0 before the first saved frame
+    seq = np.random.SeedSequence(5000).spawn(32)[23]
+    rng = np.random.default_rng(seq)
+    first = rng.uniform(0.035, 0.055), rng.uniform(0.0605, 0.0625)
+    u0, v0 = _pearson_state(rng, (64, 64), 1.25, n_min=4, n_max=10, size=0.06, noise_std=0.02)
+    out = gray_scott_2d(u0, v0, [300.0], f=first[0], k=first[1], length=1.25, dt=2.0)
+    assert np.ptp(out[0, 1]) < 1e-6  # (T, 2, X, Y): v flat at the first saved frame
+    ds = make_gray_scott(1, 64, [seq], n_frames=2)
+    v = ds["v"].values[0]  # (T, X, Y)
+    assert (v.max(axis=(1, 2)) - v.min(axis=(1, 2))).min() > 0.1  # spots, not a flat field
+    assert (ds["f"].values[0], ds["k"].values[0]) != first  # its second draw
+    again = make_gray_scott(2, 64, np.random.SeedSequence(5000).spawn(32)[22:24], n_frames=2)
+    np.testing.assert_array_equal(again["v"].values[1], v)  # whatever the batch
+
+
+def test_a_range_where_every_pattern_dies_is_an_error_naming_it():
+    with pytest.raises(ValueError, match=r"sample\(s\) \[0, 1\] died \(v flat\) in each of 10 "
+                       r"draws of f in \[0.01, 0.012\], k in \[0.075, 0.08\]"):  # fmt: skip
+        short = {k: v for k, v in SMALL.items() if k != "resolution"}
+        make_gray_scott(2, 16, np.random.SeedSequence(1).spawn(2), f_min=0.01, f_max=0.012,
+                        k_min=0.075, k_max=0.08, **short)  # fmt: skip
