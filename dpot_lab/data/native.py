@@ -365,8 +365,12 @@ def open(path: str | os.PathLike) -> xr.Dataset:
             f"{path}: native format version {f.attrs[MARKER]} is newer than this dpot-lab "
             f"reads ({VERSION}); update dpot-lab"
         )
-    data_vars = {k: _read_variable(path, f, k) for k, v in f.items() if isinstance(v, h5py.Dataset)}
-    coords = {k: _read_variable(path, f, f"{_COORDS}/{k}") for k in f.get(_COORDS, {})}
+    # names first: h5py holds its global lock through an items() loop, and a lazy array built
+    # inside one would wait for lazy.py's lock while a reader holding that lock waits for h5py's
+    names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
+    coord_names = list(f.get(_COORDS, {}))
+    data_vars = {k: _read_variable(path, f, k) for k in names}
+    coords = {k: _read_variable(path, f, f"{_COORDS}/{k}") for k in coord_names}
     ds = xr.Dataset(data_vars, coords=coords, attrs=_read_attrs(f))
     ds.set_close(partial(close_files, [str(path)]))
     return ds

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from dpot_lab.data import native
 from dpot_lab.data.lazy import H5Array, lazy_variable
 
 DIMS = ("sample", "time", "x", "y")
@@ -129,3 +130,32 @@ def test_a_fork_while_another_thread_reads_gives_a_child_that_can_read(tmp_path)
     finally:
         stop.set()
         reader.join()
+
+
+def test_opening_files_while_another_thread_reads_does_not_deadlock(tmp_path):
+    """h5py holds its global lock across a Group.items() iteration: opening a native file must
+    not build lazy arrays (which take this module's lock) inside one, or a thread reading under
+    this module's lock (a streamed chunk read ahead) and the opener wait for each other."""
+    data = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    fields = {f"f{i}": (("sample", "time", "x", "y"), data) for i in range(8)}
+    ds = xr.Dataset(fields, attrs={"pde": "test", "source_format": "test"})
+    paths = [native.save(ds, tmp_path / f"{n}.h5") for n in "ab"]
+    reading = native.open(paths[0])
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            for name in fields:
+                assert reading[name][1, :2].values.shape == (2, 8, 8)
+
+    def open_many() -> None:
+        for _ in range(100):
+            native.open(paths[1]).close()
+
+    reader, opener = (threading.Thread(target=f, daemon=True) for f in (read, open_many))
+    reader.start()
+    opener.start()
+    opener.join(timeout=120)
+    stop.set()
+    reader.join(timeout=30)
+    assert not opener.is_alive() and not reader.is_alive(), "opening and reading deadlocked"
