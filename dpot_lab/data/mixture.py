@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -93,12 +94,31 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _drop_nonfinite(src: Source) -> Source:
-    """``src`` without the trajectories of its split that hold a NaN/Inf in a channel variable."""
+def _zero_frames(data: np.ndarray, first: int) -> np.ndarray:
+    """(*S, T, C) -> (n, 2) [frame, channel] pairs, frame >= ``first``, where a channel is 0 at
+    every point."""
+    flat = data.reshape(-1, *data.shape[-2:])  # (P, T, C)
+    zero = ~flat.any(axis=0)  # (T, C)
+    zero[: max(first, 0)] = False
+    return np.argwhere(zero)
+
+
+def _drop_nonfinite(src: Source, t_in: int) -> Source:
+    """``src`` without the trajectories of its split that hold a NaN/Inf in a channel variable
+    or a predicted frame (index >= ``t_in``) where a channel is 0 everywhere."""
     indexed = src.dataset[list(src.variables)]
     indexed = indexed.assign_coords(sample=np.arange(indexed.sizes["sample"]))
     kept = schema.check_finite(indexed, skip=True).sample.values
-    return replace(src, samples=np.intersect1d(src.samples, kept))
+    space = [d for d in indexed[src.variables[0]].dims if d not in ("sample", "time")]
+    flat = [
+        (indexed[v] != 0).any(space).isel(time=slice(t_in, None)).all("time") for v in src.variables
+    ]
+    scorable = np.flatnonzero(np.logical_and.reduce([f.values for f in flat]))
+    if len(scorable) < indexed.sizes["sample"]:
+        gone = sorted(set(range(indexed.sizes["sample"])) - set(scorable.tolist()))
+        warnings.warn(f"{src.label}: dropped sample(s) {gone}: a channel is 0 everywhere at a "
+                      "predicted frame (relative L2 undefined)", stacklevel=3)  # fmt: skip
+    return replace(src, samples=np.intersect1d(np.intersect1d(src.samples, kept), scorable))
 
 
 def _per_source(value: Any, names: list[str], what: str, default: Any) -> list:
@@ -176,9 +196,10 @@ class Mixture(Dataset):
     "all"; ``n_test`` (an int for every source, a list or a dict by name) overrides
     ``test_fraction``. ``mode="trajectory"`` yields
     whole trajectories ``x (X, Y[, Z], T_k, C)`` for evaluation, each once (weights must be 1).
-    ``check_finite``: "window" checks every window read and raises on NaN/inf, "skip" scans each
-    source once here (:func:`~dpot_lab.data.schema.check_finite`) and drops trajectories that
-    hold any, "off" checks nothing.
+    ``check_finite``: "window" checks every window read and raises on NaN/inf or on a predicted
+    frame (index >= t_in) where a channel is 0 everywhere (its relative L2 is undefined), "skip"
+    scans each source once here (:func:`~dpot_lab.data.schema.check_finite`) and drops
+    trajectories that hold either, "off" checks nothing.
 
     Items are dicts of tensors: ``x``, ``y`` (window mode), ``channel_mask (C,)`` bool (True on
     real channels), ``grid_mask (X, Y[, Z])`` bool (True inside the native grid), ``source``,
@@ -233,7 +254,7 @@ class Mixture(Dataset):
                 "trajectory once; pass weights=None"
             )
         if check_finite == "skip":
-            self._sources = tuple(_drop_nonfinite(s) for s in self._sources)
+            self._sources = tuple(_drop_nonfinite(s, t_in) for s in self._sources)
         self._offsets = self._item_offsets()
 
     # -- construction helpers -------------------------------------------------------------
@@ -319,6 +340,14 @@ class Mixture(Dataset):
                 f"{src.label}: non-finite value in variable {src.variables[c]!r}, sample "
                 f"{sample}, frame {start + t}; to drop such trajectories pass "
                 "check_finite='skip' (in a run config: data.check_finite: skip)"
+            )
+        if self.check_finite != "off" and (zero := _zero_frames(data, self.t_in - start)).size:
+            t, c = zero[0]
+            raise ValueError(
+                f"{src.label}: variable {src.variables[c]!r} of sample {sample} is 0 everywhere at "
+                f"frame {start + t}, a frame the model predicts: its relative L2 has a norm of 0 "
+                "below it (the loss and the score blow up); drop the variable, or the trajectory "
+                "with check_finite='skip' (in a run config: data.check_finite: skip)"
             )
         return data
 

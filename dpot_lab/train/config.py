@@ -96,8 +96,8 @@ class DataConfig:
     the model's channels, more where a source has more fields). ``placement``: windows assembled
     by ``loader`` CPU workers, or on the ``device`` from trajectories kept there (up to
     ``resident_gb``, null: a quarter; more streams in chunks), ``auto`` device unless that cannot
-    hold two trajectories of each. ``check_finite``: NaN/Inf stops the run at its ``window`` or
-    ``skip``s the trajectories that hold any."""
+    hold two trajectories of each. ``check_finite``: NaN/Inf, or a channel 0 everywhere at a
+    predicted frame, stops the run at its ``window`` or ``skip``s the trajectories that hold it."""
 
     sources: list[Source] = field(default_factory=list)
     weights: Annotated[list[Cardinal] | None, cf.rule(any, "some repeats > 0")] = None

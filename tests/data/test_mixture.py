@@ -255,6 +255,29 @@ def test_non_finite_values_are_reported_or_skipped():
     assert torch.isnan(unchecked[3]["x"]).any()
 
 
+def test_a_channel_zero_everywhere_at_a_predicted_frame_is_reported_or_skipped():
+    """Its relative L2 divides by a norm of 0 (a dead Gray–Scott pattern: v = 0): refused by
+    default, dropped with check_finite='skip'; 0 at an input frame only (a wave at rest) is fine."""
+    ds = make_ds(n=4, t=14, channels=2)
+    ds["f1"][2, 11:] = 0.0  # sample 2: channel f1 is 0 from frame 11 on
+    ds["f0"][1, :10] = 0.0  # sample 1: channel f0 is 0 on its input frames only
+    m = Mixture({"dead": ds}, resolution=16, split="all")
+    for i in range(len(m)):
+        k, sample, start = m.window(i)
+        if sample != 2 or start + 10 < 11:  # frames start..start+10: none predicted is 0
+            assert torch.isfinite(m[i]["y"]).all()
+        else:
+            message = r"'dead'.*'f1' of sample 2 is 0 everywhere at frame 11, a frame the model"
+            with pytest.raises(ValueError, match=message):
+                m[i]
+    with pytest.raises(ValueError, match=r"'f1' of sample 2 is 0 everywhere at frame 11"):
+        m.validate()
+    with pytest.warns(UserWarning, match=r"dropped sample\(s\) \[2\]: a channel is 0"):
+        skipping = Mixture({"dead": ds}, resolution=16, split="all", check_finite="skip")
+    assert skipping.sources[0].samples.tolist() == [0, 1, 3]
+    skipping.validate()
+
+
 def test_truncated_file_is_a_clear_error_in_main_and_in_workers(tmp_path):
     path = native.save(make_ds(n=4, t=12), tmp_path / "cut.h5")
     whole = path.read_bytes()
