@@ -232,8 +232,8 @@ figure if STUDY else None
 if STUDY:
     low = min(S["counts"])
     tuned, scratch = (float(table[run].sel(n_train=low)) for run in ("finetuned", "scratch"))
-    print(f"{low} trajectories: fine-tuned L2RE {tuned:.4f}, from scratch {scratch:.4f}, "
-          f"persistence {float(table['persistence']):.4f}")  # fmt: skip
+    print(f"{low} trajectories: fine-tuned L2RE {tuned:.4g}, from scratch {scratch:.4g}, "
+          f"persistence {float(table['persistence']):.4g}")  # fmt: skip
     print(f"scratch needs {dl.studies.trajectories_to_match(table, low):.3g} trajectories to match")
 
 # %% [markdown]

@@ -200,11 +200,11 @@ def format_study(table: xr.Dataset) -> str:
              "held-out trajectories", head]  # fmt: skip
     for n in table["n_train"].values:
         row = table.sel(n_train=n)
-        vals = "  ".join(f"{float(row[r]):>10.4f}" for r in runs)
+        vals = "  ".join(f"{float(row[r]):>10.4g}" for r in runs)
         ratio = float(row["finetuned"] / row["scratch"]) if len(runs) == 2 else float("nan")
-        lines.append(f"{int(n):>12}  {vals}  {ratio:>5.2f}  {float(table['persistence']):>11.4f}")
+        lines.append(f"{int(n):>12}  {vals}  {ratio:>5.2f}  {float(table['persistence']):>11.4g}")
     if "zero_shot" in table:
-        lines.append(f"zero-shot (no fine-tuning): {float(table['zero_shot']):.4f}")
+        lines.append(f"zero-shot (no fine-tuning): {float(table['zero_shot']):.4g}")
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ import xarray as xr
 
 import dpot_lab as dl
 from dpot_lab.evaluate.score import score_model
-from dpot_lab.studies.efficiency import data_efficiency, trajectories_to_match
+from dpot_lab.studies.efficiency import data_efficiency, format_study, trajectories_to_match
 
 
 def _table(scratch, finetuned):
@@ -28,6 +28,15 @@ def test_trajectories_to_match_interpolates_log_log():
     assert trajectories_to_match(table, 8) == pytest.approx(16.0)
     half = _table([0.8, 0.4, 0.2, 0.1, 0.05], [0.3, 0.2, 0.2 / math.sqrt(2), 0.08, 0.04])
     assert trajectories_to_match(half, 8) == pytest.approx(8 * math.sqrt(2), rel=1e-9)
+
+
+def test_the_table_shows_small_errors_in_significant_digits():
+    # a nearly stationary family: persistence 1.3e-3 must not read as 0.0000
+    table = _table([0.8, 0.4, 0.2, 0.1, 0.05], [0.4, 0.2, 0.1, 0.08, 2.5e-5])
+    table["persistence"], table.attrs["source"] = 1.3e-3, "slow"
+    lines = format_study(table).splitlines()
+    assert lines[2].split() == ["2", "0.4", "0.8", "0.50", "0.0013"]
+    assert lines[-1].split()[1:] == ["2.5e-05", "0.05", "0.00", "0.0013"]
 
 
 def test_trajectories_to_match_never_and_at_once():
