@@ -359,11 +359,7 @@ class TrainConfig:
                                  "data first (dpot_lab.train.sources.with_data_sizes)")  # fmt: skip
             if self.model.preset is not None:
                 return DPOTConfig(**{**PRESETS[self.model.preset], **changes})
-            changes.setdefault("n_cls", 0)  # the class head takes no part in training
-            if "img_size" in changes:
-                n = changes.get("n_spatial", base.n_spatial)
-                changes["img_size"] = size_tuple(changes["img_size"], n)
-            return adapt_model_config(base, **changes)
+            return adapt_model_config(base, **{"n_cls": 0, **changes})  # no class head to train
         except ValueError as err:
             own = str(err).split(":", 1)[0] in DPOTConfig.__pydantic_fields__
             raise ValueError(f"model.{err}" if own else f"model: {err}") from None
