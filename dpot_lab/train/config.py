@@ -47,8 +47,8 @@ class GeneratorSpec(pd.BaseModel):
         params = inspect.signature(GENERATORS[self.generate].load()).parameters
         own = [p for p in params if p not in ("n_samples", "resolution", "seed_seqs")]
         takes = [*type(self).model_fields, "batch_size", "progress", *own]
-        checks = not any(p.kind is p.VAR_KEYWORD for p in params.values())  # else the generator
-        if checks and (unknown := sorted(set(self.model_extra) - set(takes))):
+        checked = not any(p.kind is p.VAR_KEYWORD for p in params.values())  # else by the generator
+        if checked and (unknown := sorted(set(self.model_extra) - set(takes))):
             raise ValueError(f"expected keys among {takes}, got unknown {unknown}")
         return self
 
@@ -83,20 +83,23 @@ ModelSection = pd.create_model(
 
 @cf.section
 class DataConfig:
-    """The data (null sizes: the data's) and how windows are made of it."""
+    """Training sources (paths or generator specs, cached in ``cache_dir``), ``weights`` their
+    repeats per trajectory and epoch; the test split: ``test_sources``, or (null) the last
+    trajectories of each source, ``n_test`` per source (or one for all), else ``test_fraction``."""
 
-    sources: list[Source] = field(default_factory=list)  # paths or generator specs (cache_dir)
-    weights: Annotated[list[Cardinal] | None, cf.rule(any, "some repeats > 0")] = None  # epoch's
-    test_sources: list[Source] | None = None  # null: the last trajectories of each source, n_test
-    test_fraction: Fraction = 0.1  # ... per source (or one for all), else this fraction of them
+    sources: list[Source] = field(default_factory=list)
+    weights: Annotated[list[Cardinal] | None, cf.rule(any, "some repeats > 0")] = None
+    test_sources: list[Source] | None = None
+    test_fraction: Fraction = 0.1
     n_test: cf.int_or_list(Cardinal) | None = None
-    resolution: cf.int_or_list(Count) | None = None  # null: the largest grid per axis
+    resolution: cf.int_or_list(Count) | None = None  # null: the data's (largest per axis)
     t_in: Count = 10
     channels: Count | None = None  # null: the model's, more where a source has more fields
     pad_value: Float = 1.0
     num_workers: Cardinal = 0
-    # windows assembled by loader CPU workers, or on the device from trajectories kept there (up
-    # to resident_gb, null: a quarter; more streams in chunks); auto: device if it holds 2 of each
+    # windows assembled by loader CPU workers, or on the device from trajectories kept there (up to
+    # resident_gb, null: a quarter; more streams in chunks); auto: device unless that cannot hold
+    # two trajectories of each source
     placement: Literal["auto", "device", "loader"] = "loader"
     resident_gb: Positive | None = None
     cache_dir: Str | None = None
@@ -106,10 +109,9 @@ class DataConfig:
 
 @cf.section
 class NoiseConfig:
-    """Input noise on every auto-regressive step: ``x + s·σ·N(0, 1)`` with σ per sample and channel:
-    ``rms`` of the window (s relative, resolution-free) or its L2 ``norm`` (the paper's)."""
+    """Input noise on every auto-regressive step: ``x + s·σ·N(0, 1)``, σ per sample and channel."""
 
-    kind: Literal["rms", "norm"] = "rms"
+    kind: Literal["rms", "norm"] = "rms"  # σ: the window's rms (resolution-free) or L2 norm (paper)
     scale: cf.real(ge=0) = 0.1
 
 
@@ -156,10 +158,10 @@ class OptimConfig:
     final_div_factor: Positive = 1e4
     clip_grad: Positive | None = None
     accumulate: Count = 1
-    part_lrs: dict[Part, Positive] = field(default_factory=dict)
+    part_lrs: dict[Part, Positive] = field(default_factory=dict)  # learning rate per part
     freeze: Annotated[
         list[Part], cf.rule(lambda f: not set(PARTS) <= set(f), f"some of {[*PARTS]} left to train")
-    ] = field(default_factory=list)
+    ] = field(default_factory=list)  # parts
     lora: None | LoRAConfig = None  # null first: "lora: null" is off, "lora: {}" the defaults
 
 
@@ -194,7 +196,7 @@ class SafetyConfig:
 
 @cf.section
 class DistributedConfig:
-    """Under torchrun: DDP or FSDP (sharded weights, grads, Adam state); gloo on CPU, NCCL: GPU."""
+    """Under torchrun: DDP or FSDP (sharded weights, grads, Adam state); gloo on CPU, else NCCL."""
 
     backend: Literal["auto", "gloo", "nccl"] = "auto"
     strategy: Literal["ddp", "fsdp"] = "ddp"
@@ -216,8 +218,8 @@ def _is_device(name: str) -> bool:
 
 @cf.section
 class TrainConfig:
-    """One training run (pre-training or fine-tuning); ``device``/``precision`` auto: CUDA with
-    bf16 autocast when available."""
+    """One training run: pre-training, or fine-tuning ``init_from``; ``device``/``precision`` auto:
+    CUDA with bf16 autocast when available."""
 
     name: Annotated[Str, cf.rule(str.strip, "a non-empty run name")] = "run"
     seed: Cardinal = 0
@@ -231,7 +233,7 @@ class TrainConfig:
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     compile: Bool = False
     ema: cf.real(gt=0, lt=1) | None = None  # decay of the weights' average; null: off
-    init_from: Str | None = None  # a checkpoint to fine-tune: path, hf://owner/repo/file, Ti..H
+    init_from: Str | None = None  # a path, hf://owner/repo/file or a released size (Ti, S, M, L, H)
     init_allow_partial: Bool = False  # train even when under half of the model is init_from's
     out_dir: Str | None = None
     model: ModelSection = field(default_factory=ModelSection)
@@ -341,9 +343,8 @@ class TrainConfig:
         return {k: v for k, v in zip(DPOTConfig.DATA_FIELDS, sizes, strict=True) if v is not None}
 
     def model_config(self, base: DPOTConfig | None = None, partial: bool = False) -> DPOTConfig:
-        """The ``DPOTConfig`` of this run: the preset (or ``base``, a checkpoint's architecture,
-        when the preset is null), the overrides and the data's sizes (``partial``: the preset's
-        where the data's are null)."""
+        """The run's ``DPOTConfig``: the preset (or ``base``, a checkpoint's architecture), the
+        overrides and the data's sizes (``partial``: the preset's where the data's are null)."""
         try:
             return self._model_config(base, partial)
         except ValueError as err:
