@@ -38,7 +38,7 @@ def integer(**bounds: int) -> Any:
 
 def real(**bounds: float) -> Any:
     """A finite float with ``Field`` bounds (``gt=0``); an int is taken, a bool is not."""
-    as_float = pd.BeforeValidator(lambda v: float(v) if type(v) is int else v)  # for the errors
+    as_float = pd.BeforeValidator(lambda v: float(v) if type(v) is int else v)  # bounds: "a float"
     return Annotated[float, pd.Strict(), pd.AllowInfNan(False), pd.Field(**bounds), as_float]
 
 
