@@ -3,12 +3,10 @@
 A schema (``dpot_lab.train.config``, ``DPOTConfig``) is a ``section``: a pydantic dataclass whose
 fields carry their types and bounds; a mistake is one line naming the source, key path, expected
 and got: ``configs/x.yaml: optim.lr: expected float, got str 'fast'``. ``base: other.yaml``
-(relative to the file) takes that file's keys and puts the file's own over them (``merge``).
-"""
+(relative to the file) takes that file's keys and puts the file's own over them (``merge``)."""
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -40,15 +38,14 @@ def integer(**bounds: int) -> Any:
 
 def real(**bounds: float) -> Any:
     """A finite float with ``Field`` bounds (``gt=0``); an int is taken, a bool is not."""
-    as_float = pd.BeforeValidator(lambda v: float(v) if type(v) is int else v)
+    as_float = pd.BeforeValidator(lambda v: float(v) if type(v) is int else v)  # bounds: "a float"
     return Annotated[float, pd.Strict(), pd.AllowInfNan(False), pd.Field(**bounds), as_float]
 
 
 # Scalars as YAML gives them: no bool for a number, no number for a str, no inf or nan.
 Int, Count, Cardinal = integer(), integer(ge=1), integer(ge=0)  # any, >= 1, >= 0
 Float, Positive = real(), real(gt=0)
-Str = Annotated[str, pd.Strict()]
-Bool = Annotated[bool, pd.Strict()]
+Str, Bool = Annotated[str, pd.Strict()], Annotated[bool, pd.Strict()]
 
 
 def rule(ok: Callable[[Any], bool], expected: str) -> pd.AfterValidator:
@@ -68,22 +65,18 @@ def one_of(choices: Sequence) -> pd.AfterValidator:
 
 
 def either(expected: str, **shapes: Any) -> Any:
-    """A value of one of ``shapes`` (``scalar``, ``list``, ``mapping``: its type), the one the
-    value's shape picks, so that an error is that type's own at the key's path; a value no shape
-    takes: "expected <expected>"."""
+    """A value of one of ``shapes`` (``scalar``, ``list``, ``mapping``: its type), the one its
+    shape picks, so that an error inside it is its own; else "expected <expected>"."""
     members = {shape: pd.TypeAdapter(kind) for shape, kind in shapes.items()}
 
     def check(value: Any) -> Any:
         shape = "list" if isinstance(value, list | tuple) else "mapping"
-        shape = shape if isinstance(value, list | tuple | dict) else "scalar"
-        try:
-            return members[shape].validate_python(value)
-        except pd.ValidationError as err:
-            first = err.errors()[0]
-            if first["loc"] or not first["type"].endswith(_TYPE_ERRORS):
-                raise  # a problem inside the member's value: its own error
-        except KeyError:
-            pass
+        if (shape := shape if isinstance(value, list | tuple | dict) else "scalar") in members:
+            try:
+                return members[shape].validate_python(value)
+            except pd.ValidationError as err:
+                if err.errors()[0]["loc"] or not err.errors()[0]["type"].endswith(_TYPE_ERRORS):
+                    raise  # a problem inside the member's value: its own error
         raise PydanticCustomError("either_type", expected)
 
     return Annotated[Any, pd.PlainValidator(check, json_schema_input_type=Union[*shapes.values()])]
@@ -95,13 +88,11 @@ def int_or_list(item: Any) -> Any:
 
 
 def section(cls: type) -> type:
-    """A pydantic dataclass that refuses unknown keys (naming the known ones) and raises one-line
-    errors."""
+    """A pydantic dataclass that refuses unknown keys (naming the known ones); one-line errors."""
     cls._known_keys = pd.model_validator(mode="before")(known_keys)
     cls = dataclass(config=pd.ConfigDict(extra="forbid"))(cls)
     init = cls.__init__
 
-    @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         try:
             init(self, *args, **kwargs)
@@ -130,55 +121,51 @@ _SIGNS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 
 def config_error(err: pd.ValidationError, source: str = "") -> ConfigError:
-    """The first problem of ``err`` as one line, prefixed by ``source``: the key path, what was
-    expected (pydantic's words, made short) and what was got."""
+    """The first problem of ``err`` as one line: ``source``, key path, expected and got."""
     e = err.errors()[0]
     kind, ctx, value, loc = e["type"], e.get("ctx") or {}, e["input"], e["loc"]
-    path = _path(loc)
-    got = "null" if value is None else f"{type(value).__name__} {value!r}"
+    path, got = _path(loc) or "<top level>", repr(value)
+    expected = e["msg"].removeprefix("Input should be ")
+    bound = next((f"{_SIGNS[k]} {v:g}" for k, v in ctx.items() if k in _SIGNS), None)
     if kind == "unknown_key":
         text = f"unknown key {_path([*loc, ctx['key']])!r} (known keys: {ctx['known']})"
-    elif kind in ("value_error", "assertion_error"):
-        text = f"{path}: {ctx['error']}" if path else str(ctx["error"])
+    elif kind in ("value_error", "assertion_error"):  # a rule's own words
+        text = f"{path}: {ctx['error']}" if loc else str(ctx["error"])
     elif kind == "missing":
         text = f"{path}: expected a value, got no {loc[-1]!r} key"
-    elif kind.endswith(_TYPE_ERRORS):
-        expected = _TYPES.get(kind.split("_")[0], e["msg"].removeprefix("Input should be "))
-        if isinstance(value, bool) and kind == "string_type":
-            got += " (YAML reads yes/no/on/off/true/false unquoted as booleans: quote it)"
-        text = f"{path or '<top level>'}: expected {expected}, got {got}"
-    elif bound := next((f"{_SIGNS[k]} {v:g}" for k, v in ctx.items() if k in _SIGNS), None):
-        text = f"{path}: expected {'an int' if type(value) is int else 'a float'} {bound}, "
-        text += f"got {value!r}"
-    else:  # pydantic's "Input should be ...", a literal's choices
-        expected = f"one of {ctx['expected']}" if kind == "literal_error" else e["msg"]
-        text = f"{path}: expected {expected.removeprefix('Input should be ')}, got {value!r}"
+    else:
+        if kind.endswith(_TYPE_ERRORS):
+            expected = _TYPES.get(kind.split("_")[0], expected)
+            got = "null" if value is None else f"{type(value).__name__} {value!r}"
+            if isinstance(value, bool) and kind == "string_type":
+                got += " (YAML reads yes/no/on/off/true/false unquoted as booleans: quote it)"
+        elif bound:
+            expected = f"{'an int' if type(value) is int else 'a float'} {bound}"
+        elif kind == "literal_error":
+            expected = f"one of {ctx['expected']}"
+        text = f"{path}: expected {expected}, got {got}"
     return ConfigError(f"{source}: {text}" if source else text)
 
 
 def _path(loc: Sequence) -> str:
     """``data.sources[0].n_samples`` from pydantic's ``loc`` (less "[key]", a mapping's key)."""
-    return "".join(
-        f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc if p != "[key]"
-    ).removeprefix(".")
+    parts = (f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc if p != "[key]")
+    return "".join(parts).removeprefix(".")
 
 
 # ---------------------------------------------------------------------- YAML
 def read_yaml(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict:
-    """The mapping in a YAML file with its ``base:`` chain resolved (no ``base`` key left).
-
-    ``1e-3`` is read as a float (plain YAML 1.1 wants ``1.0e-3``); an empty file, a repeated key,
-    a missing base file and a cycle of bases are errors naming the file."""
+    """The mapping in a YAML file with its ``base:`` chain resolved (no ``base`` key left); an empty
+    file, a repeated key, a missing base file and a cycle of bases are errors naming the file."""
     path, where = Path(path), f"{_chain[-1]}: {BASE_KEY}: " if _chain else ""
+    chain = (*_chain, path)
     if not path.is_file():
         what = "is a folder, not a YAML file" if path.is_dir() else "does not exist"
         if _chain:
             raise ConfigError(f"{where}base file {path} {what}")
         raise FileNotFoundError(f"config file {path} {what}")
     if path.resolve() in [p.resolve() for p in _chain]:
-        raise ConfigError(
-            f"{where}the bases form a cycle: {' -> '.join(map(str, (*_chain, path)))}"
-        )
+        raise ConfigError(f"{where}the bases form a cycle: {' -> '.join(map(str, chain))}")
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except yaml.YAMLError as err:
@@ -194,7 +181,7 @@ def read_yaml(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict:
     base = raw.pop(BASE_KEY)
     if not isinstance(base, str) or not base.strip():
         raise ConfigError(f"{path}: {BASE_KEY}: expected the path of a YAML file, got {base!r}")
-    return merge(read_yaml(path.parent / base, (*_chain, path)), raw)
+    return merge(read_yaml(path.parent / base, chain), raw)
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -241,10 +228,8 @@ _Loader.add_implicit_resolver(  # what YAML 1.1's float pattern lacks: no dot or
 
 
 def set_dotted(d: dict, changes: dict[str, Any], source: str = "config") -> None:
-    """Set dotted (or ``__``-joined) keys of the nested dict ``d`` in place; a part that is a
-    whole number indexes a list (``data.sources.0``). A missing section is created; an index out
-    of range or a path through a value that is neither a mapping nor a list is a ConfigError
-    naming ``source`` and the key (a change is never dropped)."""
+    """Set dotted (or ``__``-joined) keys of the nested dict ``d`` in place, a number indexing a
+    list (``data.sources.0``), a missing section created; a key that cannot be set is an error."""
     for key, value in changes.items():
         parts, node = key.replace("__", ".").split("."), d
         for depth, part in enumerate(parts):

@@ -24,17 +24,12 @@ from dpot_lab.models.parts import LORA_KINDS, PARTS
 from dpot_lab.models.presets import PRESETS
 from dpot_lab.sizes import size_tuple
 
-# The run keys that give the model's data-derived fields (they must agree when also given).
-DERIVED_MODEL_FIELDS = dict(
-    zip(
-        DPOTConfig.DATA_FIELDS,
-        ("data.resolution", "data.channels", "data.t_in", "t_out"),
-        strict=True,
-    )
-)
 Fraction = cf.real(ge=0, lt=1)
 Part = Annotated[Str, cf.one_of(PARTS)]
 parse_setting = cf.parse_setting  # the CLI's ``--set key=value``
+# The run keys that give the model's data-derived fields (they must agree when also given).
+DERIVED_MODEL_FIELDS = dict(zip(DPOTConfig.DATA_FIELDS, ("data.resolution", "data.channels",
+                                "data.t_in", "t_out"), strict=True))  # fmt: skip
 
 
 class GeneratorSpec(pd.BaseModel):
@@ -50,11 +45,10 @@ class GeneratorSpec(pd.BaseModel):
     @pd.model_validator(mode="after")
     def _known_parameters(self) -> GeneratorSpec:
         params = inspect.signature(GENERATORS[self.generate].load()).parameters
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            return self  # the generator checks its own parameters
         own = [p for p in params if p not in ("n_samples", "resolution", "seed_seqs")]
         takes = [*type(self).model_fields, "batch_size", "progress", *own]
-        if unknown := sorted(set(self.model_extra) - set(takes)):
+        checked = not any(p.kind is p.VAR_KEYWORD for p in params.values())  # else by the generator
+        if checked and (unknown := sorted(set(self.model_extra) - set(takes))):
             raise ValueError(f"expected keys among {takes}, got unknown {unknown}")
         return self
 
@@ -89,46 +83,43 @@ ModelSection = pd.create_model(
 
 @cf.section
 class DataConfig:
-    """Training sources: file paths or generator specs (cached in ``cache_dir``). ``weights``:
-    repeats per trajectory and epoch, one per source; ``test_sources`` null: the test split of
-    ``sources`` (its last trajectories: ``n_test`` per source or one for all, else
-    ``test_fraction``). ``resolution``/``channels`` null: the data's (the largest grid per axis;
-    the model's channels, more where a source has more fields). ``placement``: windows assembled
-    by ``loader`` CPU workers, or on the ``device`` from trajectories kept there (up to
-    ``resident_gb``, null: a quarter; more streams in chunks), ``auto`` device unless that cannot
-    hold two trajectories of each. ``check_finite``: NaN/Inf, or a channel 0 everywhere at a
-    predicted frame, stops the run at its ``window`` or ``skip``s the trajectories that hold it."""
+    """Training sources (paths or generator specs, cached in ``cache_dir``), ``weights`` their
+    repeats per trajectory and epoch; the test split: ``test_sources``, or (null) the last
+    trajectories of each source, ``n_test`` per source (or one for all), else ``test_fraction``."""
 
     sources: list[Source] = field(default_factory=list)
     weights: Annotated[list[Cardinal] | None, cf.rule(any, "some repeats > 0")] = None
     test_sources: list[Source] | None = None
     test_fraction: Fraction = 0.1
     n_test: cf.int_or_list(Cardinal) | None = None
-    resolution: cf.int_or_list(Count) | None = None
+    resolution: cf.int_or_list(Count) | None = None  # null: the data's (largest per axis)
     t_in: Count = 10
-    channels: Count | None = None
+    channels: Count | None = None  # null: the model's, more where a source has more fields
     pad_value: Float = 1.0
     num_workers: Cardinal = 0
+    # windows assembled by loader CPU workers, or on the device from trajectories kept there (up to
+    # resident_gb, null: a quarter; more streams in chunks); auto: device unless that cannot hold
+    # two trajectories of each source
     placement: Literal["auto", "device", "loader"] = "loader"
     resident_gb: Positive | None = None
     cache_dir: Str | None = None
+    # NaN/Inf, or a channel 0 everywhere at a predicted frame: stop the run or skip its trajectory
     check_finite: Literal["window", "skip"] = "window"
 
 
 @cf.section
 class NoiseConfig:
-    """Input noise on every auto-regressive step: ``x + s·σ·N(0, 1)`` with σ per sample and channel:
-    ``rms`` of the window (s relative, resolution-free) or its L2 ``norm`` (the paper's)."""
+    """Input noise on every auto-regressive step: ``x + s·σ·N(0, 1)``, σ per sample and channel."""
 
-    kind: Literal["rms", "norm"] = "rms"
+    kind: Literal["rms", "norm"] = "rms"  # σ: the window's rms (resolution-free) or L2 norm (paper)
     scale: cf.real(ge=0) = 0.1
 
 
 @cf.section
 class LossConfig:
-    """Masked relative L2. ``score_padded``: score padded channels too (the release's training)."""
+    """Masked relative L2."""
 
-    score_padded: Bool = False
+    score_padded: Bool = False  # score padded channels too (the release's training)
 
 
 LoRATarget = Annotated[Str, cf.rule(
@@ -151,10 +142,7 @@ class LoRAConfig:
 
 @cf.section
 class OptimConfig:
-    """Adam(W) with the paper's defaults and a per-iteration schedule: ``onecycle`` (cosine warm-up
-    from lr/div_factor over ``warmup`` of the steps, cosine decay to
-    lr/(div_factor·final_div_factor)), ``cosine`` (linear warm-up), ``constant``.
-    ``part_lrs``/``freeze`` name parts; ``lora`` null: every parameter trains."""
+    """Adam(W) with the paper's defaults and a per-iteration learning-rate schedule."""
 
     name: Literal["adam", "adamw"] = "adam"
     lr: Positive = 1e-3
@@ -162,28 +150,29 @@ class OptimConfig:
         default_factory=lambda: [0.9, 0.9]
     )
     weight_decay: cf.real(ge=0) = 1e-6
+    # onecycle: cosine warm-up from lr/div_factor over warmup of the steps, cosine decay to
+    # lr/(div_factor·final_div_factor); cosine: linear warm-up; constant
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     warmup: Fraction = 0.2
     div_factor: Positive = 1e4
     final_div_factor: Positive = 1e4
     clip_grad: Positive | None = None
     accumulate: Count = 1
-    part_lrs: dict[Part, Positive] = field(default_factory=dict)
+    part_lrs: dict[Part, Positive] = field(default_factory=dict)  # learning rate per part
     freeze: Annotated[
         list[Part], cf.rule(lambda f: not set(PARTS) <= set(f), f"some of {[*PARTS]} left to train")
-    ] = field(default_factory=list)
+    ] = field(default_factory=list)  # parts
     lora: None | LoRAConfig = None  # null first: "lora: null" is off, "lora: {}" the defaults
 
 
 @cf.section
 class EvalConfig:
-    """Rollout L2RE per source on the test split (paper protocol) every ``every`` steps (0: at the
-    end), over ``horizon`` steps (null: the whole rest), ``max_samples`` per source."""
+    """Rollout L2RE per source on the test split (paper protocol)."""
 
-    every: Cardinal = 0
-    horizon: Count | None = None
+    every: Cardinal = 0  # steps; 0: at the end
+    horizon: Count | None = None  # steps; null: the whole rest
     batch_size: Count = 8
-    max_samples: Count | None = None
+    max_samples: Count | None = None  # per source
 
 
 @cf.section
@@ -207,8 +196,7 @@ class SafetyConfig:
 
 @cf.section
 class DistributedConfig:
-    """Under torchrun: DDP or FSDP (weights, grads and Adam state sharded); gloo on CPU, NCCL on
-    CUDA; activation checkpointing."""
+    """Under torchrun: DDP or FSDP (sharded weights, grads, Adam state); gloo on CPU, else NCCL."""
 
     backend: Literal["auto", "gloo", "nccl"] = "auto"
     strategy: Literal["ddp", "fsdp"] = "ddp"
@@ -230,27 +218,23 @@ def _is_device(name: str) -> bool:
 
 @cf.section
 class TrainConfig:
-    """One training run (pre-training or fine-tuning). ``batch_size`` is the global batch; ``t_ar``
-    auto-regressive steps per sample (gradient through the rollout), ``t_out`` frames per model
-    call; ``device``/``precision`` auto: CUDA with bf16 autocast when available; ``ema``: decay of
-    the weights' average (null: off); ``init_from``: a checkpoint to fine-tune from (a path,
-    hf://owner/repo/file or a released size Ti, S, M, L, H); ``init_allow_partial``: train even
-    when under half of the model is init_from's."""
+    """One training run: pre-training, or fine-tuning ``init_from``; ``device``/``precision`` auto:
+    CUDA with bf16 autocast when available."""
 
     name: Annotated[Str, cf.rule(str.strip, "a non-empty run name")] = "run"
     seed: Cardinal = 0
     steps: Count = 1000
-    batch_size: Count = 20
-    t_ar: Count = 1
-    t_out: Count = 1
+    batch_size: Count = 20  # the global batch
+    t_ar: Count = 1  # auto-regressive steps per sample (gradient through the rollout)
+    t_out: Count = 1  # frames per model call
     device: Annotated[
         Str, cf.rule(_is_device, "'auto' or a torch device (cpu, cuda, cuda:1, mps)")
     ] = "auto"
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     compile: Bool = False
-    ema: cf.real(gt=0, lt=1) | None = None
-    init_from: Str | None = None
-    init_allow_partial: Bool = False
+    ema: cf.real(gt=0, lt=1) | None = None  # decay of the weights' average; null: off
+    init_from: Str | None = None  # a path, hf://owner/repo/file or a released size (Ti, S, M, L, H)
+    init_allow_partial: Bool = False  # train even when under half of the model is init_from's
     out_dir: Str | None = None
     model: ModelSection = field(default_factory=ModelSection)
     data: DataConfig = field(default_factory=DataConfig)
@@ -267,8 +251,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **changes: Any) -> TrainConfig:
-        """Read and validate a YAML file (its ``base:`` chain resolved), ``changes`` applied
-        first as in ``replace``."""
+        """Read and validate a YAML file (``base:`` resolved; ``changes`` as in ``replace``)."""
         raw = cf.read_yaml(path)
         if isinstance(raw, dict):
             cf.set_dotted(raw, changes, str(path))
@@ -290,19 +273,17 @@ class TrainConfig:
     @classmethod
     def coerce(cls, config: TrainConfig | dict | str | os.PathLike) -> TrainConfig:
         """A validated config from a ``TrainConfig`` (checked again), a dict or a YAML path."""
-        if isinstance(config, (str, os.PathLike)):
+        if isinstance(config, str | os.PathLike):
             return cls.from_yaml(config)
-        if isinstance(config, TrainConfig):
-            return cls.from_dict(config.to_dict(), config._source)
-        return cls.from_dict(config)  # not a mapping: "expected a mapping, got ..."
+        return config.replace() if isinstance(config, TrainConfig) else cls.from_dict(config)
 
     @classmethod
     def json_schema(cls) -> dict:
+        """The JSON schema of a run config file."""
         return pd.TypeAdapter(cls).json_schema()
 
     def to_dict(self) -> dict:
-        """Plain nested dict (the model section: its preset and the fields given), loadable with
-        ``from_dict``."""
+        """Plain nested dict (the model section: its preset and the fields given)."""
         model = {"preset": self.model.preset, **self.model.overrides}
         return {**dataclasses.asdict(self), "model": model}
 
@@ -340,8 +321,8 @@ class TrainConfig:
         if isinstance(d.resolution, list) and len(d.resolution) not in ranks:
             raise ValueError(f"data.resolution: expected an int or {n_spatial or '2 or 3'} ints "
                              f"(model.n_spatial={n_spatial}), got {d.resolution}")  # fmt: skip
-        derived = self.derived_model_fields()
-        for key, data_key in DERIVED_MODEL_FIELDS.items():
+        derived, data_keys = self.derived_model_fields(), DERIVED_MODEL_FIELDS.items()
+        for key, data_key in data_keys:
             mine, value = given.get(key), derived.get(key, "null (from the data)")
             if mine is not None and not _same_size(mine, value, n_spatial):
                 raise ValueError(f"model.{key}: {mine} differs from {data_key}={value}; leave it "
@@ -351,8 +332,7 @@ class TrainConfig:
 
     @property
     def sizes_known(self) -> bool:
-        """Whether the data's grid and channels are given (null ones come from the data:
-        ``train.sources.with_data_sizes``)."""
+        """Whether the data's grid and channels are given (else ``sources.with_data_sizes``)."""
         return self.data.resolution is not None and self.data.channels is not None
 
     def derived_model_fields(self) -> dict[str, Any]:
@@ -363,9 +343,8 @@ class TrainConfig:
         return {k: v for k, v in zip(DPOTConfig.DATA_FIELDS, sizes, strict=True) if v is not None}
 
     def model_config(self, base: DPOTConfig | None = None, partial: bool = False) -> DPOTConfig:
-        """The ``DPOTConfig`` of this run: the preset (or ``base``, the architecture of a
-        checkpoint, when the preset is null), the overrides and the data's sizes (``partial``:
-        the preset's where the data's are null, to check the other sizes against them)."""
+        """The run's ``DPOTConfig``: the preset (or ``base``, a checkpoint's architecture), the
+        overrides and the data's sizes (``partial``: the preset's where the data's are null)."""
         try:
             return self._model_config(base, partial)
         except ValueError as err:
@@ -381,11 +360,7 @@ class TrainConfig:
                                  "data first (dpot_lab.train.sources.with_data_sizes)")  # fmt: skip
             if self.model.preset is not None:
                 return DPOTConfig(**{**PRESETS[self.model.preset], **changes})
-            changes.setdefault("n_cls", 0)  # the class head takes no part in training
-            if "img_size" in changes:
-                n = changes.get("n_spatial", base.n_spatial)
-                changes["img_size"] = size_tuple(changes["img_size"], n)
-            return adapt_model_config(base, **changes)
+            return adapt_model_config(base, **{"n_cls": 0, **changes})  # no class head to train
         except ValueError as err:
             own = str(err).split(":", 1)[0] in DPOTConfig.__pydantic_fields__
             raise ValueError(f"model.{err}" if own else f"model: {err}") from None
@@ -393,7 +368,7 @@ class TrainConfig:
 
 def _same_size(a: Any, b: Any, n_spatial: int | None) -> bool:
     """Whether two sizes (ints, or an int and a grid) are the same for ``n_spatial`` axes."""
-    n = next((len(v) for v in (a, b) if isinstance(v, (list, tuple))), n_spatial or 2)
+    n = next((len(v) for v in (a, b) if isinstance(v, list | tuple)), n_spatial or 2)
     try:
         return size_tuple(a, n) == size_tuple(b, n)
     except ValueError:
