@@ -146,7 +146,8 @@ def _study_data(dataset: str | os.PathLike | xr.Dataset) -> tuple[xr.Dataset, st
     """The study's trajectories, where they come from (for messages) and the source's name."""
     if not isinstance(dataset, str | os.PathLike):
         require_dataset(dataset, "data_efficiency: dataset")
-        return dataset, "dataset", source_name(dataset)
+        where = source_name(dataset)  # its file when it was read from one
+        return dataset, where, Path(where).stem
     return open_dataset(dataset), str(dataset), Path(dataset).stem
 
 

@@ -2,6 +2,7 @@
 fine-tuned run starts from the checkpoint while the scratch run does not."""
 
 import math
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -84,6 +85,18 @@ def test_study_starts_from_the_checkpoint(study_inputs, tmp_path):
         float(reference["persistence_mean"]), rel=1e-5
     )
     assert list(tmp_path.iterdir()) == []  # the run folders are cleaned up
+
+
+def test_a_dataset_read_from_a_file_leaves_that_folder_as_it_was(study_inputs, tmp_path):
+    """The study's train and test files go to its temporary folder, not beside the user's file."""
+    ckpt, data = study_inputs
+    before = sorted(Path(data).parent.iterdir())
+    table = data_efficiency(
+        ckpt, dl.open_dataset(data), counts=[2], steps=1, n_test=2, horizon=5, work_dir=tmp_path,
+        runs=["scratch"], progress=False,
+    )  # fmt: skip
+    assert sorted(Path(data).parent.iterdir()) == before and not list(tmp_path.iterdir())
+    assert table.attrs["dataset"] == str(data) and Path(data).stem == "dr"
 
 
 def test_study_refuses_too_few_trajectories(study_inputs):
