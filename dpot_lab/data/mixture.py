@@ -105,20 +105,20 @@ def _zero_frames(data: np.ndarray, first: int) -> np.ndarray:
 
 def _drop_nonfinite(src: Source, t_in: int) -> Source:
     """``src`` without the trajectories of its split that hold a NaN/Inf in a channel variable
-    or a predicted frame (index >= ``t_in``) where a channel is 0 everywhere."""
+    or a predicted frame (index >= ``t_in``) where a channel is 0 everywhere; one trajectory in
+    memory at a time."""
     indexed = src.dataset[list(src.variables)]
     indexed = indexed.assign_coords(sample=np.arange(indexed.sizes["sample"]))
     kept = schema.check_finite(indexed, skip=True).sample.values
-    space = [d for d in indexed[src.variables[0]].dims if d not in ("sample", "time")]
-    flat = [
-        (indexed[v] != 0).any(space).isel(time=slice(t_in, None)).all("time") for v in src.variables
-    ]
-    scorable = np.flatnonzero(np.logical_and.reduce([f.values for f in flat]))
-    if len(scorable) < indexed.sizes["sample"]:
-        gone = sorted(set(range(indexed.sizes["sample"])) - set(scorable.tolist()))
-        warnings.warn(f"{src.label}: dropped sample(s) {gone}: a channel is 0 everywhere at a "
+
+    def frames(i: int) -> np.ndarray:  # (*S, T, C)
+        return np.stack([np.moveaxis(indexed[v][i].values, 0, -1) for v in src.variables], -1)
+
+    zero = [int(i) for i in np.intersect1d(src.samples, kept) if _zero_frames(frames(i), t_in).size]
+    if zero:
+        warnings.warn(f"{src.label}: dropped sample(s) {zero}: a channel is 0 everywhere at a "
                       "predicted frame (relative L2 undefined)", stacklevel=3)  # fmt: skip
-    return replace(src, samples=np.intersect1d(np.intersect1d(src.samples, kept), scorable))
+    return replace(src, samples=np.setdiff1d(np.intersect1d(src.samples, kept), zero))
 
 
 def _per_source(value: Any, names: list[str], what: str, default: Any) -> list:
