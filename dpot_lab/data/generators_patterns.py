@@ -189,14 +189,15 @@ def _draw_living(
     from its rng, up to ``GS_DRAWS`` times. Returns the parameters per sample and the fields."""
     drawn, todo = [draw(rng) for rng in rngs], np.arange(len(rngs))
     uv = solve(drawn)
-    for _ in range(GS_DRAWS - 1):
+    for attempt in range(1, GS_DRAWS + 1):
         v = uv[todo, :, 1]  # (b, T, X, Y)
         todo = todo[(v.max(axis=(2, 3)) - v.min(axis=(2, 3)) < 1e-6).any(axis=1)]
         if not todo.size:
             return drawn, uv
-        for i in todo:
-            drawn[i] = draw(rngs[i])
-        uv[todo] = solve([drawn[i] for i in todo])
+        if attempt < GS_DRAWS:
+            for i in todo:
+                drawn[i] = draw(rngs[i])
+            uv[todo] = solve([drawn[i] for i in todo])
     raise ValueError(
         f"Gray–Scott: the pattern of sample(s) {todo.tolist()} died (v flat) in each of "
         f"{GS_DRAWS} draws of {ranges}; move the ranges into Pearson's pattern-forming region "

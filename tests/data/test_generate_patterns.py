@@ -9,7 +9,7 @@ import pytest
 
 import dpot_lab as dl
 from dpot_lab.data.generation import GENERATORS, generate
-from dpot_lab.data.generators_patterns import _pearson_state, make_gray_scott
+from dpot_lab.data.generators_patterns import _draw_living, _pearson_state, make_gray_scott
 from dpot_lab.solvers.gray_scott import gray_scott_2d
 from dpot_lab.solvers.grid import cell_centres
 
@@ -119,3 +119,27 @@ def test_a_range_where_every_pattern_dies_is_an_error_naming_it():
         short = {k: v for k, v in SMALL.items() if k != "resolution"}
         make_gray_scott(2, 16, np.random.SeedSequence(1).spawn(2), f_min=0.01, f_max=0.012,
                         k_min=0.075, k_max=0.08, **short)  # fmt: skip
+
+
+@pytest.mark.parametrize("alive_at, ok", [(1, True), (10, True), (11, False)])
+def test_each_of_the_draws_is_checked_the_last_one_too(alive_at, ok):
+    """Sample 1's pattern lives from its ``alive_at``-th draw on (sample 0's from the first)."""
+    counts = [0, 0]
+
+    def draw(rng: int) -> int:
+        counts[rng] += 1
+        return counts[rng] if rng == 1 else alive_at  # sample 0 alive at once
+
+    def solve(drawn: list[int]) -> np.ndarray:  # (B, T, 2, X, Y): v flat until alive
+        out = np.zeros((len(drawn), 1, 2, 4, 4), np.float32)
+        for b, n in enumerate(drawn):
+            out[b, 0, 1, 0, 0] = float(n >= alive_at)
+        return out
+
+    if ok:
+        drawn, uv = _draw_living([0, 1], draw, solve, "ranges")
+        assert drawn == [alive_at, alive_at] and counts[1] == alive_at and np.ptp(uv[1, 0, 1]) == 1
+    else:
+        with pytest.raises(ValueError, match=r"sample\(s\) \[1\] died \(v flat\) in each of 10"):
+            _draw_living([0, 1], draw, solve, "ranges")
+        assert counts[1] == 10
