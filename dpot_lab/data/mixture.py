@@ -103,22 +103,36 @@ def _zero_frames(data: np.ndarray, first: int) -> np.ndarray:
     return np.argwhere(zero)
 
 
-def _drop_nonfinite(src: Source, t_in: int) -> Source:
+def _read_frames(src: Source, sample: int, start: int, stop: int) -> np.ndarray:
+    """Frames ``start:stop`` of one sample of ``src`` -> (*S, T, C) float32; a read error names
+    the source, sample and frames."""
+    data = np.empty((*src.native, stop - start, len(src.variables)), np.float32)
+    try:
+        for c, name in enumerate(src.variables):
+            frames = src.dataset.variables[name][sample, start:stop].values  # (T, *S)
+            data[..., c] = np.moveaxis(frames, 0, -1)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"{src.label}: cannot read sample {sample}, frames {start}..{stop - 1}: {err}"
+        ) from err
+    return data
+
+
+def _drop_unscorable(src: Source, t_in: int) -> Source:
     """``src`` without the trajectories of its split that hold a NaN/Inf in a channel variable
-    or a predicted frame (index >= ``t_in``) where a channel is 0 everywhere; one trajectory in
-    memory at a time."""
-    indexed = src.dataset[list(src.variables)]
-    indexed = indexed.assign_coords(sample=np.arange(indexed.sizes["sample"]))
-    kept = schema.check_finite(indexed, skip=True).sample.values
-
-    def frames(i: int) -> np.ndarray:  # (*S, T, C)
-        return np.stack([np.moveaxis(indexed[v][i].values, 0, -1) for v in src.variables], -1)
-
-    zero = [int(i) for i in np.intersect1d(src.samples, kept) if _zero_frames(frames(i), t_in).size]
-    if zero:
-        warnings.warn(f"{src.label}: dropped sample(s) {zero}: a channel is 0 everywhere at a "
-                      "predicted frame (relative L2 undefined)", stacklevel=3)  # fmt: skip
-    return replace(src, samples=np.setdiff1d(np.intersect1d(src.samples, kept), zero))
+    or a predicted frame (index >= ``t_in``) where a channel is 0 everywhere; each read once."""
+    why = {}
+    for sample in src.samples.tolist():
+        data = _read_frames(src, sample, 0, src.t_total)
+        if not np.isfinite(data).all():
+            why[sample] = "NaN/Inf"
+        elif _zero_frames(data, t_in).size:
+            why[sample] = "a channel 0 everywhere at a predicted frame (relative L2 undefined)"
+    if why:
+        warnings.warn(f"{src.label}: check_finite dropped {len(why)} of {len(src.samples)} "
+                      f"samples: " + "; ".join(f"sample {i}: {w}" for i, w in why.items()),
+                      stacklevel=3)  # fmt: skip
+    return replace(src, samples=np.setdiff1d(src.samples, list(why)))
 
 
 def _per_source(value: Any, names: list[str], what: str, default: Any) -> list:
@@ -198,8 +212,8 @@ class Mixture(Dataset):
     whole trajectories ``x (X, Y[, Z], T_k, C)`` for evaluation, each once (weights must be 1).
     ``check_finite``: "window" checks every window read and raises on NaN/inf or on a predicted
     frame (index >= t_in) where a channel is 0 everywhere (its relative L2 is undefined), "skip"
-    scans each source once here (:func:`~dpot_lab.data.schema.check_finite`) and drops
-    trajectories that hold either, "off" checks nothing.
+    reads each trajectory of the split once here and drops those that hold either, "off" checks
+    nothing.
 
     Items are dicts of tensors: ``x``, ``y`` (window mode), ``channel_mask (C,)`` bool (True on
     real channels), ``grid_mask (X, Y[, Z])`` bool (True inside the native grid), ``source``,
@@ -254,7 +268,7 @@ class Mixture(Dataset):
                 "trajectory once; pass weights=None"
             )
         if check_finite == "skip":
-            self._sources = tuple(_drop_nonfinite(s, t_in) for s in self._sources)
+            self._sources = tuple(_drop_unscorable(s, t_in) for s in self._sources)
         self._offsets = self._item_offsets()
 
     # -- construction helpers -------------------------------------------------------------
@@ -324,15 +338,7 @@ class Mixture(Dataset):
     def _read(self, k: int, sample: int, start: int, stop: int) -> np.ndarray:
         """Frames ``start:stop`` of one sample -> (*S, T, C) float32."""
         src = self._sources[k]
-        data = np.empty((*src.native, stop - start, len(src.variables)), np.float32)
-        try:
-            for c, name in enumerate(src.variables):
-                frames = src.dataset.variables[name][sample, start:stop].values  # (T, *S)
-                data[..., c] = np.moveaxis(frames, 0, -1)
-        except (OSError, ValueError) as err:
-            raise ValueError(
-                f"{src.label}: cannot read sample {sample}, frames {start}..{stop - 1}: {err}"
-            ) from err
+        data = _read_frames(src, sample, start, stop)
         if self.check_finite != "off" and not np.isfinite(data).all():
             bad = ~np.isfinite(data).reshape(-1, *data.shape[-2:]).all(axis=0)  # (T, C)
             t, c = np.argwhere(bad)[0]

@@ -247,7 +247,7 @@ def test_non_finite_values_are_reported_or_skipped():
     m[2]  # a clean trajectory reads fine
     with pytest.raises(ValueError, match=r"source 'bad'.*'f0', sample 3, frame 7"):
         m[3]
-    with pytest.warns(UserWarning, match="dropped 1 of 5 samples"):
+    with pytest.warns(UserWarning, match=r"dropped 1 of 5 samples: sample 3: NaN/Inf$"):
         skipping = Mixture({"bad": ds}, resolution=16, split="all", check_finite="skip")
     assert skipping.sources[0].samples.tolist() == [0, 1, 2, 4]
     assert all(torch.isfinite(skipping[i]["x"]).all() for i in range(len(skipping)))
@@ -272,7 +272,7 @@ def test_a_channel_zero_everywhere_at_a_predicted_frame_is_reported_or_skipped()
                 m[i]
     with pytest.raises(ValueError, match=r"'f1' of sample 2 is 0 everywhere at frame 11"):
         m.validate()
-    with pytest.warns(UserWarning, match=r"dropped sample\(s\) \[2\]: a channel is 0"):
+    with pytest.warns(UserWarning, match=r"dropped 1 of 4 samples: sample 2: a channel 0"):
         skipping = Mixture({"dead": ds}, resolution=16, split="all", check_finite="skip")
     assert skipping.sources[0].samples.tolist() == [0, 1, 3]
     skipping.validate()
