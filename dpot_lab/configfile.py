@@ -70,8 +70,9 @@ def either(expected: str, **shapes: Any) -> Any:
     members = {shape: pd.TypeAdapter(kind) for shape, kind in shapes.items()}
 
     def check(value: Any) -> Any:
-        shape = "list" if isinstance(value, list | tuple) else "mapping"
-        if (shape := shape if isinstance(value, list | tuple | dict) else "scalar") in members:
+        shape = "list" if isinstance(value, list | tuple) else "scalar"
+        shape = "mapping" if isinstance(value, dict) else shape
+        if shape in members:
             try:
                 return members[shape].validate_python(value)
             except pd.ValidationError as err:

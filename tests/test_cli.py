@@ -245,7 +245,7 @@ def test_the_nan_hint_names_a_config_key_that_works(ns_file, tmp_path, capsys):
     err = capsys.readouterr().err
     hint = re.search(r"in a run config: (\S+): (\S+)\)", err)
     assert "sample 1, frame 5" in err and hint, err
-    with pytest.warns(UserWarning, match="check_finite dropped 1 of 6 samples"):
+    with pytest.warns(UserWarning, match="check_finite dropped 1 of 4 samples: sample 1: NaN/Inf"):
         assert main([*argv, "--out", str(tmp_path / "r2"), "--set", "=".join(hint.groups())]) == 0
     assert dl.load_checkpoint(tmp_path / "r2" / "checkpoints" / "last.pt").metadata["step"] == 8
 
