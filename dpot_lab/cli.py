@@ -95,7 +95,7 @@ def _table(results: dict[str, dict[str, float]], columns: list[str]) -> str:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import dpot_lab as dl
-    from dpot_lab.evaluate.score import NonFiniteTruth, score_model
+    from dpot_lab.evaluate.score import UnscorableTruth, score_model
 
     for path in args.data:  # before the checkpoint is read
         if not any(c in path for c in "*?[") and not Path(path).exists():
@@ -117,7 +117,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             score = score_model(
                 model, ds, t_in, steps, batch_size=args.batch_size, progress=not args.quiet
             )
-        except NonFiniteTruth as err:
+        except UnscorableTruth as err:
             raise ValueError(f"{path}: {err}") from err
         diverged = score["sample"].values[score["l2re"].isnull().any("field").values]
         if diverged.size:

@@ -28,8 +28,9 @@ from dpot_lab.evaluate.rollout import autoregress, persist, rollout
 from dpot_lab.models.util import unwrap
 
 
-class NonFiniteTruth(ValueError):
-    """The truth holds NaN/Inf in the frames to be scored."""
+class UnscorableTruth(ValueError):
+    """The truth holds NaN/Inf in the frames to be scored, or a field that is 0 everywhere in one
+    of them (its relative L2 would divide by a norm of 0)."""
 
 
 def _stack(ds: xr.Dataset, fields: list[str], spatial: tuple[str, ...]) -> torch.Tensor:
@@ -40,22 +41,26 @@ def _stack(ds: xr.Dataset, fields: list[str], spatial: tuple[str, ...]) -> torch
     return torch.from_numpy(arr)
 
 
-def _refuse_nonfinite_truth(
+def _refuse_unscorable_truth(
     t: torch.Tensor, truth: xr.Dataset, given: xr.Dataset, fields: list[str]
 ) -> None:
-    """NonFiniteTruth naming the first sample, frame (its index in ``given``) and field where the
-    scored truth ``t`` (N, *S, T, C), stacked from ``truth``, holds NaN/Inf."""
-    bad = ~torch.isfinite(t).flatten(1, -3).all(1)  # (N, T, C)
-    if not bad.any():
-        return
-    n, k, c = bad.nonzero()[0].tolist()
-    time = truth["time"].values[k]
-    frame = metrics.indexed(given).get_index("time").get_loc(time)
-    raise NonFiniteTruth(
-        f"the truth holds NaN/Inf in its scored frames: first in field {fields[c]!r}, sample "
-        f"{truth['sample'].values[n]}, frame {frame} (time {time}); {int(bad.sum())} "
-        "(sample, frame, field) entries in all; the scores would be NaN"
-    )
+    """UnscorableTruth naming the first sample, frame (its index in ``given``) and field where the
+    scored truth ``t`` (N, *S, T, C), stacked from ``truth``, holds NaN/Inf or is 0 everywhere."""
+    space = t.flatten(1, -3)  # (N, P, T, C)
+    for bad, what, then in (
+        (~torch.isfinite(space).all(1), "NaN/Inf", "the scores would be NaN"),
+        ((space == 0).all(1), "a field that is 0 everywhere",
+         "its relative L2 would divide by a norm of 0"),
+    ):  # fmt: skip
+        if bad.any():  # (N, T, C)
+            n, k, c = bad.nonzero()[0].tolist()
+            time = truth["time"].values[k]
+            frame = metrics.indexed(given).get_index("time").get_loc(time)
+            raise UnscorableTruth(
+                f"the truth holds {what} in its scored frames: first in field {fields[c]!r}, "
+                f"sample {truth['sample'].values[n]}, frame {frame} (time {time}); "
+                f"{int(bad.sum())} (sample, frame, field) entries in all; {then}"
+            )
 
 
 def score_rollout(pred: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
@@ -65,7 +70,8 @@ def score_rollout(pred: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
     Returns a Dataset with ``l2re`` (sample, field): relative L2 over all scored frames and space;
     ``step_error`` (sample, time, field): relative L2 over space per frame; ``mean`` (): the mean
     of ``l2re`` over fields, then samples. A diverged (NaN) sample makes its scores and the mean
-    NaN; NaN/Inf in the truth's scored frames is a ValueError naming sample and frame."""
+    NaN; NaN/Inf in the truth's scored frames, or a field 0 everywhere in one of them, is
+    ``UnscorableTruth`` naming sample, frame and field."""
     schema.require_dataset(pred, "score_rollout: pred")
     schema.require_dataset(truth, "score_rollout: truth")
     given = truth
@@ -73,7 +79,7 @@ def score_rollout(pred: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
     fields = [str(f) for f in pred.data_vars]
     spatial = schema.spatial_dims(truth)
     p, t = _stack(pred, fields, spatial), _stack(truth, fields, spatial)  # (N, *S, T, C)
-    _refuse_nonfinite_truth(t, truth, given, fields)
+    _refuse_unscorable_truth(t, truth, given, fields)
     per_field = relative_l2(p, t)  # (N, C)
     per_step = relative_l2(p, t, per_step=True).numpy()  # (N, T, C)
     mean = field_mean(per_field).mean().item()
@@ -128,7 +134,8 @@ def score_model(
     frames) for ``steps`` frames (None: to the end) and score it and the persistence baseline:
     the variables of ``score_rollout`` plus ``persistence_l2re``, ``persistence_step_error`` and
     ``persistence_mean``, and the model's ``vrmse`` (sample, time, field) (``metrics.vrmse``);
-    attrs ``t_in``, ``steps``. NaN/Inf in the scored truth raises ``NonFiniteTruth``.
+    attrs ``t_in``, ``steps``. NaN/Inf or an all-zero field in a scored frame of the truth raises
+    ``UnscorableTruth``.
     ``rollout_kwargs`` go to ``dl.rollout`` (``device``, ``dtype``, ``progress``, ...)."""
     schema.require_dataset(dataset, "score_model: dataset")
     if t_in is None:

@@ -8,6 +8,7 @@ import xarray as xr
 import dpot_lab as dl
 from dpot_lab.evaluate import metrics
 from dpot_lab.evaluate.score import (
+    UnscorableTruth,
     field_mean,
     relative_l2,
     sample_l2re,
@@ -61,6 +62,22 @@ def test_nan_in_the_scored_truth_is_an_error_naming_sample_and_frame():
     pred["u"][0, 0, 0, 0] = np.nan  # a diverged prediction still scores NaN
     clean = truth.where(np.isfinite(truth), 0.0)
     assert np.isnan(float(score_rollout(pred, clean)["mean"]))
+
+
+def test_a_field_zero_everywhere_in_a_scored_frame_is_an_error_naming_sample_and_frame():
+    """A field at rest (0 everywhere) in an input frame scores; in a scored frame its relative L2
+    would divide by a norm of 0, so the score refuses it, naming where."""
+    truth = _truth().assign_coords(sample=[10, 11, 12])
+    pred = truth.isel(time=slice(4, None)) * 1.1
+    truth["u"][0, :4] = 0.0  # at rest in the input frames: scored as usual
+    assert float(score_rollout(pred, truth)["mean"]) == pytest.approx(0.1, rel=1e-6)
+    truth["u"][2, 5] = 0.0
+    truth["p"][2, 5, 0, 0] = 0.0  # one point at 0 is no zero field
+    with pytest.raises(UnscorableTruth, match=r"^the truth holds a field that is 0 everywhere in "
+                       r"its scored frames: first in field 'u', sample 12, frame 5 \(time 2\.5\); "
+                       r"1 \(sample, frame, field\) entries in all; its relative L2 would divide "
+                       r"by a norm of 0$"):  # fmt: skip
+        score_rollout(pred, truth)
 
 
 def test_field_mean_skips_padded_channels_and_the_grid_mask_cuts_points():
