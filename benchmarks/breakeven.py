@@ -15,13 +15,14 @@ once by ``generate_cached``; frames t_in … end scored with the paper's score.
 The cost of making the model, in CPU-seconds: the family's share of the pre-training corpus
 (the sampling weights of its sources over all weights, ``corpus_shares``) of the corpus's data
 generation (per-trajectory time of each source, measured, times its count) and of the
-pre-training (``--pretrain-seconds``, or a run directory's metrics.jsonl times
-``--pretrain-threads``), plus the fine-tuning set's generation and the fine-tuning, measured
-(process CPU time; on the CPU the per-trajectory times too, so a busy machine does not inflate
-them). The solve count: cost / (solver s/traj at the model's L2RE − model s/traj), "never" where
-the model is not faster at equal error (``solve_count``).
+pre-training (``--pretrain-seconds``, or the sum over its run directories' metrics.jsonl, one per
+stage, times ``--pretrain-threads``), plus the fine-tuning set's generation and the fine-tuning,
+measured (process CPU time; on the CPU the per-trajectory times too, so a busy machine does not
+inflate them). The solve count: cost / (solver s/traj at the model's L2RE − model s/traj),
+"never" where the model is not faster at equal error (``solve_count``).
 
-    OMP_NUM_THREADS=1 python benchmarks/breakeven.py --pretrain-run runs/pretrain_cpu
+    OMP_NUM_THREADS=1 python benchmarks/breakeven.py \
+        --pretrain-run runs/pretrained-checkpoint runs/pretrained-checkpoint-2
     OMP_NUM_THREADS=1 python benchmarks/breakeven.py --checkpoint X --pretrain-seconds 7440
     python benchmarks/breakeven.py --quick --pretrain-seconds 7000 --corpus-data-seconds 900
 """
@@ -133,11 +134,11 @@ def pretraining_cpu_seconds(args: argparse.Namespace) -> tuple[float, str]:
     if args.pretrain_seconds is not None:
         return args.pretrain_seconds, "--pretrain-seconds"
     if args.pretrain_run is None:
-        raise SystemExit("breakeven: give --pretrain-seconds S or --pretrain-run RUN_DIR")
-    wall = training_seconds(args.pretrain_run)
-    return wall * args.pretrain_threads, (
-        f"{args.pretrain_run}/metrics.jsonl: {wall:.0f} s of training × {args.pretrain_threads} "
-        "threads"
+        raise SystemExit("breakeven: give --pretrain-seconds S or --pretrain-run RUN_DIR ...")
+    walls = {run: training_seconds(run) for run in args.pretrain_run}
+    each = " + ".join(f"{run}/metrics.jsonl: {w:.0f} s" for run, w in walls.items())
+    return sum(walls.values()) * args.pretrain_threads, (
+        f"{each} of training × {args.pretrain_threads} threads"
     )
 
 
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", help="the pre-training config (default: --pretrain-run's, else "
                    "the shipped model's)")  # fmt: skip
     p.add_argument("--pretrain-seconds", type=float, help="pre-training CPU-seconds")
-    p.add_argument("--pretrain-run", help="the pre-training's run directory (metrics.jsonl)")
+    p.add_argument("--pretrain-run", nargs="+", help="the pre-training's run directories "
+                   "(metrics.jsonl), one per stage")  # fmt: skip
     p.add_argument("--pretrain-threads", type=int, default=2,
                    help="the pre-training run's threads")  # fmt: skip
     p.add_argument("--grids", type=int, nargs="+", default=[64, 128, 256])
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         p.set_defaults(**QUICK)
         args = p.parse_args(argv)
     info = yaml.safe_load(DEMO_DATA.read_text())
-    run_config = Path(args.pretrain_run) / "config.yaml" if args.pretrain_run else None
+    run_config = Path(args.pretrain_run[-1]) / "config.yaml" if args.pretrain_run else None
     config = TrainConfig.from_yaml(args.config or run_config or DEMO_DATA.parent / info["config"])
     sources = [s for s in config.data.sources if isinstance(s, dict)]
     if len(sources) != len(config.data.sources):
