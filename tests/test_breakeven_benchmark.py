@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dpot_lab.configfile import read_yaml
 from dpot_lab.studies.breakeven import corpus_shares
 from dpot_lab.viz import DEMO_DATA
 
@@ -25,8 +26,7 @@ def test_quick_run_writes_the_solve_count_table(tmp_path):
                  "--out", str(out)])  # fmt: skip
     text = out.read_text()
     assert "- command: `python " in text and "--quick" in text
-    config = yaml.safe_load((DEMO_DATA.parent / yaml.safe_load(DEMO_DATA.read_text())["config"])
-                            .read_text())  # fmt: skip
+    config = read_yaml(DEMO_DATA.parent / yaml.safe_load(DEMO_DATA.read_text())["config"])
     share = corpus_shares(config["data"]["sources"], config["data"]["weights"])["ns2d"]
     made = re.search(r"cost of making: ([\d,]+) CPU-s = corpus share ([\d.]+) × \(900 data \+ "
                      r"7,000 pre-training\) \+ fine-tuning set ([\d,]+) .* \+ fine-tuning ([\d,]+)",
