@@ -22,7 +22,8 @@ inflate them). The solve count: cost / (solver s/traj at the model's L2RE − mo
 "never" where the model is not faster at equal error (``solve_count``).
 
     OMP_NUM_THREADS=1 python benchmarks/breakeven.py \
-        --pretrain-run runs/pretrained-checkpoint runs/pretrained-checkpoint-2
+        --pretrain-run runs/pretrained-checkpoint runs/pretrained-checkpoint-2 \
+        runs/pretrained-checkpoint-3
     OMP_NUM_THREADS=1 python benchmarks/breakeven.py --checkpoint X --pretrain-seconds 7440
     python benchmarks/breakeven.py --quick --pretrain-seconds 7000 --corpus-data-seconds 900
 """
