@@ -16,10 +16,11 @@ The cost of making the model, in CPU-seconds: the family's share of the pre-trai
 (the sampling weights of its sources over all weights, ``corpus_shares``) of the corpus's data
 generation (per-trajectory time of each source, measured, times its count) and of the
 pre-training (``--pretrain-seconds``, or the sum over its run directories' metrics.jsonl, one per
-stage, times ``--pretrain-threads``), plus the fine-tuning set's generation and the fine-tuning,
-measured (process CPU time; on the CPU the per-trajectory times too, so a busy machine does not
-inflate them). The solve count: cost / (solver s/traj at the model's L2RE − model s/traj),
-"never" where the model is not faster at equal error (``solve_count``).
+stage, times ``--pretrain-threads``, each stage shared by its own sampling weights), plus the
+fine-tuning set's generation and the fine-tuning, measured (process CPU time; on the CPU the
+per-trajectory times too, so a busy machine does not inflate them). The solve count: cost /
+(solver s/traj at the model's L2RE − model s/traj), "never" where the model is not faster at
+equal error (``solve_count``).
 
     OMP_NUM_THREADS=1 python benchmarks/breakeven.py \
         --pretrain-run runs/pretrained-checkpoint runs/pretrained-checkpoint-2 \
@@ -130,17 +131,42 @@ def fine_tune(checkpoint: str, spec: dict[str, Any], n: int, steps: int, lr: flo
     return trainer.model.eval(), data_seconds, time.process_time() - tic
 
 
-def pretraining_cpu_seconds(args: argparse.Namespace) -> tuple[float, str]:
-    """Pre-training CPU-seconds and where they come from."""
+def pretraining_charge(
+    args: argparse.Namespace, shares: dict[str, float]
+) -> tuple[float, dict[str, float], str]:
+    """Pre-training CPU-seconds, each family's share of them, and where they come from: ``shares``
+    (the corpus config's) for ``--pretrain-seconds``; with one run directory per stage, each
+    stage's seconds shared by its own config's sampling weights (a family's share: their mean
+    weighted by the stages' seconds)."""
     if args.pretrain_seconds is not None:
-        return args.pretrain_seconds, "--pretrain-seconds"
+        return args.pretrain_seconds, shares, "--pretrain-seconds"
     if args.pretrain_run is None:
         raise SystemExit("breakeven: give --pretrain-seconds S or --pretrain-run RUN_DIR ...")
-    walls = {run: training_seconds(run) for run in args.pretrain_run}
-    each = " + ".join(f"{run}/metrics.jsonl: {w:.0f} s" for run, w in walls.items())
-    return sum(walls.values()) * args.pretrain_threads, (
-        f"{each} of training × {args.pretrain_threads} threads"
+    threads = args.pretrain_threads
+    if len(threads) not in (1, len(args.pretrain_run)):
+        raise SystemExit(f"breakeven: --pretrain-threads: expected 1 or {len(args.pretrain_run)} "
+                         f"values (one per --pretrain-run), got {len(threads)}")  # fmt: skip
+    threads = threads * len(args.pretrain_run) if len(threads) == 1 else threads
+    stages = [
+        (training_seconds(run), n, generator_shares(TrainConfig.from_yaml(f"{run}/config.yaml")))
+        for run, n in zip(args.pretrain_run, threads, strict=True)
+    ]
+    total = sum(wall * n for wall, n, _ in stages)
+    families = {family for *_, shares in stages for family in shares}
+    shares = {f: sum(w * n * sh.get(f, 0.0) for w, n, sh in stages) / total for f in families}
+    each = " + ".join(
+        f"{run}/metrics.jsonl: {wall:.0f} s × {n} threads"
+        for run, (wall, n, _) in zip(args.pretrain_run, stages, strict=True)
     )
+    return total, shares, f"{each} of training; each stage shared by its own sampling weights"
+
+
+def generator_shares(config: TrainConfig) -> dict[str, float]:
+    """``corpus_shares`` of a config whose sources are all generator specs."""
+    sources = [s for s in config.data.sources if isinstance(s, dict)]
+    if len(sources) != len(config.data.sources):
+        raise SystemExit(f"{config._source}: data.sources: expected generator specs only")
+    return corpus_shares(sources, config.data.weights)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,8 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pretrain-seconds", type=float, help="pre-training CPU-seconds")
     p.add_argument("--pretrain-run", nargs="+", help="the pre-training's run directories "
                    "(metrics.jsonl), one per stage")  # fmt: skip
-    p.add_argument("--pretrain-threads", type=int, default=2,
-                   help="the pre-training run's threads")  # fmt: skip
+    p.add_argument("--pretrain-threads", type=int, nargs="+", default=[2],
+                   help="the pre-training's threads: one for all runs, or one per run")  # fmt: skip
     p.add_argument("--grids", type=int, nargs="+", default=[64, 128, 256])
     p.add_argument("--max-seconds", type=float, default=600.0,
                    help="skip a grid whose reference solve would take longer")  # fmt: skip
@@ -178,11 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     info = yaml.safe_load(DEMO_DATA.read_text())
     run_config = Path(args.pretrain_run[-1]) / "config.yaml" if args.pretrain_run else None
     config = TrainConfig.from_yaml(args.config or run_config or DEMO_DATA.parent / info["config"])
-    sources = [s for s in config.data.sources if isinstance(s, dict)]
-    if len(sources) != len(config.data.sources):
-        raise SystemExit(f"{config._source}: data.sources: expected generator specs only")
-    shares = corpus_shares(sources, config.data.weights)
-    pretrain, pretrain_from = pretraining_cpu_seconds(args)
+    pretrain, shares, pretrain_from = pretraining_charge(args, generator_shares(config))
+    sources = config.data.sources  # generator specs (checked by generator_shares)
     corpus_data, data_from = args.corpus_data_seconds, "--corpus-data-seconds"
     if corpus_data is None:
         per_source = [generation_seconds(s, args.gen_trajectories) for s in sources]
@@ -199,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
         f"- pre-training: {pretrain:.0f} CPU-s ({pretrain_from}); corpus data generation "
         f"{corpus_data:.0f} CPU-s ({data_from})",
         "- rule: a family is charged its share of the corpus (the sampling weights of its "
-        "sources over all weights) of both; plus its fine-tuning set's generation and the "
+        "sources over all weights; per stage, weighted by the stages' seconds) of both; plus its "
+        "fine-tuning set's generation and the "
         "fine-tuning, measured. Solves to pay back = cost / (solver s/traj at the model's L2RE "
         "− model s/traj); 'at most' where the model beats every solve (the solver's time at "
         "equal error is then a lower bound). Times per trajectory: "
