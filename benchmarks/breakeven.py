@@ -152,7 +152,7 @@ def pretraining_charge(
         for run, n in zip(args.pretrain_run, threads, strict=True)
     ]
     total = sum(wall * n for wall, n, _ in stages)
-    families = {family for *_, shares in stages for family in shares}
+    families = {family for *_, sh in stages for family in sh}
     shares = {f: sum(w * n * sh.get(f, 0.0) for w, n, sh in stages) / total for f in families}
     each = " + ".join(
         f"{run}/metrics.jsonl: {wall:.0f} s × {n} threads"
